@@ -1,0 +1,61 @@
+# Support Analytics: `make run` to try it, `make test` to test it. See README.md.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+DEMO_DATA ?= 1
+DEMO_CONVERSATIONS ?= 20000
+DEMO_DAYS ?= 90
+
+.PHONY: run test lint format db db-stop venv venv-dev clean help
+
+help:
+	@echo "make run      start the app with demo data on http://127.0.0.1:$(PORT)"
+	@echo "make test     run the test suite on PostgreSQL"
+	@echo "make db       start the private PostgreSQL cluster, print its DATABASE_URL"
+	@echo "make db-stop  stop it"
+	@echo "make lint     ruff check + format check"
+
+# Reinstall only when a requirements file changes.
+$(VENV)/.installed-runtime: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@ $(VENV)/.installed-runtime
+
+venv: $(VENV)/.installed-runtime
+venv-dev: $(VENV)/.installed-dev
+
+# Starts the private cluster unless DATABASE_URL points elsewhere; the URL is the last line.
+db: venv
+	@if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PY) -m supportanalytics.localdb start; fi
+
+db-stop:
+	@$(PY) -m supportanalytics.localdb stop
+
+run: db
+	$(PY) manage.py migrate --no-input
+	@if [ "$(DEMO_DATA)" != "0" ]; then \
+		$(PY) manage.py seed_demo --only-if-empty --conversations $(DEMO_CONVERSATIONS) --days $(DEMO_DAYS); fi
+	$(PY) manage.py ensure_staff_user
+	@echo "Dashboard and admin: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/"
+	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+test: venv-dev db
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: db-stop
+	rm -rf var $(VENV)
