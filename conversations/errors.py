@@ -1,0 +1,67 @@
+"""One shape for every API error, so a client can always find what was wrong.
+
+    {"detail": "<one sentence>", "errors": [{"index": 3, "field": "turns", "message": "..."}]}
+
+`errors` appears on validation failures (400) only; `index` only when the body was an array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.views import exception_handler
+
+
+def _flatten(detail: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    if isinstance(detail, dict):
+        return [pair for key, value in detail.items() for pair in _flatten(value, (*path, str(key)))]
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return [(path, str(item)) for item in detail]
+        return [pair for index, value in enumerate(detail) for pair in _flatten(value, (*path, str(index)))]
+    return [(path, str(detail))]
+
+
+def _field_name(path: tuple[str, ...]) -> str | None:
+    parts = [part for part in path if part != "non_field_errors"]
+    return ".".join(parts) or None
+
+
+def validation_errors(detail: Any, *, per_item: bool) -> list[dict[str, Any]]:
+    """DRF's nested error detail as a flat list; per_item: the top level is a list of items."""
+    errors = []
+    for path, message in _flatten(detail):
+        entry: dict[str, Any] = {}
+        if per_item and path and path[0].isdigit():
+            entry["index"] = int(path[0])
+            path = path[1:]
+        entry["field"] = _field_name(path)
+        entry["message"] = message
+        errors.append(entry)
+    return errors
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = []
+    if "index" in error:
+        where.append(f"item {error['index']}")
+    if error["field"]:
+        where.append(error["field"])
+    return f"{', '.join(where)}: {error['message']}" if where else error["message"]
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]):
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        # A many=True serializer reports {index: errors} for its bad items only.
+        per_item = isinstance(detail, dict) and bool(detail) and all(isinstance(key, int) for key in detail)
+        errors = validation_errors(detail, per_item=per_item)
+        summary = _describe(errors[0]) if len(errors) == 1 else f"{len(errors)} problems in the request."
+        response.data = {"detail": summary, "errors": errors}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"])}
+    return response

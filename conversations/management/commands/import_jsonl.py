@@ -1,0 +1,93 @@
+import json
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from tqdm import tqdm
+
+from conversations import services
+from conversations.errors import validation_errors
+from conversations.serializers import ConversationInputSerializer
+
+BATCH_SIZE = 1_000
+
+
+class Command(BaseCommand):
+    help = (
+        "Import the tutorial tracker's analytics.jsonl files. Idempotent by session_id (a re-import "
+        "replaces, never duplicates). Bad lines are reported with their line number and skipped; the "
+        "command then exits with status 1."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+        parser.add_argument("--no-progress", action="store_true", help="Do not show the progress bar.")
+
+    def handle(self, *args, paths: list[Path], no_progress: bool, **options):
+        for path in paths:
+            if not path.is_file():
+                raise CommandError(f"{path}: no such file")
+        totals = {"lines": 0, "created": 0, "updated": 0, "bad": 0, "blank": 0}
+        for path in paths:
+            self._import(path, totals, show_progress=not no_progress and sys.stderr.isatty())
+        stored = totals["created"] + totals["updated"]
+        self.stdout.write(
+            f"Imported {stored:,} conversations from {totals['lines']:,} lines "
+            f"in {len(paths)} file(s): {totals['created']:,} new, {totals['updated']:,} replaced, "
+            f"{totals['bad']:,} bad line(s) skipped."
+        )
+        if totals["bad"]:
+            sys.exit(1)
+
+    def _import(self, path: Path, totals: dict, *, show_progress: bool) -> None:
+        batch = []
+        received_at = timezone.now()
+        serializer = ConversationInputSerializer()
+        with (
+            path.open("rb") as file,
+            tqdm(
+                total=path.stat().st_size,
+                unit="B",
+                unit_scale=True,
+                desc=path.name,
+                disable=not show_progress,
+            ) as progress,
+        ):
+            for number, raw in enumerate(file, start=1):
+                progress.update(len(raw))
+                totals["lines"] += 1
+                if not raw.strip():
+                    totals["blank"] += 1
+                    continue
+                item, reason = self._parse(raw, serializer)
+                if reason:
+                    totals["bad"] += 1
+                    progress.write(f"{path}:{number}: {reason}", file=self.stderr._out)
+                    continue
+                batch.append(serializer.to_conversation_in(item, received_at=received_at))
+                if len(batch) >= BATCH_SIZE:
+                    self._flush(batch, totals)
+            self._flush(batch, totals)
+
+    @staticmethod
+    def _parse(raw: bytes, serializer: ConversationInputSerializer) -> tuple[dict | None, str | None]:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as error:
+            return None, f"not valid JSON ({error})"
+        if not isinstance(data, dict):
+            return None, "not a JSON object"
+        line_serializer = ConversationInputSerializer(data=data)
+        if not line_serializer.is_valid():
+            errors = validation_errors(line_serializer.errors, per_item=False)
+            return None, "; ".join(f"{e['field'] or 'line'}: {e['message']}" for e in errors)
+        return line_serializer.validated_data, None
+
+    @staticmethod
+    def _flush(batch: list, totals: dict) -> None:
+        if batch:
+            result = services.conversations_ingest(items=batch)
+            totals["created"] += result.created
+            totals["updated"] += result.updated
+            batch.clear()

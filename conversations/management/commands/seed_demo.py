@@ -1,0 +1,122 @@
+import math
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from conversations import services
+from conversations.models import Conversation
+from conversations.services import ConversationIn
+
+# (topic, weight in the mix, how often the bot resolves it alone)
+TOPICS = [
+    ("order status", 18, 0.88),
+    ("password reset", 12, 0.92),
+    ("billing", 14, 0.66),
+    ("refund request", 10, 0.41),
+    ("shipping delay", 9, 0.58),
+    ("returns", 8, 0.63),
+    ("account access", 7, 0.71),
+    ("subscription change", 6, 0.69),
+    ("payment failed", 5, 0.47),
+    ("product availability", 5, 0.83),
+    ("discount code", 4, 0.79),
+    ("warranty claim", 3, 0.29),
+    ("technical issue", 3, 0.36),
+    ("invoice copy", 2, 0.9),
+    ("data deletion", 1, 0.22),
+]
+CHANNELS = [("web", 60), ("email", 18), ("mobile", 16), ("sms", 6)]
+# Newer bot versions resolve a little more; they roll out over the period.
+BOT_VERSIONS = [("2.3.0", -0.04), ("2.4.0", 0.0), ("2.5.0", 0.05)]
+# Ratings 1..5: happy when the bot resolved it, mixed when a human had to take over.
+CSAT_WEIGHTS = {True: [3, 4, 10, 33, 50], False: [14, 18, 28, 24, 16]}
+CSAT_RESPONSE_RATE = 0.3
+BATCH_SIZE = 1_000
+
+
+def _hour_weight(hour: int) -> float:
+    """Busier in the (UTC) working day, quiet at night."""
+    return 0.25 + math.exp(-((hour - 14) ** 2) / 18)
+
+
+class Command(BaseCommand):
+    help = "Load realistic synthetic conversations (topic mix, per-topic resolution, sparse CSAT)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--conversations", type=int, default=5_000)
+        parser.add_argument("--days", type=int, default=30)
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=1,
+            help="Same seed, same data: re-running replaces it.",
+        )
+
+    def handle(self, *args, conversations: int, days: int, seed: int, only_if_empty: bool, **options):
+        if conversations < 0 or days < 1:
+            raise CommandError("--conversations must be >= 0 and --days >= 1")
+        if only_if_empty and Conversation.objects.exists():
+            self.stdout.write("Conversations already stored: no demo data loaded.")
+            return
+        rng = random.Random(seed)
+        now = timezone.now()
+        hours = list(range(days * 24))
+        weights = [_hour_weight((now - timedelta(hours=hour)).hour) for hour in hours]
+        created = updated = 0
+        batch: list[ConversationIn] = []
+        for index in range(conversations):
+            batch.append(
+                self._conversation(
+                    rng,
+                    now=now,
+                    days=days,
+                    hours=hours,
+                    weights=weights,
+                    index=index,
+                    seed=seed,
+                )
+            )
+            if len(batch) == BATCH_SIZE or index == conversations - 1:
+                result = services.conversations_ingest(items=batch)
+                created, updated = created + result.created, updated + result.updated
+                batch = []
+        self.stdout.write(
+            f"Demo data: {created:,} conversations created, {updated:,} replaced, over {days} days."
+        )
+
+    @staticmethod
+    def _conversation(rng, *, now, days, hours, weights, index, seed) -> ConversationIn:
+        hours_ago = rng.choices(hours, weights)[0]
+        timestamp = now - timedelta(hours=hours_ago, seconds=rng.uniform(0, 3600))
+        age = hours_ago / (days * 24)  # 0 = now, 1 = oldest
+        version, version_bonus = BOT_VERSIONS[0 if age > 0.66 else 1 if age > 0.33 else 2]
+        names = [name for name, _, _ in TOPICS]
+        topic_weights = [weight for _, weight, _ in TOPICS]
+        topics = set(rng.choices(names, topic_weights, k=rng.choice([1, 1, 1, 2, 2, 3])))
+        rate = min({n: r for n, _, r in TOPICS}[name] for name in topics) + version_bonus
+        resolved = rng.random() < rate
+        turns = rng.randint(2, 8) if resolved else rng.randint(4, 16)
+        csat = (
+            rng.choices([1, 2, 3, 4, 5], CSAT_WEIGHTS[resolved])[0]
+            if rng.random() < CSAT_RESPONSE_RATE
+            else None
+        )
+        responses = max(1, turns // 2)
+        reports_cost = rng.random() < 0.6
+        return ConversationIn(
+            session_id=f"demo-{seed}-{index:08d}",
+            timestamp=timestamp,
+            turns=turns,
+            resolved_by_ai=resolved,
+            topics=tuple(sorted(topics)),
+            avg_response_ms=round(rng.lognormvariate(math.log(900), 0.45), 1),
+            response_count=responses,
+            channel=rng.choices([c for c, _ in CHANNELS], [w for _, w in CHANNELS])[0],
+            bot_version=version,
+            ai_cost=Decimal(str(round(rng.uniform(0.01, 0.12), 4))) if reports_cost else None,
+            csat=csat,
+            csat_given=True,
+        )

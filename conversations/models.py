@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+from rest_framework_api_key.models import AbstractAPIKey
+
+CSAT_SCORES = (1, 2, 3, 4, 5)
+MAX_TURNS = 10_000
+MAX_TOPICS = 20
+TOPIC_MAX_LENGTH = 100
+SESSION_ID_MAX_LENGTH = 255
+LABEL_MAX_LENGTH = 64
+
+
+class Topic(models.Model):
+    """A question topic, stored once under its normalized name (see `normalize_topic`)."""
+
+    name = models.CharField(max_length=TOPIC_MAX_LENGTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # The btree behind this constraint also serves lookups by name (topic filter).
+            models.UniqueConstraint(fields=["name"], name="topic_name_unique"),
+            models.CheckConstraint(condition=~Q(name=""), name="topic_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConversationQuerySet(models.QuerySet):
+    def in_window(
+        self, start: datetime, end: datetime, *, include_start: bool = True
+    ) -> ConversationQuerySet:
+        """Conversations that ended in [start, end), or (start, end) with include_start=False.
+
+        The tutorial's `?hours=N` keeps entries strictly newer than the cutoff, so that
+        window excludes its start.
+        """
+        lower = "timestamp__gte" if include_start else "timestamp__gt"
+        return self.filter(**{lower: start, "timestamp__lt": end})
+
+    def for_channel(self, channel: str | None) -> ConversationQuerySet:
+        return self if channel is None else self.filter(channel=channel)
+
+    def for_bot_version(self, bot_version: str | None) -> ConversationQuerySet:
+        return self if bot_version is None else self.filter(bot_version=bot_version)
+
+    def with_topic(self, topic: str | None) -> ConversationQuerySet:
+        if topic is None:
+            return self
+        return self.filter(
+            models.Exists(
+                ConversationTopic.objects.filter(conversation=models.OuterRef("pk"), topic__name=topic)
+            )
+        )
+
+
+class Conversation(models.Model):
+    """One finished conversation between a customer and the support bot."""
+
+    session_id = models.CharField(max_length=SESSION_ID_MAX_LENGTH)
+    timestamp = models.DateTimeField(help_text="When the conversation ended (UTC).")
+    turns = models.IntegerField()
+    resolved_by_ai = models.BooleanField(
+        help_text="True when the bot resolved it without a human taking over."
+    )
+    avg_response_ms = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Mean bot response time in this conversation, in milliseconds.",
+    )
+    response_count = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="How many responses avg_response_ms averages (empty when not reported).",
+    )
+    csat = models.SmallIntegerField(
+        null=True, blank=True, help_text="Customer satisfaction, 1 (worst) to 5 (best)."
+    )
+    channel = models.CharField(max_length=LABEL_MAX_LENGTH, blank=True, default="")
+    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, blank=True, default="")
+    ai_cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="What the bot itself cost for this conversation; empty means the default AI cost applies.",
+    )
+    topics = models.ManyToManyField(
+        Topic, through="ConversationTopic", related_name="conversations", blank=True
+    )
+    received_at = models.DateTimeField(help_text="When this version of the conversation was received.")
+
+    objects = ConversationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-timestamp"]
+        constraints = [
+            # The idempotency key. Its btree also serves lookups by session id (admin search
+            # by exact id, the CSAT endpoint, upserts' ON CONFLICT).
+            models.UniqueConstraint(fields=["session_id"], name="conversation_session_id_unique"),
+            models.CheckConstraint(condition=~Q(session_id=""), name="conversation_session_id_not_empty"),
+            models.CheckConstraint(
+                condition=Q(turns__gte=0, turns__lte=MAX_TURNS),
+                name="conversation_turns_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(csat__isnull=True) | Q(csat__gte=1, csat__lte=5),
+                name="conversation_csat_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(avg_response_ms__isnull=True) | Q(avg_response_ms__gte=0),
+                name="conversation_avg_response_ms_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(response_count__isnull=True) | Q(response_count__gte=0),
+                name="conversation_response_count_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(ai_cost__isnull=True) | Q(ai_cost__gte=0),
+                name="conversation_ai_cost_non_negative",
+            ),
+        ]
+        indexes = [
+            # Uses index: every analytics window (`in_window`) and the admin's default
+            # newest-first ordering.
+            models.Index(fields=["timestamp"], name="conversation_timestamp_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.session_id
+
+
+class ConversationTopic(models.Model):
+    # No index of its own: the unique constraint below leads with conversation_id.
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, db_index=False)
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE)
+
+    class Meta:
+        constraints = [
+            # Leads with conversation_id: serves "the topics of these conversations" and the
+            # delete of a replaced conversation's links.
+            models.UniqueConstraint(fields=["conversation", "topic"], name="conversation_topic_unique"),
+        ]
+        # Django adds an index on topic_id for the foreign key: it serves the topic filter
+        # and the admin's topic list counts.
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}:{self.topic_id}"
+
+
+class CostSettings(models.Model):
+    """The cost assumptions behind "money saved"; one row, edited by staff in the admin."""
+
+    SINGLETON_ID = 1
+
+    human_cost_per_conversation = models.DecimalField(
+        max_digits=10,
+        decimal_places=2,
+        default=Decimal("5.00"),
+        help_text="What one conversation costs when a human handles it.",
+    )
+    ai_cost_per_conversation = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("0.05"),
+        help_text="What the bot costs per conversation when the bot does not report its own cost (ai_cost).",
+    )
+    currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217 code, e.g. USD, EUR.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "cost settings"
+        verbose_name_plural = "cost settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="cost_settings_singleton"),
+            models.CheckConstraint(
+                condition=Q(human_cost_per_conversation__gte=0, ai_cost_per_conversation__gte=0),
+                name="cost_settings_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Cost settings"
+
+    @classmethod
+    def load(cls) -> CostSettings:
+        settings, _ = cls.objects.get_or_create(id=cls.SINGLETON_ID)
+        return settings
+
+
+class ApiKey(AbstractAPIKey):
+    """A hashed, revocable key for the bot (ingest) or a reporting client (read)."""
+
+    class Scope(models.TextChoices):
+        INGEST = "ingest", "Ingest conversations"
+        READ = "read", "Read analytics"
+        ALL = "all", "Ingest and read"
+
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.INGEST)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    def allows(self, scope: str) -> bool:
+        return self.scope in (scope, self.Scope.ALL)
+
+
+def normalize_topic(raw: str) -> str:
+    """Trim, collapse inner whitespace, lowercase: " Billing  Issues" -> "billing issues".
+
+    Every topic name is stored this way, and every topic filter is normalized the same
+    way before it is compared.
+    """
+    return " ".join(raw.split()).lower()

@@ -1,0 +1,188 @@
+"""Reads. Every number in the analytics API (and the dashboard) comes from one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db.models import Count, F, QuerySet
+from django.db.models.functions import TruncDay, TruncHour, TruncWeek
+
+from conversations.metrics import CostBreakdown, Totals, aggregates, percent
+from conversations.models import Conversation, ConversationTopic, CostSettings
+
+TOP_TOPICS_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class Period:
+    """A window of conversation end times: [start, end), or (start, end) when not include_start."""
+
+    start: datetime
+    end: datetime
+    include_start: bool = True
+
+
+@dataclass(frozen=True)
+class Filters:
+    channel: str | None = None
+    topic: str | None = None  # normalized
+    bot_version: str | None = None
+
+
+class Granularity:
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    CHOICES = (HOUR, DAY, WEEK)
+
+
+@dataclass(frozen=True)
+class Summary:
+    period: Period
+    filters: Filters
+    totals: Totals
+    cost: CostBreakdown
+    top_topics: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class TopicStats:
+    topic: str
+    totals: Totals
+    share: Decimal | None  # 100 × this topic's conversations / all conversations in the window
+    escalation_cost: Decimal
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: datetime
+    totals: Totals
+    cost: CostBreakdown
+
+
+def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversation]:
+    return (
+        Conversation.objects.in_window(period.start, period.end, include_start=period.include_start)
+        .for_channel(filters.channel)
+        .for_bot_version(filters.bot_version)
+        .with_topic(filters.topic)
+    )
+
+
+def top_topics(*, period: Period, filters: Filters, limit: int = TOP_TOPICS_LIMIT) -> list[tuple[str, int]]:
+    """Up to `limit` (topic, conversations) pairs, most conversations first, ties by name."""
+    rows = (
+        ConversationTopic.objects.filter(conversation__in=conversations_in(period=period, filters=filters))
+        .values("topic__name")
+        .annotate(conversations=Count("conversation_id"))
+        .order_by("-conversations", "topic__name")[:limit]
+    )
+    return [(row["topic__name"], row["conversations"]) for row in rows]
+
+
+def summary(*, period: Period, filters: Filters) -> Summary:
+    """The whole window at once: the tutorial's summary keys and everything added to them."""
+    cost_settings = CostSettings.load()
+    row = conversations_in(period=period, filters=filters).aggregate(
+        **aggregates(default_ai_cost=cost_settings.ai_cost_per_conversation)
+    )
+    totals = Totals.from_row(row)
+    return Summary(
+        period=period,
+        filters=filters,
+        totals=totals,
+        cost=totals.cost(cost_settings),
+        top_topics=top_topics(period=period, filters=filters) if totals.conversations else [],
+    )
+
+
+def topic_breakdown(*, period: Period, filters: Filters) -> list[TopicStats]:
+    """Every topic with conversations in the window, most conversations first, ties by name."""
+    cost_settings = CostSettings.load()
+    conversations = conversations_in(period=period, filters=filters)
+    total = conversations.count()
+    if total == 0:
+        return []
+    rows = (
+        ConversationTopic.objects.filter(conversation__in=conversations)
+        .values(topic_name=F("topic__name"))
+        .annotate(
+            **aggregates(
+                default_ai_cost=cost_settings.ai_cost_per_conversation,
+                prefix="conversation__",
+            )
+        )
+        .order_by("-conversations", "topic_name")
+    )
+    result = []
+    for row in rows:
+        totals = Totals.from_row(row)
+        result.append(
+            TopicStats(
+                topic=row["topic_name"],
+                totals=totals,
+                share=percent(totals.conversations, total),
+                escalation_cost=totals.escalation_cost(cost_settings),
+            )
+        )
+    return result
+
+
+_TRUNC = {
+    Granularity.HOUR: TruncHour,
+    Granularity.DAY: TruncDay,
+    Granularity.WEEK: TruncWeek,
+}
+
+
+def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneInfo) -> list[datetime]:
+    """The start of every bucket that overlaps [start, end), in `tz`, empty ones included.
+
+    Days and weeks are calendar days in `tz` (23 or 25 hours long on DST changes), so
+    buckets step in local wall-clock time and are normalized after each step.
+    (Zulip's analytics/lib/time_utils.py::time_range does the same.)
+    """
+    if granularity == Granularity.HOUR:
+        # Hours are UTC hours (shown in `tz`): exact across DST changes, where a local
+        # hour repeats or goes missing. Same as the SQL side (TruncHour in UTC).
+        current = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        buckets = []
+        while current < end:
+            buckets.append(current.astimezone(tz))
+            current += timedelta(hours=1)
+        return buckets
+    local = start.astimezone(tz)
+    first = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if granularity == Granularity.WEEK:
+        first -= timedelta(days=first.weekday())  # Monday, as PostgreSQL's date_trunc('week')
+    step = timedelta(days=7 if granularity == Granularity.WEEK else 1)
+    buckets, day = [], first.replace(tzinfo=None)
+    while True:
+        bucket = day.replace(tzinfo=tz)
+        if bucket >= end:
+            return buckets
+        buckets.append(bucket)
+        day += step
+
+
+def timeseries(*, period: Period, filters: Filters, granularity: str, tz: ZoneInfo) -> list[Bucket]:
+    """Per-bucket totals over the window, one entry for every bucket, empty ones as zeros."""
+    cost_settings = CostSettings.load()
+    rows = (
+        conversations_in(period=period, filters=filters)
+        .annotate(
+            bucket=_TRUNC[granularity]("timestamp", tzinfo=UTC if granularity == Granularity.HOUR else tz)
+        )
+        .values("bucket")
+        .annotate(**aggregates(default_ai_cost=cost_settings.ai_cost_per_conversation))
+        .order_by("bucket")
+    )
+    by_start = {row["bucket"]: Totals.from_row(row) for row in rows}
+    buckets = []
+    for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
+        totals = by_start.get(bucket_start, Totals())
+        buckets.append(Bucket(start=bucket_start, totals=totals, cost=totals.cost(cost_settings)))
+    return buckets

@@ -1,0 +1,23 @@
+from django.urls import path, re_path
+
+from conversations import apis
+
+app_name = "conversations"
+
+urlpatterns = [
+    path("conversations/", apis.ConversationIngestApi.as_view(), name="ingest"),
+    # Session ids are the bot's own strings and may contain "/": match up to "/csat/".
+    re_path(
+        r"^conversations/(?P<session_id>.+)/csat/?$",
+        apis.ConversationCsatApi.as_view(),
+        name="csat",
+    ),
+    # The tutorial's path has no trailing slash; both spellings answer, no redirect.
+    re_path(r"^analytics/?$", apis.AnalyticsSummaryApi.as_view(), name="analytics-summary"),
+    path("analytics/topics/", apis.AnalyticsTopicsApi.as_view(), name="analytics-topics"),
+    path(
+        "analytics/timeseries/",
+        apis.AnalyticsTimeseriesApi.as_view(),
+        name="analytics-timeseries",
+    ),
+]
