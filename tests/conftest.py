@@ -1,0 +1,57 @@
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+from rest_framework.test import APIClient
+
+from conversations.models import ApiKey
+
+# A fixed "now" for every test that needs a clock (never random dates near a window edge).
+T0 = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen_now():
+    """Freeze time at T0 (the clock does not tick)."""
+    with time_machine.travel(T0, tick=False):
+        yield T0
+
+
+def _client_with_key(scope: str) -> APIClient:
+    _, key = ApiKey.objects.create_key(name=f"test-{scope}", scope=scope)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.raw_key = key
+    return client
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def ingest_client(db) -> APIClient:
+    return _client_with_key(ApiKey.Scope.INGEST)
+
+
+@pytest.fixture
+def read_client(db) -> APIClient:
+    return _client_with_key(ApiKey.Scope.READ)
+
+
+@pytest.fixture
+def all_client(db) -> APIClient:
+    return _client_with_key(ApiKey.Scope.ALL)
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(username="lead", password="pw-lead-123", is_staff=True)
+
+
+@pytest.fixture
+def staff_client(staff_user) -> APIClient:
+    client = APIClient()
+    client.force_login(staff_user)
+    return client
