@@ -124,6 +124,10 @@ DATABASES = {
     )
 }
 
+if os.environ.get("DJANGO_TEST_DATABASE_NAME"):
+    # Lets two test runs share one cluster without dropping each other's test database.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["DJANGO_TEST_DATABASE_NAME"]}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
