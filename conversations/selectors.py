@@ -145,6 +145,8 @@ def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneI
     buckets step in local wall-clock time and are normalized after each step.
     (Zulip's analytics/lib/time_utils.py::time_range does the same.)
     """
+    if start >= end:
+        return []
     if granularity == Granularity.HOUR:
         # Hours are UTC hours (shown in `tz`): exact across DST changes, where a local
         # hour repeats or goes missing. Same as the SQL side (TruncHour in UTC).

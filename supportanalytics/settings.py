@@ -159,6 +159,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = LOCAL_MODE
+if LOCAL_MODE:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns when it is missing
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -19,6 +19,7 @@ class ConversationFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = Conversation
+        skip_postgeneration_save = True
 
     session_id = factory.Sequence(lambda n: f"session-{n:06d}")
     timestamp = factory.LazyFunction(lambda: T0 - timedelta(hours=1))
