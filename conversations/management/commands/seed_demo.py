@@ -54,6 +54,11 @@ class Command(BaseCommand):
             default=1,
             help="Same seed, same data: re-running replaces it.",
         )
+        parser.add_argument(
+            "--only-if-empty",
+            action="store_true",
+            help="Do nothing when conversations are already stored (used by make run).",
+        )
 
     def handle(self, *args, conversations: int, days: int, seed: int, only_if_empty: bool, **options):
         if conversations < 0 or days < 1:

@@ -1,0 +1,281 @@
+"""`manage.py import_jsonl PATH...`: the tutorial tracker's analytics.jsonl files."""
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from conversations.management.commands import import_jsonl
+from conversations.models import Conversation, ConversationTopic
+from tests.conftest import T0
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
+
+
+def tracker_line(session_id: str, **overrides) -> str:
+    """One line as the tutorial's tracker writes it: `json.dumps(entry)`, keys in its order."""
+    entry = {
+        "timestamp": "2026-03-14T11:00:00.123456",  # datetime.utcnow().isoformat(): naive, UTC
+        "session_id": session_id,
+        "turns": 4,
+        "resolved_by_ai": True,
+        "topics": ["billing"],
+        "avg_response_ms": 850.5,
+        "csat": None,
+    }
+    entry.update(overrides)
+    return json.dumps(entry)
+
+
+def write_jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+@dataclass(frozen=True)
+class ImportRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_import(*paths: Path) -> ImportRun:
+    """Run the command as `manage.py import_jsonl PATH...` would; a bad line ends in sys.exit(1)."""
+    stdout, stderr = StringIO(), StringIO()
+    try:
+        call_command("import_jsonl", *map(str, paths), stdout=stdout, stderr=stderr)
+    except SystemExit as exit_:
+        return ImportRun(exit_code=exit_.code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+    return ImportRun(exit_code=0, stdout=stdout.getvalue(), stderr=stderr.getvalue())
+
+
+def stored(session_id: str) -> dict:
+    conversation = Conversation.objects.get(session_id=session_id)
+    return {
+        "timestamp": conversation.timestamp,
+        "turns": conversation.turns,
+        "resolved_by_ai": conversation.resolved_by_ai,
+        "topics": sorted(topic.name for topic in conversation.topics.all()),
+        "avg_response_ms": conversation.avg_response_ms,
+        "response_count": conversation.response_count,
+        "csat": conversation.csat,
+        "channel": conversation.channel,
+        "bot_version": conversation.bot_version,
+        "ai_cost": conversation.ai_cost,
+        "received_at": conversation.received_at,
+    }
+
+
+def summary(*, lines: int, files: int = 1, new: int, replaced: int = 0, bad: int = 0) -> str:
+    stored_count = new + replaced
+    return (
+        f"Imported {stored_count} conversations from {lines} lines in {files} file(s): "
+        f"{new} new, {replaced} replaced, {bad} bad line(s) skipped.\n"
+    )
+
+
+def test_tracker_lines_are_stored_with_their_values(tmp_path):
+    path = write_jsonl(
+        tmp_path / "analytics.jsonl",
+        [
+            tracker_line(
+                "abc-1",
+                timestamp="2026-03-14T11:00:00.123456",
+                turns=6,
+                resolved_by_ai=False,
+                topics=[" Billing  Issues", "REFUND", "refund "],
+                avg_response_ms=1234.5,
+                csat=2,
+            ),
+            tracker_line(
+                "abc-2",
+                timestamp="2026-03-13T23:59:59",
+                turns=0,
+                resolved_by_ai=True,
+                topics=[],
+                avg_response_ms=900,
+                csat=None,
+            ),
+        ],
+    )
+
+    run = run_import(path)
+
+    assert run == ImportRun(exit_code=0, stdout=summary(lines=2, new=2), stderr="")
+    assert stored("abc-1") == {
+        "timestamp": datetime(2026, 3, 14, 11, 0, 0, 123456, tzinfo=UTC),
+        "turns": 6,
+        "resolved_by_ai": False,
+        "topics": ["billing issues", "refund"],
+        "avg_response_ms": 1234.5,
+        "response_count": None,
+        "csat": 2,
+        "channel": "",
+        "bot_version": "",
+        "ai_cost": None,
+        "received_at": T0,
+    }
+    assert stored("abc-2") == {
+        "timestamp": datetime(2026, 3, 13, 23, 59, 59, tzinfo=UTC),
+        "turns": 0,
+        "resolved_by_ai": True,
+        "topics": [],
+        "avg_response_ms": 900.0,
+        "response_count": None,
+        "csat": None,
+        "channel": "",
+        "bot_version": "",
+        "ai_cost": None,
+        "received_at": T0,
+    }
+
+
+def test_reimporting_the_same_file_replaces_and_never_duplicates(tmp_path):
+    path = write_jsonl(
+        tmp_path / "analytics.jsonl",
+        [
+            tracker_line("abc-1", topics=["billing", "refund"], csat=5),
+            tracker_line("abc-2", topics=["shipping"]),
+        ],
+    )
+    run_import(path)
+    before = {session_id: stored(session_id) for session_id in ("abc-1", "abc-2")}
+
+    run = run_import(path)
+
+    assert run == ImportRun(exit_code=0, stdout=summary(lines=2, new=0, replaced=2), stderr="")
+    assert Conversation.objects.count() == 2
+    assert ConversationTopic.objects.count() == 3
+    assert {session_id: stored(session_id) for session_id in ("abc-1", "abc-2")} == before
+
+
+def test_a_changed_line_replaces_the_stored_conversation(tmp_path):
+    run_import(write_jsonl(tmp_path / "first.jsonl", [tracker_line("abc-1", turns=3, topics=["billing"])]))
+
+    run_import(write_jsonl(tmp_path / "second.jsonl", [tracker_line("abc-1", turns=7, topics=["refund"])]))
+
+    assert Conversation.objects.count() == 1
+    assert (stored("abc-1")["turns"], stored("abc-1")["topics"]) == (7, ["refund"])
+
+
+def test_bad_lines_are_reported_skipped_and_make_the_command_fail(tmp_path):
+    path = write_jsonl(
+        tmp_path / "analytics.jsonl",
+        [
+            tracker_line("good-1"),
+            '{"session_id": "broken", "turns": 4',
+            "[1, 2, 3]",
+            tracker_line("bad-turns", turns=-1),
+            tracker_line("bad-resolved", resolved_by_ai="yes"),
+            tracker_line("good-2"),
+        ],
+    )
+
+    run = run_import(path)
+
+    assert run.exit_code == 1
+    errors = run.stderr.splitlines()
+    assert len(errors) == 4
+    # The rest of this message is the json module's wording.
+    assert errors[0].startswith(f"{path}:2: not valid JSON (")
+    assert errors[1:] == [
+        f"{path}:3: not a JSON object",
+        f"{path}:4: turns: Ensure this value is greater than or equal to 0.",
+        f"{path}:5: resolved_by_ai: Must be a JSON boolean (true or false).",
+    ]
+    assert run.stdout == summary(lines=6, new=2, bad=4)
+    assert set(Conversation.objects.values_list("session_id", flat=True)) == {"good-1", "good-2"}
+
+
+def test_timestamps_more_than_five_minutes_ahead_are_rejected(tmp_path):
+    at_tolerance = (T0 + timedelta(minutes=5)).replace(tzinfo=None).isoformat()
+    past_tolerance = (T0 + timedelta(minutes=5, microseconds=1)).replace(tzinfo=None).isoformat()
+    path = write_jsonl(
+        tmp_path / "analytics.jsonl",
+        [
+            tracker_line("at-tolerance", timestamp=at_tolerance),
+            tracker_line("past-tolerance", timestamp=past_tolerance),
+        ],
+    )
+
+    run = run_import(path)
+
+    assert run == ImportRun(
+        exit_code=1,
+        stdout=summary(lines=2, new=1, bad=1),
+        stderr=f"{path}:2: timestamp: May not be more than 5 minutes in the future.\n",
+    )
+    assert list(Conversation.objects.values_list("session_id", "timestamp")) == [
+        ("at-tolerance", T0 + timedelta(minutes=5))
+    ]
+
+
+def test_blank_lines_are_skipped_without_error(tmp_path):
+    path = tmp_path / "analytics.jsonl"
+    path.write_text(f"\n{tracker_line('abc-1')}\n   \n\t\n{tracker_line('abc-2')}\n\n")
+
+    run = run_import(path)
+
+    # Blank lines count as lines read, not as bad lines.
+    assert run == ImportRun(exit_code=0, stdout=summary(lines=6, new=2), stderr="")
+    assert Conversation.objects.count() == 2
+
+
+def test_several_files_in_one_call_the_later_file_wins(tmp_path):
+    first = write_jsonl(tmp_path / "monday.jsonl", [tracker_line("abc-1"), tracker_line("shared", turns=2)])
+    second = write_jsonl(tmp_path / "tuesday.jsonl", [tracker_line("abc-2"), tracker_line("shared", turns=9)])
+
+    run = run_import(first, second)
+
+    assert run == ImportRun(exit_code=0, stdout=summary(lines=4, files=2, new=3, replaced=1), stderr="")
+    assert dict(Conversation.objects.values_list("session_id", "turns")) == {
+        "abc-1": 4,
+        "abc-2": 4,
+        "shared": 9,
+    }
+
+
+def test_a_bad_line_in_the_second_file_names_that_file(tmp_path):
+    first = write_jsonl(tmp_path / "monday.jsonl", [tracker_line("abc-1")])
+    second = write_jsonl(tmp_path / "tuesday.jsonl", [tracker_line("abc-2"), "[]"])
+
+    run = run_import(first, second)
+
+    assert run == ImportRun(
+        exit_code=1,
+        stdout=summary(lines=3, files=2, new=2, bad=1),
+        stderr=f"{second}:2: not a JSON object\n",
+    )
+    assert Conversation.objects.count() == 2
+
+
+def test_a_missing_file_is_an_error_and_nothing_is_imported(tmp_path):
+    present = write_jsonl(tmp_path / "analytics.jsonl", [tracker_line("abc-1")])
+    missing = tmp_path / "missing.jsonl"
+
+    with pytest.raises(CommandError, match=f"^{re.escape(str(missing))}: no such file$"):
+        run_import(present, missing)
+
+    assert Conversation.objects.count() == 0
+
+
+def test_files_larger_than_one_batch_are_stored_completely(tmp_path, monkeypatch):
+    monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 2)
+    # "abc-1" comes back in the last batch: the later line replaces the earlier one.
+    lines = [tracker_line(f"abc-{number}", turns=number) for number in range(1, 5)]
+    path = write_jsonl(tmp_path / "analytics.jsonl", [*lines, tracker_line("abc-1", turns=10)])
+
+    run = run_import(path)
+
+    assert run == ImportRun(exit_code=0, stdout=summary(lines=5, new=4, replaced=1), stderr="")
+    assert dict(Conversation.objects.values_list("session_id", "turns")) == {
+        "abc-1": 10,
+        "abc-2": 2,
+        "abc-3": 3,
+        "abc-4": 4,
+    }
