@@ -75,7 +75,7 @@ def _service_user_can_reach(path: Path) -> bool:
 def data_dir() -> Path:
     """The cluster's folder; its unix socket sits inside it."""
     in_checkout = BASE_DIR / "var" / "postgres"
-    socket_fits = len(str(in_checkout / SOCKET_NAME).encode()) < MAX_SOCKET_PATH
+    socket_fits = len(str(in_checkout / SOCKET_NAME).encode()) <= MAX_SOCKET_PATH
     if socket_fits and _service_user_can_reach(BASE_DIR):
         return in_checkout
     digest = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:12]

@@ -55,15 +55,14 @@ def test_data_dir_falls_back_to_the_temp_folder_when_the_socket_path_is_too_long
     directory = localdb.data_dir()
 
     assert fallback_pattern_holds(directory), directory
-    assert len(str(directory / localdb.SOCKET_NAME).encode()) < localdb.MAX_SOCKET_PATH
+    assert len(str(directory / localdb.SOCKET_NAME).encode()) <= localdb.MAX_SOCKET_PATH
 
 
 @pytest.mark.parametrize(
     ("checkout_length", "in_checkout"),
     [
-        # A socket path of 106 bytes still fits; 108 bytes (107 + NUL would overflow
-        # sun_path's 108 bytes) never does.
-        (localdb.MAX_SOCKET_PATH - 1 - SOCKET_SUFFIX_LENGTH, True),
+        # sun_path holds 108 bytes with the terminating NUL: 107 fits, 108 does not.
+        (localdb.MAX_SOCKET_PATH - SOCKET_SUFFIX_LENGTH, True),
         (localdb.MAX_SOCKET_PATH + 1 - SOCKET_SUFFIX_LENGTH, False),
     ],
 )
