@@ -50,6 +50,7 @@ class Summary:
 
 @dataclass(frozen=True)
 class TopicStats:
+    topic_id: int
     topic: str
     totals: Totals
     share: Decimal | None  # 100 × this topic's conversations / all conversations in the window
@@ -83,9 +84,15 @@ def top_topics(*, period: Period, filters: Filters, limit: int = TOP_TOPICS_LIMI
     return [(row["topic__name"], row["conversations"]) for row in rows]
 
 
-def summary(*, period: Period, filters: Filters) -> Summary:
+def summary(
+    *,
+    period: Period,
+    filters: Filters,
+    cost_settings: CostSettings | None = None,
+    with_top_topics: bool = True,
+) -> Summary:
     """The whole window at once: the tutorial's summary keys and everything added to them."""
-    cost_settings = CostSettings.load()
+    cost_settings = cost_settings or CostSettings.load()
     row = conversations_in(period=period, filters=filters).aggregate(
         **aggregates(default_ai_cost=cost_settings.ai_cost_per_conversation)
     )
@@ -95,20 +102,33 @@ def summary(*, period: Period, filters: Filters) -> Summary:
         filters=filters,
         totals=totals,
         cost=totals.cost(cost_settings),
-        top_topics=top_topics(period=period, filters=filters) if totals.conversations else [],
+        top_topics=top_topics(period=period, filters=filters)
+        if with_top_topics and totals.conversations
+        else [],
     )
 
 
-def topic_breakdown(*, period: Period, filters: Filters) -> list[TopicStats]:
-    """Every topic with conversations in the window, most conversations first, ties by name."""
-    cost_settings = CostSettings.load()
+def topic_breakdown(
+    *,
+    period: Period,
+    filters: Filters,
+    cost_settings: CostSettings | None = None,
+    total: int | None = None,
+) -> list[TopicStats]:
+    """Every topic with conversations in the window, most conversations first, ties by name.
+
+    `total` (the window's conversation count, for each topic's share) saves a query when
+    the caller already knows it.
+    """
+    cost_settings = cost_settings or CostSettings.load()
     conversations = conversations_in(period=period, filters=filters)
-    total = conversations.count()
+    if total is None:
+        total = conversations.count()
     if total == 0:
         return []
     rows = (
         ConversationTopic.objects.filter(conversation__in=conversations)
-        .values(topic_name=F("topic__name"))
+        .values("topic_id", topic_name=F("topic__name"))
         .annotate(
             **aggregates(
                 default_ai_cost=cost_settings.ai_cost_per_conversation,
@@ -122,6 +142,7 @@ def topic_breakdown(*, period: Period, filters: Filters) -> list[TopicStats]:
         totals = Totals.from_row(row)
         result.append(
             TopicStats(
+                topic_id=row["topic_id"],
                 topic=row["topic_name"],
                 totals=totals,
                 share=percent(totals.conversations, total),
@@ -170,9 +191,16 @@ def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneI
         day += step
 
 
-def timeseries(*, period: Period, filters: Filters, granularity: str, tz: ZoneInfo) -> list[Bucket]:
+def timeseries(
+    *,
+    period: Period,
+    filters: Filters,
+    granularity: str,
+    tz: ZoneInfo,
+    cost_settings: CostSettings | None = None,
+) -> list[Bucket]:
     """Per-bucket totals over the window, one entry for every bucket, empty ones as zeros."""
-    cost_settings = CostSettings.load()
+    cost_settings = cost_settings or CostSettings.load()
     rows = (
         conversations_in(period=period, filters=filters)
         .annotate(
@@ -188,3 +216,85 @@ def timeseries(*, period: Period, filters: Filters, granularity: str, tz: ZoneIn
         totals = by_start.get(bucket_start, Totals())
         buckets.append(Bucket(start=bucket_start, totals=totals, cost=totals.cost(cost_settings)))
     return buckets
+
+
+KNOWLEDGE_GAPS_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Everything the staff dashboard shows, for one period and the one before it."""
+
+    period: Period
+    previous_period: Period
+    filters: Filters
+    granularity: str
+    tz: ZoneInfo
+    current: Summary
+    previous: Summary
+    buckets: list[Bucket]
+    topics: list[TopicStats]
+    previous_topics: dict[int, TopicStats]
+    has_any_data: bool
+    channels: list[str]
+    bot_versions: list[str]
+
+    @property
+    def knowledge_gaps(self) -> list[TopicStats]:
+        """The topics whose escalations cost most: what to document next."""
+        escalated = [topic for topic in self.topics if topic.totals.escalated]
+        return sorted(escalated, key=lambda topic: (-topic.escalation_cost, topic.topic))[
+            :KNOWLEDGE_GAPS_LIMIT
+        ]
+
+
+def previous_period(period: Period) -> Period:
+    """The period of the same length that ends where `period` starts."""
+    return Period(
+        start=period.start - (period.end - period.start), end=period.start, include_start=period.include_start
+    )
+
+
+def dashboard(*, period: Period, filters: Filters, granularity: str, tz: ZoneInfo) -> Dashboard:
+    """The dashboard's numbers: the same selectors as the API, in a fixed number of queries."""
+    cost_settings = CostSettings.load()
+    before = previous_period(period)
+    current = summary(period=period, filters=filters, cost_settings=cost_settings)
+    previous = summary(period=before, filters=filters, cost_settings=cost_settings, with_top_topics=False)
+    unfiltered = conversations_in(period=period, filters=Filters())
+    return Dashboard(
+        period=period,
+        previous_period=before,
+        filters=filters,
+        granularity=granularity,
+        tz=tz,
+        current=current,
+        previous=previous,
+        buckets=timeseries(
+            period=period, filters=filters, granularity=granularity, tz=tz, cost_settings=cost_settings
+        ),
+        topics=topic_breakdown(
+            period=period, filters=filters, cost_settings=cost_settings, total=current.totals.conversations
+        ),
+        previous_topics={
+            topic.topic_id: topic
+            for topic in topic_breakdown(
+                period=before,
+                filters=filters,
+                cost_settings=cost_settings,
+                total=previous.totals.conversations,
+            )
+        },
+        has_any_data=bool(current.totals.conversations) or Conversation.objects.exists(),
+        # The filter menus offer what occurs in the period (bounded by the timestamp index).
+        channels=sorted(
+            set(unfiltered.exclude(channel="").order_by().values_list("channel", flat=True).distinct())
+            | ({filters.channel} if filters.channel else set())
+        ),
+        bot_versions=sorted(
+            set(
+                unfiltered.exclude(bot_version="").order_by().values_list("bot_version", flat=True).distinct()
+            )
+            | ({filters.bot_version} if filters.bot_version else set())
+        ),
+    )

@@ -1,8 +1,24 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from conversations import views
+
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
+    path("dashboard/", views.dashboard_view, name="dashboard"),
+    path("dashboard/topics.csv", views.topics_csv_view, name="dashboard-topics-csv"),
+    path("dashboard/timeseries.csv", views.timeseries_csv_view, name="dashboard-timeseries-csv"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(
+            template_name="registration/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include("conversations.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -12,3 +28,4 @@ urlpatterns = [
 admin.site.site_header = "Support Analytics"
 admin.site.site_title = "Support Analytics admin"
 admin.site.index_title = "Conversations, topics, API keys and cost settings"
+admin.site.site_url = "/dashboard/"

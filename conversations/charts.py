@@ -1,0 +1,229 @@
+"""Chart geometry for the dashboard's inline SVG.
+
+Plain data in, plain shapes out: the template `dashboard/_chart.html` draws them, escapes every
+label and puts the numbers in a table beside each chart. No JavaScript, no build step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+WIDTH = 640
+HEIGHT = 220
+LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 30
+PLOT_W = WIDTH - LEFT - RIGHT
+PLOT_H = HEIGHT - TOP - BOTTOM
+MAX_X_LABELS = 7
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: float
+    y: float
+    width: float
+    height: float
+    css_class: str
+    label: str = ""  # becomes the shape's <title> (a tooltip and a screen-reader name)
+
+
+@dataclass(frozen=True)
+class Text:
+    x: float
+    y: float
+    text: str
+    anchor: str = "middle"
+    css_class: str = ""
+
+
+@dataclass(frozen=True)
+class Path:
+    d: str
+    css_class: str
+
+
+@dataclass(frozen=True)
+class Dot:
+    x: float
+    y: float
+    css_class: str
+    label: str
+
+
+@dataclass
+class Chart:
+    slug: str
+    title: str
+    description: str
+    width: int = WIDTH
+    height: int = HEIGHT
+    rects: list[Rect] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    dots: list[Dot] = field(default_factory=list)
+    texts: list[Text] = field(default_factory=list)
+    gridlines: list[float] = field(default_factory=list)
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (css class, label)
+    table_headers: list[str] = field(default_factory=list)
+    table_rows: list[list[str]] = field(default_factory=list)
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least `value` (1 for empty data)."""
+    if value <= 0:
+        return 1
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * magnitude:
+            return step * magnitude
+    return 10 * magnitude  # pragma: no cover - the loop always returns
+
+
+def _y(value: float, low: float, high: float) -> float:
+    return TOP + PLOT_H - (value - low) / (high - low) * PLOT_H
+
+
+def _format_tick(value: float, unit: str) -> str:
+    if abs(value) >= 10_000:
+        number = f"{value / 1000:,.0f}k"  # axis labels stay short enough for the margin
+    else:
+        number = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+    return f"{unit}{number}" if unit in {"$", "€", "£"} else f"{number}{unit}"
+
+
+def _y_axis(chart: Chart, low: float, high: float, *, unit: str = "", ticks: int = 4) -> None:
+    for index in range(ticks + 1):
+        value = low + (high - low) * index / ticks
+        y = _y(value, low, high)
+        chart.gridlines.append(round(y, 1))
+        chart.texts.append(Text(LEFT - 6, round(y + 4, 1), _format_tick(value, unit), "end", "tick"))
+
+
+def _x_labels(chart: Chart, labels: list[str], slot: float) -> None:
+    if not labels:
+        return
+    every = max(1, math.ceil(len(labels) / MAX_X_LABELS))
+    for index in range(0, len(labels), every):
+        x = LEFT + slot * (index + 0.5)
+        chart.texts.append(Text(round(x, 1), HEIGHT - 10, labels[index], "middle", "tick"))
+
+
+def stacked_bars(
+    *, slug: str, title: str, description: str, labels: list[str], series: list[tuple[str, str, list[int]]]
+) -> Chart:
+    """Vertical bars, one per bucket, stacking the series bottom-up (e.g. resolved, escalated)."""
+    chart = Chart(slug, title, description, legend=[(css, name) for name, css, _ in series])
+    totals = [sum(values[i] for _, _, values in series) for i in range(len(labels))]
+    high = nice_ceiling(max(totals, default=0))
+    _y_axis(chart, 0, high)
+    slot = PLOT_W / max(len(labels), 1)
+    bar_width = max(slot * 0.8, 1)
+    for index, label in enumerate(labels):
+        bottom = 0
+        for name, css, values in series:
+            value = values[index]
+            if value:
+                y_top = _y(bottom + value, 0, high)
+                chart.rects.append(
+                    Rect(
+                        round(LEFT + slot * index + (slot - bar_width) / 2, 2),
+                        round(y_top, 2),
+                        round(bar_width, 2),
+                        round(_y(bottom, 0, high) - y_top, 2),
+                        css,
+                        f"{label}: {value:,} {name.lower()}",
+                    )
+                )
+            bottom += value
+    _x_labels(chart, labels, slot)
+    chart.table_headers = ["Period", *(name for name, _, _ in series), "Total"]
+    chart.table_rows = [
+        [label, *(f"{values[i]:,}" for _, _, values in series), f"{totals[i]:,}"]
+        for i, label in enumerate(labels)
+    ]
+    return chart
+
+
+def line(
+    *,
+    slug: str,
+    title: str,
+    description: str,
+    labels: list[str],
+    values: list[Decimal | None],
+    low: float | None = None,
+    high: float | None = None,
+    unit: str = "",
+    band: tuple[float, float] | None = None,
+    band_label: str = "",
+    value_header: str = "Value",
+    format_value: Callable[[Decimal], str] = str,
+) -> Chart:
+    """A line over the buckets; a None value (an empty bucket) leaves a gap in the line."""
+    chart = Chart(slug, title, description, legend=[("series-line", value_header)])
+    known = [float(value) for value in values if value is not None]
+    if low is None:
+        low = min(0.0, *known) if known else 0.0
+    if high is None:
+        high = nice_ceiling(max(known, default=0))
+    if high <= low:
+        high = low + 1
+    _y_axis(chart, low, high, unit=unit)
+    if band:
+        y_top, y_bottom = _y(band[1], low, high), _y(band[0], low, high)
+        chart.rects.append(
+            Rect(LEFT, round(y_top, 2), PLOT_W, round(y_bottom - y_top, 2), "band", band_label)
+        )
+        chart.legend.append(("band", band_label))
+    slot = PLOT_W / max(len(labels), 1)
+    segments: list[list[tuple[float, float]]] = [[]]
+    for index, (label, value) in enumerate(zip(labels, values, strict=True)):
+        if value is None:
+            if segments[-1]:
+                segments.append([])
+            continue
+        point = (round(LEFT + slot * (index + 0.5), 2), round(_y(float(value), low, high), 2))
+        segments[-1].append(point)
+        chart.dots.append(Dot(*point, "series-dot", f"{label}: {format_value(value)}"))
+    for segment in segments:
+        if len(segment) > 1:
+            chart.paths.append(Path("M" + " L".join(f"{x},{y}" for x, y in segment), "series-line"))
+    _x_labels(chart, labels, slot)
+    chart.table_headers = ["Period", value_header]
+    chart.table_rows = [
+        [label, "no data" if value is None else format_value(value)]
+        for label, value in zip(labels, values, strict=True)
+    ]
+    return chart
+
+
+def horizontal_bars(
+    *,
+    slug: str,
+    title: str,
+    description: str,
+    items: list[tuple[str, int]],
+    css_class: str,
+    value_header: str,
+) -> Chart:
+    """One labelled bar per item, longest first as given (e.g. topics, CSAT scores)."""
+    row_height = 24
+    label_width = 170
+    height = TOP + BOTTOM // 2 + row_height * max(len(items), 1)
+    chart = Chart(slug, title, description, height=height)
+    high = nice_ceiling(max((count for _, count in items), default=0))
+    bar_space = WIDTH - label_width - RIGHT - 56
+    for index, (name, count) in enumerate(items):
+        y = TOP + index * row_height
+        length = bar_space * count / high
+        shown = name if len(name) <= 24 else name[:23] + "…"
+        chart.texts.append(Text(label_width - 8, y + 16, shown, "end", "label"))
+        if count:
+            chart.rects.append(
+                Rect(label_width, y + 4, round(length, 2), 16, css_class, f"{name}: {count:,}")
+            )
+        chart.texts.append(Text(round(label_width + length + 6, 2), y + 16, f"{count:,}", "start", "value"))
+    chart.table_headers = ["", value_header]
+    chart.table_rows = [[name, f"{count:,}"] for name, count in items]
+    return chart

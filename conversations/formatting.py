@@ -1,0 +1,40 @@
+"""How numbers read on the dashboard. The CSV exports carry the same (rounded) values."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
+DASH = "—"
+
+
+def number(value: int | Decimal | float | None, places: int = 0) -> str:
+    if value is None:
+        return DASH
+    return f"{value:,.{places}f}"
+
+
+def rate(value: Decimal | None) -> str:
+    """A percentage with one decimal: 62.5 -> "62.5%"."""
+    return DASH if value is None else f"{value:.1f}%"
+
+
+def money(value: Decimal | None, currency: str) -> str:
+    if value is None:
+        return DASH
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    sign = "−" if value < 0 else ""
+    amount = f"{abs(value):,.2f}"
+    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency}"
+
+
+def milliseconds(value: Decimal | None) -> str:
+    if value is None:
+        return DASH
+    return f"{value / 1000:,.2f} s" if value >= 1000 else f"{value:,.0f} ms"
+
+
+def signed(value: Decimal | float, unit: str = "", places: int = 1) -> str:
+    """+3.2 pp / −12.0% (a real minus sign, so it is not read as a hyphen)."""
+    sign = "+" if value > 0 else "−" if value < 0 else "±"
+    return f"{sign}{abs(value):,.{places}f}{unit}"

@@ -1,0 +1,107 @@
+"""The dashboard's query string, parsed once into a Period, Filters and a bucket size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+from django.utils import timezone
+
+from conversations.models import LABEL_MAX_LENGTH
+from conversations.selectors import Filters, Granularity, Period
+
+RANGES = {
+    "24h": "Last 24 hours",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "custom": "Custom",
+}
+DEFAULT_RANGE = "7d"
+MAX_CUSTOM_DAYS = 366
+# Hourly buckets up to two days, daily beyond.
+HOURLY_UP_TO = timedelta(days=2)
+
+TOPIC_SORTS = {
+    "topic": "Topic",
+    "conversations": "Conversations",
+    "share": "Share",
+    "ai_resolution_rate": "AI resolution",
+    "escalations": "Escalations",
+    "avg_csat": "CSAT",
+    "change": "Change",
+}
+DEFAULT_SORT = "-conversations"
+
+
+@dataclass(frozen=True)
+class DashboardQuery:
+    range: str
+    period: Period
+    filters: Filters
+    granularity: str
+    tz: ZoneInfo
+    sort: str
+    start_date: object  # date | None, for the custom-range inputs
+    end_date: object
+
+
+class DashboardForm(forms.Form):
+    range = forms.ChoiceField(choices=list(RANGES.items()), required=False)
+    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    channel = forms.CharField(required=False, max_length=LABEL_MAX_LENGTH)
+    bot_version = forms.CharField(required=False, max_length=LABEL_MAX_LENGTH)
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[(key, key) for name in TOPIC_SORTS for key in (name, f"-{name}")],
+    )
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        data["range"] = data.get("range") or DEFAULT_RANGE
+        if data["range"] == "custom":
+            if not data.get("start"):
+                self.add_error("start", "Choose the first day of the custom range.")
+            if not data.get("end"):
+                self.add_error("end", "Choose the last day of the custom range.")
+            if data.get("start") and data.get("end"):
+                if data["end"] < data["start"]:
+                    self.add_error("end", "The last day must not be before the first.")
+                elif (data["end"] - data["start"]).days >= MAX_CUSTOM_DAYS:
+                    self.add_error("end", f"A custom range may span at most {MAX_CUSTOM_DAYS} days.")
+        return data
+
+    def to_query(self, *, now: datetime | None = None) -> DashboardQuery:
+        """Only after is_valid()."""
+        data = self.cleaned_data
+        tz = ZoneInfo(settings.ANALYTICS_TIME_ZONE)
+        now = now or timezone.now()
+        today = now.astimezone(tz).date()
+        choice = data["range"]
+        if choice == "24h":
+            start, end = now - timedelta(hours=24), now
+        elif choice == "custom":
+            start = datetime.combine(data["start"], time.min, tzinfo=tz)
+            end = datetime.combine(data["end"] + timedelta(days=1), time.min, tzinfo=tz)
+        else:
+            # Whole days in the staff's time zone, today (so far) included.
+            days = int(choice.removesuffix("d"))
+            start = datetime.combine(today - timedelta(days=days - 1), time.min, tzinfo=tz)
+            end = now
+        period = Period(start=start, end=end, include_start=True)
+        return DashboardQuery(
+            range=choice,
+            period=period,
+            filters=Filters(channel=data.get("channel") or None, bot_version=data.get("bot_version") or None),
+            granularity=Granularity.HOUR if end - start <= HOURLY_UP_TO else Granularity.DAY,
+            tz=tz,
+            sort=data.get("sort") or DEFAULT_SORT,
+            start_date=data.get("start") or start.astimezone(tz).date(),
+            end_date=data.get("end") or (end - timedelta(microseconds=1)).astimezone(tz).date(),
+        )

@@ -1,0 +1,454 @@
+"""The staff dashboard and its CSV exports (server-rendered; the API lives in apis.py)."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from conversations import charts, formatting, selectors
+from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
+from conversations.metrics import percent
+from conversations.selectors import Dashboard, Granularity, TopicStats
+
+# Below this many conversations (or ratings) a rate is shown with its sample size and a
+# warning: a rate over 12 conversations is not a trend.
+SMALL_SAMPLE = 30
+TARGET_BAND = (60, 70)  # the tutorial's recommended AI resolution range, in %
+TOP_TOPICS_CHART = 10
+
+
+def staff_required(view):
+    """Anonymous: to the login page. Logged in but not staff: 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied("The dashboard is for staff.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# --- KPI cards ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kpi:
+    key: str
+    label: str
+    display: str
+    previous_display: str
+    change: str
+    trend: str  # "good", "bad", "neutral" or "none" (nothing to compare)
+    sample: int
+    small_sample: bool
+    detail: str = ""
+
+
+def _change(current, previous, *, kind: str, higher_is: str, currency: str) -> tuple[str, str]:
+    """The change against the previous period as text, and whether it is good news.
+
+    kind: "relative" (% change, for counts and times), "points" (percentage points, for
+    rates), "money" or "absolute".
+    """
+    if current is None or previous is None:
+        return "no comparison", "none"
+    if kind == "relative":
+        if previous == 0:
+            return ("new" if current else "±0"), "none"
+        delta = Decimal(100) * (Decimal(current) - Decimal(previous)) / Decimal(previous)
+        text = formatting.signed(delta, "%")
+    else:
+        delta = Decimal(current) - Decimal(previous)
+        if kind == "money":
+            text = ("+" if delta > 0 else "±" if delta == 0 else "") + formatting.money(delta, currency)
+        else:
+            text = formatting.signed(delta, " pp" if kind == "points" else "")
+    if delta == 0 or higher_is == "neutral":
+        return text, "neutral"
+    good = (delta > 0) == (higher_is == "good")
+    return text, "good" if good else "bad"
+
+
+def kpis(dash: Dashboard) -> list[Kpi]:
+    now, before = dash.current.totals, dash.previous.totals
+    currency = dash.current.cost.currency
+
+    def money(value):
+        return formatting.money(value, currency)
+
+    def one_decimal(value):
+        return formatting.number(value, 1)
+
+    # key, label, (current, previous), display, kind of change, higher is, sample, detail
+    specs = [
+        ("conversations", "Conversations", (now.conversations, before.conversations),
+         formatting.number, "relative", "neutral", now.conversations, ""),
+        ("ai_resolution_rate", "AI resolution rate", (now.ai_resolution_rate, before.ai_resolution_rate),
+         formatting.rate, "points", "good", now.conversations,
+         f"{now.ai_resolved:,} resolved · {now.escalated:,} escalated · target 60–70%"),
+        ("csat", "CSAT (4–5 ratings)", (now.csat_score, before.csat_score),
+         formatting.rate, "points", "good", now.csat_responses,
+         f"mean {formatting.number(now.avg_csat, 2)} of 5 · "
+         f"{formatting.rate(now.csat_response_rate)} responded"),
+        ("savings", "Estimated savings", (dash.current.cost.savings, dash.previous.cost.savings),
+         money, "money", "good", now.conversations,
+         f"vs {money(dash.current.cost.human_only_cost)} human-only"),
+        ("avg_turns", "Average turns", (now.avg_turns, before.avg_turns),
+         one_decimal, "absolute", "bad", now.conversations, ""),
+        ("p95_response_ms", "p95 response time", (now.p95_response_ms, before.p95_response_ms),
+         formatting.milliseconds, "relative", "bad", now.conversations,
+         f"mean {formatting.milliseconds(now.avg_response_ms)}"),
+    ]  # fmt: skip
+    cards = []
+    for key, label, (current, previous), display, kind, higher_is, sample, detail in specs:
+        change, trend = _change(current, previous, kind=kind, higher_is=higher_is, currency=currency)
+        cards.append(
+            Kpi(
+                key=key,
+                label=label,
+                display=display(current),
+                previous_display=display(previous),
+                change=change,
+                trend=trend,
+                sample=sample,
+                small_sample=0 < sample < SMALL_SAMPLE,
+                detail=detail,
+            )
+        )
+    return cards
+
+
+# --- Topics table -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicRow:
+    topic: TopicStats
+    previous_conversations: int
+    change: Decimal | None  # % change in conversations; None when the topic is new
+    rate_change: Decimal | None  # AI resolution rate change in percentage points
+    drilldown_url: str
+
+    def sort_key(self, field: str):
+        totals = self.topic.totals
+        values = {
+            "topic": self.topic.topic,
+            "conversations": totals.conversations,
+            "share": self.topic.share,
+            "ai_resolution_rate": totals.ai_resolution_rate,
+            "escalations": totals.escalated,
+            "avg_csat": totals.avg_csat,
+            "change": self.change,
+        }
+        value = values[field]
+        # None sorts last in either direction.
+        return (value is None, value if value is not None else 0)
+
+
+def _drilldown_url(topic: TopicStats, query: DashboardQuery) -> str:
+    params = {
+        "topics__id__exact": topic.topic_id,
+        "timestamp__gte": query.period.start.isoformat(),
+        "timestamp__lt": query.period.end.isoformat(),
+    }
+    if query.filters.channel:
+        params["channel__exact"] = query.filters.channel
+    if query.filters.bot_version:
+        params["bot_version__exact"] = query.filters.bot_version
+    return f"{reverse('admin:conversations_conversation_changelist')}?{urlencode(params)}"
+
+
+def topic_rows(dash: Dashboard, query: DashboardQuery) -> list[TopicRow]:
+    rows = []
+    for topic in dash.topics:
+        before = dash.previous_topics.get(topic.topic_id)
+        previous_count = before.totals.conversations if before else 0
+        change = (
+            percent(topic.totals.conversations - previous_count, previous_count) if previous_count else None
+        )
+        rate_change = (
+            topic.totals.ai_resolution_rate - before.totals.ai_resolution_rate
+            if before and before.totals.ai_resolution_rate is not None
+            else None
+        )
+        rows.append(TopicRow(topic, previous_count, change, rate_change, _drilldown_url(topic, query)))
+    field = query.sort.removeprefix("-")
+    descending = query.sort.startswith("-")
+    known = [row for row in rows if row.sort_key(field)[0] is False]
+    unknown = [row for row in rows if row.sort_key(field)[0] is True]
+    known.sort(key=lambda row: row.topic.topic)  # stable tie-break by name
+    known.sort(key=lambda row: row.sort_key(field)[1], reverse=descending)
+    return known + unknown
+
+
+# --- Charts -------------------------------------------------------------------------------
+
+
+def _bucket_label(bucket, granularity: str) -> str:
+    if granularity == Granularity.HOUR:
+        return (
+            bucket.start.strftime("%b %d %H:%M") if bucket.start.hour == 0 else bucket.start.strftime("%H:%M")
+        )
+    return bucket.start.strftime("%b %d")
+
+
+def cumulative_savings(dash: Dashboard) -> list[Decimal]:
+    running, result = Decimal(0), []
+    for bucket in dash.buckets:
+        running += bucket.cost.savings
+        result.append(running)
+    return result
+
+
+def build_charts(dash: Dashboard) -> list[charts.Chart]:
+    labels = [_bucket_label(bucket, dash.granularity) for bucket in dash.buckets]
+    per = "hour" if dash.granularity == Granularity.HOUR else "day"
+    currency = dash.current.cost.currency
+    symbol = formatting.CURRENCY_SYMBOLS.get(currency, "")
+    totals = dash.current.totals
+    return [
+        charts.stacked_bars(
+            slug="volume",
+            title=f"Conversations per {per}",
+            description="AI-resolved conversations stacked under escalated ones.",
+            labels=labels,
+            series=[
+                ("AI-resolved", "series-resolved", [b.totals.ai_resolved for b in dash.buckets]),
+                ("Escalated", "series-escalated", [b.totals.escalated for b in dash.buckets]),
+            ],
+        ),
+        charts.line(
+            slug="resolution",
+            title="AI resolution rate",
+            description=f"Share of conversations the bot resolved, per {per}; the band is the 60–70% target.",
+            labels=labels,
+            values=[b.totals.ai_resolution_rate for b in dash.buckets],
+            low=0,
+            high=100,
+            unit="%",
+            band=TARGET_BAND,
+            band_label="Target 60–70%",
+            value_header="AI resolution rate",
+            format_value=formatting.rate,
+        ),
+        charts.line(
+            slug="csat",
+            title="CSAT over time",
+            description=f"Share of 4 and 5 ratings, per {per}; gaps where nobody rated.",
+            labels=labels,
+            values=[b.totals.csat_score for b in dash.buckets],
+            low=0,
+            high=100,
+            unit="%",
+            value_header="CSAT (4–5)",
+            format_value=formatting.rate,
+        ),
+        charts.line(
+            slug="savings",
+            title="Cumulative savings",
+            description="Money saved against human-only support, added up over the range.",
+            labels=labels,
+            values=cumulative_savings(dash),
+            unit=symbol,
+            value_header=f"Savings ({currency})",
+            format_value=lambda value: formatting.money(value, currency),
+        ),
+        charts.horizontal_bars(
+            slug="csat-distribution",
+            title="CSAT ratings",
+            description="How many conversations got each rating, 5 (best) to 1.",
+            items=[(f"{score} ★", totals.csat_distribution[score]) for score in (5, 4, 3, 2, 1)],
+            css_class="series-csat",
+            value_header="Ratings",
+        ),
+        charts.horizontal_bars(
+            slug="topics",
+            title="Top topics",
+            description="The most common question topics in the range.",
+            items=[(topic.topic, topic.totals.conversations) for topic in dash.topics[:TOP_TOPICS_CHART]],
+            css_class="series-topic",
+            value_header="Conversations",
+        ),
+    ]
+
+
+# --- Views --------------------------------------------------------------------------------
+
+
+def _query_string(request: HttpRequest, **changes) -> str:
+    params: QueryDict = request.GET.copy()
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = value
+    return params.urlencode()
+
+
+def _parse(request: HttpRequest) -> tuple[DashboardForm, DashboardQuery | None]:
+    form = DashboardForm(request.GET)
+    return form, (form.to_query() if form.is_valid() else None)
+
+
+def _load(query: DashboardQuery) -> Dashboard:
+    return selectors.dashboard(
+        period=query.period, filters=query.filters, granularity=query.granularity, tz=query.tz
+    )
+
+
+@require_GET
+@staff_required
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    form, query = _parse(request)
+    if query is None:
+        return render(request, "dashboard/index.html", {"form": form, "ranges": RANGES}, status=400)
+    dash = _load(query)
+    sort_field = query.sort.removeprefix("-")
+    context = {
+        "form": form,
+        "query": query,
+        "dash": dash,
+        "kpis": kpis(dash),
+        "charts": build_charts(dash),
+        "topic_rows": topic_rows(dash, query),
+        "knowledge_gaps": dash.knowledge_gaps,
+        "currency": dash.current.cost.currency,
+        "small_sample": SMALL_SAMPLE,
+        "range_links": [
+            (key, label, _query_string(request, range=key, start=None, end=None))
+            for key, label in RANGES.items()
+            if key != "custom"
+        ],
+        "sort_links": {
+            field: _query_string(request, sort=field if query.sort == f"-{field}" else f"-{field}")
+            for field in TOPIC_SORTS
+        },
+        "sort_field": sort_field,
+        "sort_descending": query.sort.startswith("-"),
+        "export_query": _query_string(request, sort=None),
+        "api_docs_url": request.build_absolute_uri(reverse("api-docs")),
+        "ingest_url": request.build_absolute_uri(reverse("conversations:ingest")),
+    }
+    return render(request, "dashboard/index.html", context)
+
+
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(text: str) -> str:
+    """Text from the bot (topic names) goes into a spreadsheet as text, never as a formula."""
+    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
+
+
+def _csv_response(filename: str, header: list[str], rows: list[list]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(header)
+    writer.writerows(["" if value is None else value for value in row] for row in rows)
+    return response
+
+
+def _export_name(query: DashboardQuery, kind: str) -> str:
+    start = query.period.start.astimezone(query.tz).strftime("%Y%m%d-%H%M")
+    end = query.period.end.astimezone(query.tz).strftime("%Y%m%d-%H%M")
+    return f"support-{kind}-{start}-{end}.csv"
+
+
+@require_GET
+@staff_required
+def topics_csv_view(request: HttpRequest) -> HttpResponse:
+    form, query = _parse(request)
+    if query is None:
+        return HttpResponse(f"Invalid range: {form.errors.as_text()}", status=400, content_type="text/plain")
+    dash = _load(query)
+    rows = topic_rows(dash, query)
+    return _csv_response(
+        _export_name(query, "topics"),
+        [
+            "topic",
+            "conversations",
+            "share_pct",
+            "ai_resolution_rate_pct",
+            "escalations",
+            "avg_csat",
+            "csat_responses",
+            "escalation_cost",
+            "previous_conversations",
+            "change_pct",
+            "ai_resolution_rate_change_pp",
+        ],
+        [
+            [
+                neutralize(row.topic.topic),
+                row.topic.totals.conversations,
+                row.topic.share,
+                row.topic.totals.ai_resolution_rate,
+                row.topic.totals.escalated,
+                row.topic.totals.avg_csat,
+                row.topic.totals.csat_responses,
+                row.topic.escalation_cost,
+                row.previous_conversations,
+                row.change,
+                row.rate_change,
+            ]
+            for row in rows
+        ],
+    )
+
+
+@require_GET
+@staff_required
+def timeseries_csv_view(request: HttpRequest) -> HttpResponse:
+    form, query = _parse(request)
+    if query is None:
+        return HttpResponse(f"Invalid range: {form.errors.as_text()}", status=400, content_type="text/plain")
+    dash = _load(query)
+    return _csv_response(
+        _export_name(query, "timeseries"),
+        [
+            "bucket_start",
+            "conversations",
+            "ai_resolved",
+            "escalated",
+            "ai_resolution_rate_pct",
+            "csat_responses",
+            "avg_csat",
+            "csat_score_pct",
+            "avg_turns",
+            "p95_response_ms",
+            "savings",
+            "cumulative_savings",
+        ],
+        [
+            [
+                bucket.start.isoformat(),
+                bucket.totals.conversations,
+                bucket.totals.ai_resolved,
+                bucket.totals.escalated,
+                bucket.totals.ai_resolution_rate,
+                bucket.totals.csat_responses,
+                bucket.totals.avg_csat,
+                bucket.totals.csat_score,
+                bucket.totals.avg_turns,
+                bucket.totals.p95_response_ms,
+                bucket.cost.savings,
+                cumulative,
+            ]
+            for bucket, cumulative in zip(dash.buckets, cumulative_savings(dash), strict=True)
+        ],
+    )
