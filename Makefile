@@ -8,7 +8,7 @@ DEMO_DATA ?= 1
 DEMO_CONVERSATIONS ?= 20000
 DEMO_DAYS ?= 90
 
-.PHONY: run test lint format db db-stop venv venv-dev clean help
+.PHONY: run test lint format db db-stop browser venv venv-dev clean help
 
 help:
 	@echo "make run      start the app with demo data on http://127.0.0.1:$(PORT)"
@@ -16,6 +16,7 @@ help:
 	@echo "make db       start the private PostgreSQL cluster, print its DATABASE_URL"
 	@echo "make db-stop  stop it"
 	@echo "make lint     ruff check + format check"
+	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
 
 # Reinstall only when a requirements file changes.
 $(VENV)/.installed-runtime: requirements.txt
@@ -46,7 +47,21 @@ run: db
 	@echo "Dashboard and admin: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/"
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-test: venv-dev db
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`,
+# which downloads its own browser build). Without root they are skipped, except under CI.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			echo "Chromium is not installed: installing it from Debian"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "No $(CHROMIUM): browser tests will be skipped (install it with: sudo apt-get install chromium)"; \
+		fi; \
+	fi
+
+test: venv-dev db browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv-dev

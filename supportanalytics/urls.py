@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -8,6 +10,9 @@ from conversations import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard", permanent=False)),
+    # Browsers ask for /favicon.ico on their own (the admin declares no icon).
+    # (static() at request time: in production it needs collectstatic's manifest.)
+    path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
     path("dashboard/", views.dashboard_view, name="dashboard"),
     path("dashboard/topics.csv", views.topics_csv_view, name="dashboard-topics-csv"),
     path("dashboard/timeseries.csv", views.timeseries_csv_view, name="dashboard-timeseries-csv"),
