@@ -92,7 +92,11 @@ def _format_tick(value: float, unit: str) -> str:
     return f"{unit}{number}" if unit in {"$", "€", "£"} else f"{number}{unit}"
 
 
-def _y_axis(chart: Chart, low: float, high: float, *, unit: str = "", ticks: int = 4) -> None:
+def _y_axis(chart: Chart, low: float, high: float, *, unit: str = "") -> None:
+    # 4 steps for ranges led by 1 or 2 (25, 50, ...), 5 for 2.5 and 5 (50, 100, ...).
+    span = high - low
+    lead = span / 10 ** math.floor(math.log10(span))
+    ticks = 5 if math.isclose(lead, 2.5) or math.isclose(lead, 5) else 4
     for index in range(ticks + 1):
         value = low + (high - low) * index / ticks
         y = _y(value, low, high)
