@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from conversations.models import Conversation, ConversationTopic, Topic
@@ -71,6 +72,31 @@ def _topic_ids(names: set[str]) -> dict[str, int]:
     return dict(Topic.objects.filter(name__in=names).values_list("name", "id"))
 
 
+# Advisory-lock namespace of this app ("SA"), so our locks never meet another app's.
+_SESSION_LOCK_CLASS = 0x5341
+
+
+def _session_lock_key(session_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(session_id.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+def _lock_sessions(session_ids: Iterable[str]) -> None:
+    """Serialize every writer of these session ids until the transaction ends.
+
+    Row locks cannot do this for a session that does not exist yet: two requests posting
+    the same new session would both miss it, both insert (one then updating the other's
+    row), and leave both sets of topic links. Advisory locks on a hash of the id, taken in
+    sorted order (so two batches never wait on each other in a cycle), close that gap. A
+    hash collision only makes two unrelated sessions wait for each other.
+    """
+    keys = sorted({_session_lock_key(session_id) for session_id in session_ids})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, key) FROM unnest(%s::integer[]) AS key",
+            [_SESSION_LOCK_CLASS, keys],
+        )
+
+
 def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
     """Store conversations, replacing any with the same session id (idempotent).
 
@@ -86,21 +112,13 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
     session_ids = [item.session_id for item in batch]
 
     with transaction.atomic():
-        # Lock the rows we are about to replace, in key order; tells created from updated.
+        _lock_sessions(session_ids)
         existing = set(
-            Conversation.objects.select_for_update()
-            .filter(session_id__in=session_ids)
-            .order_by("session_id")
-            .values_list("session_id", flat=True)
+            Conversation.objects.filter(session_id__in=session_ids).values_list("session_id", flat=True)
         )
         topic_ids = _topic_ids({name for item in batch for name in item.topics})
-
-        rows = {
-            True: [],  # items that carry a csat field
-            False: [],  # items that do not: the stored csat stays
-        }
-        for item in batch:
-            rows[item.csat_given].append(
+        stored = Conversation.objects.bulk_create(
+            [
                 Conversation(
                     session_id=item.session_id,
                     timestamp=item.timestamp,
@@ -108,34 +126,33 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
                     resolved_by_ai=item.resolved_by_ai,
                     avg_response_ms=item.avg_response_ms,
                     response_count=item.response_count,
-                    csat=item.csat,
+                    csat=item.csat,  # a new row without a csat field gets none
                     channel=item.channel,
                     bot_version=item.bot_version,
                     ai_cost=item.ai_cost,
                     received_at=received_at,
                 )
-            )
-        stored: list[Conversation] = []
-        for csat_given, conversations in rows.items():
-            if conversations:
-                stored += Conversation.objects.bulk_create(
-                    conversations,
-                    update_conflicts=True,
-                    unique_fields=["session_id"],
-                    update_fields=_REPLACED_FIELDS + (["csat"] if csat_given else []),
-                )
-
+                for item in batch
+            ],
+            update_conflicts=True,
+            unique_fields=["session_id"],
+            update_fields=_REPLACED_FIELDS,
+        )
         conversation_ids = {conversation.session_id: conversation.pk for conversation in stored}
+        rescored = [
+            Conversation(pk=conversation_ids[item.session_id], csat=item.csat)
+            for item in batch
+            if item.csat_given and item.session_id in existing
+        ]
+        if rescored:
+            Conversation.objects.bulk_update(rescored, ["csat"])
         if existing:
             ConversationTopic.objects.filter(
-                conversation_id__in=[conversation_ids[key] for key in existing]
+                conversation_id__in=[conversation_ids[key] for key in sorted(existing)]
             ).delete()
         ConversationTopic.objects.bulk_create(
             [
-                ConversationTopic(
-                    conversation_id=conversation_ids[item.session_id],
-                    topic_id=topic_ids[name],
-                )
+                ConversationTopic(conversation_id=conversation_ids[item.session_id], topic_id=topic_ids[name])
                 for item in batch
                 for name in item.topics
             ]
@@ -153,6 +170,7 @@ def conversation_set_csat(*, session_id: str, csat: int | None) -> Conversation:
     Raises Conversation.DoesNotExist for an unknown session id.
     """
     with transaction.atomic():
+        _lock_sessions([session_id])
         conversation = Conversation.objects.select_for_update().get(session_id=session_id)
         conversation.csat = csat
         conversation.save(update_fields=["csat"])
