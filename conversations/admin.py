@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.db.models import Count, Prefetch
+from django.shortcuts import redirect
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from conversations.models import ApiKey, Conversation, CostSettings, Topic
@@ -63,6 +64,12 @@ class TopicAdmin(admin.ModelAdmin):
     list_display = ["name", "conversation_count", "created_at"]
     search_fields = ["name"]
     ordering = ["name"]
+    # Topics come from the bot, normalized on the way in; a name typed here would skip that
+    # (a "Billing" beside "billing" that no topic filter could match).
+    readonly_fields = ["name", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(conversation_count=Count("conversationtopic"))
@@ -96,7 +103,5 @@ class CostSettingsAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         # There is exactly one row: open it directly.
-        from django.shortcuts import redirect
-
         settings = CostSettings.load()
         return redirect("admin:conversations_costsettings_change", settings.pk)

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from conversations import selectors, services
 from conversations.auth import CanIngest, CanRead
 from conversations.metrics import Totals
-from conversations.models import Conversation, Topic
+from conversations.models import SESSION_ID_MAX_LENGTH, Conversation, Topic
 from conversations.serializers import (
     AnalyticsQuerySerializer,
     ConversationInputSerializer,
@@ -147,6 +147,9 @@ class ConversationCsatApi(APIView):
         },
     )
     def post(self, request: Request, session_id: str) -> Response:
+        if "\x00" in session_id or len(session_id) > SESSION_ID_MAX_LENGTH:
+            # Not a session id we could ever have stored (PostgreSQL text cannot hold NUL).
+            raise exceptions.NotFound("No conversation with that session_id.")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -382,6 +385,7 @@ class BucketSerializer(serializers.Serializer):
     avg_turns = serializers.DecimalField(max_digits=8, decimal_places=1, allow_null=True)
     p95_response_ms = serializers.DecimalField(max_digits=14, decimal_places=1, allow_null=True)
     savings = _money()
+    cumulative_savings = _money("Savings of this bucket and all before it in the window.")
 
 
 class AnalyticsTimeseriesApi(APIView):
@@ -432,6 +436,7 @@ class AnalyticsTimeseriesApi(APIView):
                     "avg_turns": bucket.totals.avg_turns,
                     "p95_response_ms": bucket.totals.p95_response_ms,
                     "savings": bucket.cost.savings,
+                    "cumulative_savings": bucket.cumulative_savings,
                 }
                 for bucket in buckets
             ],

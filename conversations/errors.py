@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import exceptions
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
 
@@ -51,7 +53,19 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{', '.join(where)}: {error['message']}" if where else error["message"]
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]):
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE; left alone it
+        # becomes an HTML "Bad Request".
+        limit_mb = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+        exc = RequestTooLarge(
+            f"Request body too large: at most {limit_mb} MB. Send fewer conversations per request."
+        )
     response = exception_handler(exc, context)
     if response is None:
         return None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from conversations.models import LABEL_MAX_LENGTH
@@ -49,10 +50,15 @@ class DashboardQuery:
     end_date: object
 
 
+# Date arithmetic (the previous period, a day after the end) must stay far from year 1 and 9999.
+EARLIEST_DAY, LATEST_DAY = date(1900, 1, 1), date(9000, 12, 31)
+_DAY_LIMITS = [MinValueValidator(EARLIEST_DAY), MaxValueValidator(LATEST_DAY)]
+
+
 class DashboardForm(forms.Form):
     range = forms.ChoiceField(choices=list(RANGES.items()), required=False)
-    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(required=False, label="From", validators=_DAY_LIMITS)
+    end = forms.DateField(required=False, label="To", validators=_DAY_LIMITS)
     channel = forms.CharField(required=False, max_length=LABEL_MAX_LENGTH)
     bot_version = forms.CharField(required=False, max_length=LABEL_MAX_LENGTH)
     sort = forms.ChoiceField(
@@ -84,17 +90,22 @@ class DashboardForm(forms.Form):
         now = now or timezone.now()
         today = now.astimezone(tz).date()
         choice = data["range"]
+        include_start = True
         if choice == "24h":
-            start, end = now - timedelta(hours=24), now
+            # Exactly the API's ?hours=24: newer than the cutoff.
+            start, end, include_start = now - timedelta(hours=24), now, False
         elif choice == "custom":
             start = datetime.combine(data["start"], time.min, tzinfo=tz)
-            end = datetime.combine(data["end"] + timedelta(days=1), time.min, tzinfo=tz)
+            # A range that includes today ends now: comparing a day so far with a whole
+            # previous day would show a fake drop.
+            end = min(datetime.combine(data["end"] + timedelta(days=1), time.min, tzinfo=tz), now)
+            end = max(end, start)
         else:
             # Whole days in the staff's time zone, today (so far) included.
             days = int(choice.removesuffix("d"))
             start = datetime.combine(today - timedelta(days=days - 1), time.min, tzinfo=tz)
             end = now
-        period = Period(start=start, end=end, include_start=True)
+        period = Period(start=start, end=end, include_start=include_start)
         return DashboardQuery(
             range=choice,
             period=period,

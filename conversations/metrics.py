@@ -60,6 +60,23 @@ def percent(part: int, whole: int) -> Decimal | None:
     return _round(Decimal(100 * part) / Decimal(whole), ONE_DECIMAL)
 
 
+def relative_change(current: int | Decimal | None, previous: int | Decimal | None) -> Decimal | None:
+    """Change against the previous period in %: 100 × (current − previous) / previous, 1 decimal.
+
+    None when either is unknown or the previous value is 0 (no base to compare with).
+    """
+    if current is None or previous is None or previous == 0:
+        return None
+    return _round(Decimal(100) * (Decimal(current) - Decimal(previous)) / Decimal(previous), ONE_DECIMAL)
+
+
+def difference(current: int | Decimal | None, previous: int | Decimal | None) -> Decimal | None:
+    """current − previous (percentage points for rates); None when either is unknown."""
+    if current is None or previous is None:
+        return None
+    return Decimal(current) - Decimal(previous)
+
+
 def _mean(total: int | Decimal, count: int, places: Decimal) -> Decimal | None:
     if count == 0:
         return None

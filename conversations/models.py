@@ -9,6 +9,8 @@ from rest_framework_api_key.models import AbstractAPIKey
 
 CSAT_SCORES = (1, 2, 3, 4, 5)
 MAX_TURNS = 10_000
+MAX_RESPONSES = 10_000
+MAX_RESPONSE_MS = 86_400_000  # a day: anything slower is a broken clock, not a response time
 MAX_TOPICS = 20
 TOPIC_MAX_LENGTH = 100
 SESSION_ID_MAX_LENGTH = 255
@@ -115,12 +117,14 @@ class Conversation(models.Model):
                 name="conversation_csat_range",
             ),
             models.CheckConstraint(
-                condition=Q(avg_response_ms__isnull=True) | Q(avg_response_ms__gte=0),
-                name="conversation_avg_response_ms_non_negative",
+                condition=Q(avg_response_ms__isnull=True)
+                | Q(avg_response_ms__gte=0, avg_response_ms__lte=MAX_RESPONSE_MS),
+                name="conversation_avg_response_ms_range",
             ),
             models.CheckConstraint(
-                condition=Q(response_count__isnull=True) | Q(response_count__gte=0),
-                name="conversation_response_count_non_negative",
+                condition=Q(response_count__isnull=True)
+                | Q(response_count__gte=0, response_count__lte=MAX_RESPONSES),
+                name="conversation_response_count_range",
             ),
             models.CheckConstraint(
                 condition=Q(ai_cost__isnull=True) | Q(ai_cost__gte=0),

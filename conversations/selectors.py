@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from django.db.models import Count, F, QuerySet
 from django.db.models.functions import TruncDay, TruncHour, TruncWeek
 
-from conversations.metrics import CostBreakdown, Totals, aggregates, percent
+from conversations.metrics import CostBreakdown, Totals, aggregates, difference, percent, relative_change
 from conversations.models import Conversation, ConversationTopic, CostSettings
 
 TOP_TOPICS_LIMIT = 10
@@ -62,6 +62,7 @@ class Bucket:
     start: datetime
     totals: Totals
     cost: CostBreakdown
+    cumulative_savings: Decimal  # savings of this bucket and every one before it in the window
 
 
 def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversation]:
@@ -210,15 +211,27 @@ def timeseries(
         .annotate(**aggregates(default_ai_cost=cost_settings.ai_cost_per_conversation))
         .order_by("bucket")
     )
-    by_start = {row["bucket"]: Totals.from_row(row) for row in rows}
-    buckets = []
+    # Keyed in UTC: Python never finds two datetimes in different zones equal during a
+    # repeated (DST fall-back) hour, so the display-zone bucket would miss its row.
+    by_start = {row["bucket"].astimezone(UTC): Totals.from_row(row) for row in rows}
+    buckets, running = [], Decimal(0)
     for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
-        totals = by_start.get(bucket_start, Totals())
-        buckets.append(Bucket(start=bucket_start, totals=totals, cost=totals.cost(cost_settings)))
+        totals = by_start.get(bucket_start.astimezone(UTC), Totals())
+        cost = totals.cost(cost_settings)
+        running += cost.savings
+        buckets.append(Bucket(start=bucket_start, totals=totals, cost=cost, cumulative_savings=running))
     return buckets
 
 
 KNOWLEDGE_GAPS_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class TopicTrend:
+    stats: TopicStats
+    previous_conversations: int
+    change: Decimal | None  # % change in conversations; None when the topic is new
+    rate_change: Decimal | None  # change of its AI resolution rate, percentage points
 
 
 @dataclass(frozen=True)
@@ -238,6 +251,25 @@ class Dashboard:
     has_any_data: bool
     channels: list[str]
     bot_versions: list[str]
+
+    @property
+    def topic_trends(self) -> list[TopicTrend]:
+        """Every topic of the period beside its figures in the previous period."""
+        trends = []
+        for topic in self.topics:
+            before = self.previous_topics.get(topic.topic_id)
+            previous_count = before.totals.conversations if before else 0
+            trends.append(
+                TopicTrend(
+                    stats=topic,
+                    previous_conversations=previous_count,
+                    change=relative_change(topic.totals.conversations, previous_count),
+                    rate_change=difference(
+                        topic.totals.ai_resolution_rate, before.totals.ai_resolution_rate if before else None
+                    ),
+                )
+            )
+        return trends
 
     @property
     def knowledge_gaps(self) -> list[TopicStats]:

@@ -13,6 +13,8 @@ from rest_framework import serializers
 from conversations.models import (
     CSAT_SCORES,
     LABEL_MAX_LENGTH,
+    MAX_RESPONSE_MS,
+    MAX_RESPONSES,
     MAX_TOPICS,
     MAX_TURNS,
     SESSION_ID_MAX_LENGTH,
@@ -24,7 +26,8 @@ from conversations.services import ConversationIn
 
 MAX_HOURS = 87_600  # ten years
 MAX_BUCKETS = 10_000
-MAX_RESPONSE_TIMES = 10_000
+MAX_RESPONSE_TIMES = MAX_RESPONSES
+MIN_YEAR, MAX_YEAR = 1900, 9000
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
@@ -55,13 +58,25 @@ class StrictFloatField(serializers.FloatField):
     default_error_messages = {"invalid": "Must be a JSON number."}
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (int, float)) or not math.isfinite(data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        try:
+            finite = math.isfinite(data)  # a 400-digit JSON integer overflows here
+        except OverflowError:
+            finite = False
+        if not finite:
             self.fail("invalid")
         return super().to_internal_value(data)
 
 
 class UTCDateTimeField(serializers.DateTimeField):
-    """ISO 8601; a naive time is UTC (the tutorial writes `datetime.utcnow().isoformat()`)."""
+    """ISO 8601; a naive time is UTC (the tutorial writes `datetime.utcnow().isoformat()`).
+
+    Years outside 1900-9000 are refused: nothing real lies there, and date arithmetic
+    near year 1 or 9999 (a previous period, a time-zone shift) would overflow.
+    """
+
+    default_error_messages = {"out_of_range": f"Must be between the years {MIN_YEAR} and {MAX_YEAR}."}
 
     def __init__(self, **kwargs):
         super().__init__(default_timezone=UTC, **kwargs)
@@ -70,9 +85,12 @@ class UTCDateTimeField(serializers.DateTimeField):
         if isinstance(value, datetime):  # only strings come from JSON or a query string
             self.fail("invalid", format="ISO 8601")
         try:
-            return super().to_internal_value(value)
+            parsed = super().to_internal_value(value)
         except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 shifted to UTC
             self.fail("invalid", format="ISO 8601")
+        if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+            self.fail("out_of_range")
+        return parsed
 
 
 # --- Ingestion ---------------------------------------------------------------------
@@ -84,7 +102,8 @@ class ConversationInputSerializer(serializers.Serializer):
     Unknown fields are ignored, so a line of the tutorial's analytics.jsonl posts as is.
     """
 
-    session_id = serializers.CharField(max_length=SESSION_ID_MAX_LENGTH)
+    # Stored exactly as sent (no trimming): the CSAT endpoint finds it by the same string.
+    session_id = serializers.CharField(max_length=SESSION_ID_MAX_LENGTH, trim_whitespace=False)
     turns = StrictIntegerField(min_value=0, max_value=MAX_TURNS)
     resolved_by_ai = StrictBooleanField()
     topics = serializers.ListField(
@@ -96,14 +115,17 @@ class ConversationInputSerializer(serializers.Serializer):
         f"1-{TOPIC_MAX_LENGTH} characters after that; duplicates count once.",
     )
     response_times = serializers.ListField(
-        child=StrictFloatField(min_value=0),
+        child=StrictFloatField(min_value=0, max_value=MAX_RESPONSE_MS),
         max_length=MAX_RESPONSE_TIMES,
         required=False,
         help_text="Each bot response time in ms. Send this or avg_response_ms, not both.",
     )
-    avg_response_ms = StrictFloatField(min_value=0, required=False, allow_null=True)
+    avg_response_ms = StrictFloatField(
+        min_value=0, max_value=MAX_RESPONSE_MS, required=False, allow_null=True
+    )
     response_count = StrictIntegerField(
         min_value=0,
+        max_value=MAX_RESPONSE_TIMES,
         required=False,
         allow_null=True,
         help_text="How many responses avg_response_ms averages (optional; only with avg_response_ms).",

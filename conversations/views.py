@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -15,10 +14,9 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from conversations import charts, formatting, selectors
+from conversations import charts, formatting, metrics, selectors
 from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
-from conversations.metrics import percent
-from conversations.selectors import Dashboard, Granularity, TopicStats
+from conversations.selectors import Dashboard, Granularity, TopicStats, TopicTrend
 
 # Below this many conversations (or ratings) a rate is shown with its sample size and a
 # warning: a rate over 12 conversations is not a trend.
@@ -58,7 +56,7 @@ class Kpi:
 
 
 def _change(current, previous, *, kind: str, higher_is: str, currency: str) -> tuple[str, str]:
-    """The change against the previous period as text, and whether it is good news.
+    """The change against the previous period (from metrics) as text, and whether it is good news.
 
     kind: "relative" (% change, for counts and times), "points" (percentage points, for
     rates), "money" or "absolute".
@@ -66,12 +64,12 @@ def _change(current, previous, *, kind: str, higher_is: str, currency: str) -> t
     if current is None or previous is None:
         return "no comparison", "none"
     if kind == "relative":
-        if previous == 0:
+        delta = metrics.relative_change(current, previous)
+        if delta is None:  # nothing before
             return ("new" if current else "±0"), "none"
-        delta = Decimal(100) * (Decimal(current) - Decimal(previous)) / Decimal(previous)
         text = formatting.signed(delta, "%")
     else:
-        delta = Decimal(current) - Decimal(previous)
+        delta = metrics.difference(current, previous)
         if kind == "money":
             text = ("+" if delta > 0 else "±" if delta == 0 else "") + formatting.money(delta, currency)
         else:
@@ -136,11 +134,12 @@ def kpis(dash: Dashboard) -> list[Kpi]:
 
 @dataclass(frozen=True)
 class TopicRow:
-    topic: TopicStats
-    previous_conversations: int
-    change: Decimal | None  # % change in conversations; None when the topic is new
-    rate_change: Decimal | None  # AI resolution rate change in percentage points
+    trend: TopicTrend
     drilldown_url: str
+
+    @property
+    def topic(self) -> TopicStats:
+        return self.trend.stats
 
     def sort_key(self, field: str):
         totals = self.topic.totals
@@ -151,7 +150,7 @@ class TopicRow:
             "ai_resolution_rate": totals.ai_resolution_rate,
             "escalations": totals.escalated,
             "avg_csat": totals.avg_csat,
-            "change": self.change,
+            "change": self.trend.change,
         }
         value = values[field]
         # None sorts last in either direction.
@@ -172,19 +171,7 @@ def _drilldown_url(topic: TopicStats, query: DashboardQuery) -> str:
 
 
 def topic_rows(dash: Dashboard, query: DashboardQuery) -> list[TopicRow]:
-    rows = []
-    for topic in dash.topics:
-        before = dash.previous_topics.get(topic.topic_id)
-        previous_count = before.totals.conversations if before else 0
-        change = (
-            percent(topic.totals.conversations - previous_count, previous_count) if previous_count else None
-        )
-        rate_change = (
-            topic.totals.ai_resolution_rate - before.totals.ai_resolution_rate
-            if before and before.totals.ai_resolution_rate is not None
-            else None
-        )
-        rows.append(TopicRow(topic, previous_count, change, rate_change, _drilldown_url(topic, query)))
+    rows = [TopicRow(trend, _drilldown_url(trend.stats, query)) for trend in dash.topic_trends]
     field = query.sort.removeprefix("-")
     descending = query.sort.startswith("-")
     known = [row for row in rows if row.sort_key(field)[0] is False]
@@ -203,14 +190,6 @@ def _bucket_label(bucket, granularity: str) -> str:
             bucket.start.strftime("%b %d %H:%M") if bucket.start.hour == 0 else bucket.start.strftime("%H:%M")
         )
     return bucket.start.strftime("%b %d")
-
-
-def cumulative_savings(dash: Dashboard) -> list[Decimal]:
-    running, result = Decimal(0), []
-    for bucket in dash.buckets:
-        running += bucket.cost.savings
-        result.append(running)
-    return result
 
 
 def build_charts(dash: Dashboard) -> list[charts.Chart]:
@@ -261,7 +240,7 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
             title="Cumulative savings",
             description="Money saved against human-only support, added up over the range.",
             labels=labels,
-            values=cumulative_savings(dash),
+            values=[bucket.cumulative_savings for bucket in dash.buckets],
             unit=symbol,
             value_header=f"Savings ({currency})",
             format_value=lambda value: formatting.money(value, currency),
@@ -402,9 +381,9 @@ def topics_csv_view(request: HttpRequest) -> HttpResponse:
                 row.topic.totals.avg_csat,
                 row.topic.totals.csat_responses,
                 row.topic.escalation_cost,
-                row.previous_conversations,
-                row.change,
-                row.rate_change,
+                row.trend.previous_conversations,
+                row.trend.change,
+                row.trend.rate_change,
             ]
             for row in rows
         ],
@@ -447,8 +426,8 @@ def timeseries_csv_view(request: HttpRequest) -> HttpResponse:
                 bucket.totals.avg_turns,
                 bucket.totals.p95_response_ms,
                 bucket.cost.savings,
-                cumulative,
+                bucket.cumulative_savings,
             ]
-            for bucket, cumulative in zip(dash.buckets, cumulative_savings(dash), strict=True)
+            for bucket in dash.buckets
         ],
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -72,14 +73,51 @@ def _service_user_can_reach(path: Path) -> bool:
     return result.returncode == 0
 
 
+def var_dir() -> Path:
+    """The checkout's git-ignored var/ folder, created 0755 whatever the umask.
+
+    The service user must be able to pass through it to reach var/postgres; a root shell
+    with umask 077 would otherwise create it 0700.
+    """
+    var = BASE_DIR / "var"
+    if not var.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        var.chmod(0o755)
+    return var
+
+
+def fallback_parent() -> Path:
+    """Where clusters go that cannot live in the checkout.
+
+    As root: the service user's home (Debian: /var/lib/postgresql), which that user owns
+    and which, unlike /tmp, is neither cleaned nor in memory. Otherwise the temp folder.
+    """
+    if _running_as_root():
+        try:
+            home = Path(pwd.getpwnam(SERVICE_USER).pw_dir)
+        except KeyError:
+            home = None
+        if home and home.is_dir():
+            return home
+    return Path(tempfile.gettempdir())
+
+
 def data_dir() -> Path:
     """The cluster's folder; its unix socket sits inside it."""
-    in_checkout = BASE_DIR / "var" / "postgres"
+    var = BASE_DIR / "var"
+    in_checkout = var / "postgres"
     socket_fits = len(str(in_checkout / SOCKET_NAME).encode()) <= MAX_SOCKET_PATH
-    if socket_fits and _service_user_can_reach(BASE_DIR):
+    if socket_fits and _service_user_can_reach(var if var.exists() else BASE_DIR):
         return in_checkout
     digest = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"supportanalytics-pg-{digest}"
+    return fallback_parent() / f"supportanalytics-pg-{digest}"
+
+
+def _check_owner(directory: Path) -> None:
+    """Refuse a cluster folder that someone else made (e.g. planted in /tmp beforehand)."""
+    expected = pwd.getpwnam(SERVICE_USER).pw_uid if _running_as_root() else os.geteuid()
+    if directory.exists() and directory.stat().st_uid != expected:
+        raise LocalDatabaseError(f"{directory} belongs to another user; remove it or set DATABASE_URL.")
 
 
 def database_url(directory: Path | None = None) -> str:
@@ -96,6 +134,8 @@ def _run_pg(binary: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _initdb(bindir: Path, directory: Path) -> None:
+    if directory.parent == BASE_DIR / "var":
+        var_dir()
     directory.mkdir(parents=True, exist_ok=True)
     if _running_as_root():
         shutil.chown(directory, SERVICE_USER, SERVICE_USER)
@@ -152,6 +192,8 @@ def ensure_running() -> str:
             "or set DATABASE_URL to an existing database."
         )
     directory = data_dir()
+    if directory.parent != BASE_DIR / "var":
+        _check_owner(directory)
     if not (directory / "PG_VERSION").exists():
         _initdb(bindir, directory)
     if not _is_running(bindir, directory):

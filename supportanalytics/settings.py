@@ -44,11 +44,10 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 
 def _local_secret_key() -> str:
     """A random key kept in var/ (git-ignored), so local sessions survive restarts."""
-    path = BASE_DIR / "var" / "secret_key"
+    path = localdb.var_dir() / "secret_key"
     if not path.exists():
         from django.core.management.utils import get_random_secret_key
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(get_random_secret_key())
         path.chmod(0o600)
     return path.read_text().strip()
@@ -160,7 +159,8 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = LOCAL_MODE
 if LOCAL_MODE:
-    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns when it is missing
+    localdb.var_dir()
+    STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns when it is missing
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -193,6 +193,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Bodies above this answer 413 (JSON, from conversations.parsers). A full batch of 1,000
+# ordinary conversations is a few hundred kB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"

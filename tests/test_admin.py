@@ -303,3 +303,11 @@ def test_cost_settings_cannot_be_deleted_or_added(superuser_client):
     assert change_page.status_code == 200
     assert delete_url not in change_page.content.decode()
     assert CostSettings.objects.count() == 1
+
+
+def test_topics_cannot_be_added_or_renamed_in_the_admin(superuser_client):
+    topic = Topic.objects.create(name="billing")
+    assert superuser_client.get(reverse("admin:conversations_topic_add")).status_code == 403
+    page = superuser_client.get(reverse("admin:conversations_topic_change", args=[topic.pk]))
+    assert page.status_code == 200
+    assert b'name="name"' not in page.content  # shown, not editable

@@ -75,7 +75,9 @@ def test_batches_with_and_without_csat_in_opposite_orders_do_not_deadlock(round_
 
 
 def test_many_overlapping_batches_store_every_session_once():
-    batches = [[item(f"s{(offset + i) % 12}", topics=[f"t{offset}"]) for i in range(7)] for offset in range(6)]
+    batches = [
+        [item(f"s{(offset + i) % 12}", topics=[f"t{offset}"]) for i in range(7)] for offset in range(6)
+    ]
     results = run_together(*batches)
     assert Conversation.objects.count() == 12
     assert sum(result.created for result in results) == 12

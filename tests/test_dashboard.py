@@ -331,6 +331,8 @@ def test_empty_range_with_data_elsewhere_says_so(staff_client, frozen_now):
         {"range": "custom", "start": "yesterday", "end": "2026-03-01"},
         {"sort": "-password"},
         {"channel": "x" * 65},
+        {"range": "custom", "start": "0001-01-01", "end": "0001-01-05"},
+        {"range": "custom", "start": "9999-12-30", "end": "9999-12-31"},
     ],
 )
 def test_bad_query_strings_get_400_with_a_message(staff_client, frozen_now, params):
@@ -347,6 +349,39 @@ def test_custom_range_covers_whole_days_in_the_configured_time_zone(staff_client
     page = staff_client.get(URL, {"range": "custom", "start": "2026-03-10", "end": "2026-03-10"})
     assert kpi_values(page.content.decode())["conversations"] == "1"
     assert page.context["query"].period.start == datetime(2026, 3, 10, 4, tzinfo=UTC)  # EDT since Mar 8
+
+
+def test_custom_range_that_includes_today_ends_now(staff_client, conversations):
+    page = staff_client.get(URL, {"range": "custom", "start": "2026-03-08", "end": "2026-03-14"})
+    query = page.context["query"]
+    assert (query.period.start, query.period.end) == (datetime(2026, 3, 8, tzinfo=UTC), T0)
+    # The same window as "last 7 days", so the same comparison.
+    assert kpi_values(page.content.decode()) == kpi_values(
+        staff_client.get(URL, {"range": "7d"}).content.decode()
+    )
+
+
+def test_24_hours_is_the_apis_hours_24(staff_client, frozen_now):
+    ConversationFactory(timestamp=T0 - timedelta(hours=24))  # exactly at the cutoff: out, as in the API
+    ConversationFactory(timestamp=T0 - timedelta(hours=23))
+    assert kpi_values(staff_client.get(URL, {"range": "24h"}).content.decode())["conversations"] == "1"
+    assert staff_client.get("/api/analytics", {"hours": 24}).json()["total_conversations"] == 1
+
+
+def test_filter_form_keeps_the_range(staff_client, conversations):
+    page = staff_client.get(URL, {"range": "24h"}).content.decode()
+    filters = re.search(
+        r'<form method="get" class="filters" aria-label="Filters">(.*?)</form>', page, re.S
+    ).group(1)
+    assert '<input type="hidden" name="range" value="24h">' in filters
+    assert 'name="start"' not in filters
+    custom = staff_client.get(
+        URL, {"range": "custom", "start": "2026-03-01", "end": "2026-03-05"}
+    ).content.decode()
+    filters = re.search(
+        r'<form method="get" class="filters" aria-label="Filters">(.*?)</form>', custom, re.S
+    ).group(1)
+    assert '<input type="hidden" name="start" value="2026-03-01">' in filters
 
 
 # --- Access -----------------------------------------------------------------------------------

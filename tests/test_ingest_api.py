@@ -197,6 +197,12 @@ BAD_FIELDS = [
     ({"ai_cost": -0.01}, "ai_cost"),
     ({"ai_cost": "cheap"}, "ai_cost"),
     ({"ai_cost": 0.0000001}, "ai_cost"),
+    ({"avg_response_ms": 10**400}, "avg_response_ms"),
+    ({"avg_response_ms": 86_400_001}, "avg_response_ms"),
+    ({"response_times": [10**400]}, "response_times.0"),
+    ({"response_times": [1.7e308, 1.7e308]}, "response_times.0"),
+    ({"avg_response_ms": 1000, "response_count": 2**40}, "response_count"),
+    ({"timestamp": "1899-12-31T23:59:59Z"}, "timestamp"),
 ]
 
 
@@ -342,6 +348,32 @@ def test_csat_arrives_later(ingest_client, frozen_now):
     assert response.status_code == 200
     assert response.json()["csat"] == 4
     assert Conversation.objects.get().csat == 4
+
+
+@pytest.mark.parametrize("path_id", ["a%00b", "x" * 256])
+def test_csat_for_an_impossible_session_id_is_404(ingest_client, path_id):
+    response = ingest_client.post(f"{URL}{path_id}/csat/", {"csat": 4}, format="json")
+    assert response.status_code == 404
+
+
+def test_session_ids_are_stored_exactly_as_sent(ingest_client, frozen_now):
+    assert post(ingest_client, minimal(session_id="  padded  ")).status_code == 201
+    assert post(ingest_client, minimal(session_id="padded")).status_code == 201
+    assert Conversation.objects.count() == 2
+    response = ingest_client.post(f"{URL}%20%20padded%20%20/csat/", {"csat": 3}, format="json")
+    assert response.status_code == 200
+    assert Conversation.objects.get(session_id="  padded  ").csat == 3
+
+
+def test_body_over_2_mb_is_413_in_json_and_stores_nothing(ingest_client, frozen_now):
+    items = [minimal(session_id=f"s{i}", topics=["x" * 100] * 20) for i in range(1000)]
+    body = json.dumps(items)
+    assert len(body) > 2 * 1024 * 1024
+    response = ingest_client.post(URL, body, content_type="application/json")
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert "2 MB" in response.json()["detail"]
+    assert Conversation.objects.count() == 0
 
 
 def test_csat_for_unknown_session_is_404(ingest_client):

@@ -1,6 +1,8 @@
 """supportanalytics/localdb.py: where the private cluster lives, and its URL (no server started)."""
 
-import tempfile
+import os
+import pwd
+import stat
 from pathlib import Path
 
 import dj_database_url
@@ -35,7 +37,7 @@ def reachable(monkeypatch):
 
 def fallback_pattern_holds(directory: Path) -> bool:
     return (
-        directory.parent == Path(tempfile.gettempdir())
+        directory.parent == localdb.fallback_parent()
         and directory.name.startswith("supportanalytics-pg-")
         and len(directory.name) == len("supportanalytics-pg-") + 12
         and all(char in "0123456789abcdef" for char in directory.name.removeprefix("supportanalytics-pg-"))
@@ -145,3 +147,24 @@ def test_the_configured_database_answers():
         cursor.execute("SELECT 1 + 1")
         assert cursor.fetchone() == (2,)
     assert connection.vendor == "postgresql"
+
+
+def test_var_dir_is_passable_whatever_the_umask(monkeypatch, tmp_path):
+    monkeypatch.setattr(localdb, "BASE_DIR", tmp_path / "checkout")
+    (tmp_path / "checkout").mkdir()
+    previous = os.umask(0o077)
+    try:
+        var = localdb.var_dir()
+    finally:
+        os.umask(previous)
+    assert var == tmp_path / "checkout" / "var"
+    assert stat.S_IMODE(var.stat().st_mode) == 0o755
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root-only fallback")
+def test_root_falls_back_to_the_service_users_home_and_refuses_foreign_folders(tmp_path):
+    assert localdb.fallback_parent() == Path(pwd.getpwnam(localdb.SERVICE_USER).pw_dir)
+    planted = tmp_path / "planted"
+    planted.mkdir()  # owned by root, not by the postgres user
+    with pytest.raises(localdb.LocalDatabaseError, match="belongs to another user"):
+        localdb._check_owner(planted)

@@ -27,6 +27,7 @@ def zero_bucket(start: str) -> dict:
         "avg_turns": None,
         "p95_response_ms": None,
         "savings": 0.0,
+        "cumulative_savings": 0.0,
     }
 
 
@@ -56,8 +57,9 @@ def test_daily_series_includes_empty_days(read_client, frozen_now):
             "avg_turns": 4.0,
             "p95_response_ms": 800.0,
             "savings": 4.9,  # 1 resolved × $5 − 2 × $0.05 AI cost
+            "cumulative_savings": 4.9,
         },
-        zero_bucket("2026-03-12T00:00:00+00:00"),
+        {**zero_bucket("2026-03-12T00:00:00+00:00"), "cumulative_savings": 4.9},
         {
             **zero_bucket("2026-03-13T00:00:00+00:00"),
             "conversations": 1,
@@ -66,6 +68,7 @@ def test_daily_series_includes_empty_days(read_client, frozen_now):
             "avg_turns": 3.0,
             "p95_response_ms": 800.0,
             "savings": 4.95,
+            "cumulative_savings": 9.85,
         },
     ]
 
@@ -97,6 +100,23 @@ def test_days_follow_the_requested_time_zone_across_a_dst_change(read_client):
         ("2026-03-29T00:00:00+01:00", 1),
         ("2026-03-30T00:00:00+02:00", 1),
     ]
+
+
+@pytest.mark.django_db
+def test_hourly_series_keeps_the_repeated_hour_of_a_dst_change(read_client):
+    # 2026-10-25 in Berlin: 02:00-03:00 happens twice (00:00Z-01:00Z and 01:00Z-02:00Z).
+    for minute in range(0, 180, 20):  # 00:00Z to 02:40Z
+        ConversationFactory(timestamp=datetime(2026, 10, 25, tzinfo=UTC) + timedelta(minutes=minute))
+    params = {"start": "2026-10-25T00:00:00Z", "end": "2026-10-25T03:00:00Z", "tz": "Europe/Berlin"}
+
+    body = read_client.get(SERIES_URL, {**params, "granularity": "hour"}).json()
+
+    assert [(b["start"], b["conversations"]) for b in body["buckets"]] == [
+        ("2026-10-25T02:00:00+02:00", 3),
+        ("2026-10-25T02:00:00+01:00", 3),
+        ("2026-10-25T03:00:00+01:00", 3),
+    ]
+    assert read_client.get("/api/analytics", params).json()["total_conversations"] == 9
 
 
 def test_bucket_starts_for_weeks_begin_on_monday():
@@ -137,6 +157,8 @@ def test_bucket_starts_for_an_empty_window():
         ({"tz": "Mars/Olympus"}, "tz"),
         ({"tz": "../etc/passwd"}, "tz"),
         ({"hours": 87_600, "granularity": "hour"}, "granularity"),
+        ({"start": "0001-01-01T00:00:00Z", "tz": "America/New_York"}, "start"),
+        ({"start": "9999-12-31T23:30:00Z", "end": "9999-12-31T23:59:59Z", "granularity": "hour"}, "start"),
     ],
 )
 def test_bad_series_parameters_are_400(read_client, frozen_now, params, field):
