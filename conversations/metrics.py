@@ -2,11 +2,13 @@
 
 Two halves, used together by the selectors:
 
-* `aggregates()` — the SQL sums and counts over a set of conversations. The same
-  expressions serve a whole window, one time bucket or one topic.
-* `Totals` — those raw numbers as plain data, with each derived metric (rates, means,
-  money) as a documented property. A number on the dashboard or in the API is one of
-  these properties, so it cannot differ between the two.
+* `raw_aggregates()` / `rollup_aggregates()` — the SQL sums and counts over a set of
+  conversations, read from the conversations themselves or from their hourly and daily
+  rollups (conversations.rollups). Both give the same additive figures, so a window is the
+  sum of its rollup rows and of the raw conversations of its partial first and last hours.
+* `Totals` — those figures as plain data that add up (`+`), with each derived metric
+  (rates, means, money, p95) as a documented property. A number on the dashboard or in the
+  API is one of these properties, so it cannot differ between the two.
 
 Rounding is half-up: rates to 1 decimal, CSAT means to 2, money to 2.
 """
@@ -17,36 +19,25 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db.models import (
-    Aggregate,
-    Avg,
-    Count,
-    DecimalField,
-    FloatField,
-    Q,
-    Sum,
-    Value,
-)
-from django.db.models.functions import Coalesce
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import Aggregate, Count, DecimalField, IntegerField, Q, Sum
+from django.db.models.functions import Cast
 
+from conversations import histogram
 from conversations.models import CSAT_SCORES, CostSettings
+from conversations.rollups import METRICS as ROLLUP_METRICS
 
 ONE_DECIMAL = Decimal("0.1")
 TWO_DECIMALS = Decimal("0.01")
 PROMOTER_SCORES = (4, 5)
 
 
-class PercentileCont(Aggregate):
-    """PostgreSQL's ordered-set aggregate `percentile_cont(f) WITHIN GROUP (ORDER BY x)`."""
+class HistogramSum(Aggregate):
+    """Element-wise sum of response-time histograms (the SQL aggregate from migration 0003)."""
 
-    function = "percentile_cont"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression, fraction: float, **extra):
-        if not 0 <= fraction <= 1:
-            raise ValueError("fraction must be within [0, 1]")
-        super().__init__(expression, fraction=float(fraction), **extra)
+    function = "sa_histogram_sum"
+    output_field = ArrayField(IntegerField())
 
 
 def _round(value: Decimal | None, places: Decimal) -> Decimal | None:
@@ -83,46 +74,41 @@ def _mean(total: int | Decimal, count: int, places: Decimal) -> Decimal | None:
     return _round(Decimal(total) / Decimal(count), places)
 
 
-def aggregates(*, default_ai_cost: Decimal, prefix: str = "") -> dict[str, Aggregate]:
-    """The SQL aggregates behind `Totals`, keyed by `Totals` field name.
+def raw_aggregates(*, prefix: str = "") -> dict[str, Aggregate]:
+    """SQL aggregates over conversations, keyed by `Totals` field.
 
     `prefix` reaches the conversation through a relation (e.g. "conversation__" from
-    ConversationTopic) so topic statistics use the very same definitions.
+    ConversationTopic) so topic statistics use the very same definitions. These match, column
+    for column, the rollups' definitions in conversations.rollups.
     """
 
     def f(name: str) -> str:
         return f"{prefix}{name}"
 
     resolved = Q(**{f("resolved_by_ai"): True})
-    escalated = Q(**{f("resolved_by_ai"): False})
-    has_csat = Q(**{f("csat__isnull"): False})
-    money = DecimalField(max_digits=20, decimal_places=6)
     result: dict[str, Aggregate] = {
         "conversations": Count(f("id")),
         "ai_resolved": Count(f("id"), filter=resolved),
-        "turns_sum": Coalesce(Sum(f("turns")), 0),
-        "csat_sum": Coalesce(Sum(f("csat")), 0),
-        "csat_sum_ai_resolved": Coalesce(Sum(f("csat"), filter=resolved), 0),
-        "csat_count_ai_resolved": Count(f("id"), filter=resolved & has_csat),
-        "csat_sum_escalated": Coalesce(Sum(f("csat"), filter=escalated), 0),
-        "csat_count_escalated": Count(f("id"), filter=escalated & has_csat),
-        # A conversation without its own ai_cost costs the configured default.
-        "ai_cost_sum": Coalesce(
-            Sum(
-                Coalesce(
-                    f("ai_cost"),
-                    Value(default_ai_cost, output_field=money),
-                    output_field=money,
-                )
-            ),
-            Value(Decimal(0), output_field=money),
-            output_field=money,
+        "turns_sum": Sum(f("turns")),
+        "csat_sum_ai_resolved": Sum(f("csat"), filter=resolved),
+        "csat_count_ai_resolved": Count(f("csat"), filter=resolved),
+        "ai_cost_sum": Sum(f("ai_cost")),
+        "ai_cost_missing": Count(f("id"), filter=Q(**{f("ai_cost__isnull"): True})),
+        "response_ms_sum": Sum(Cast(f("avg_response_ms"), DecimalField(max_digits=30, decimal_places=3))),
+        "response_ms_count": Count(f("avg_response_ms")),
+        "response_ms_buckets": ArrayAgg(
+            f("response_ms_bucket"), filter=Q(**{f("response_ms_bucket__isnull"): False})
         ),
-        "response_ms_mean": Avg(f("avg_response_ms")),
-        "response_ms_p95": PercentileCont(f("avg_response_ms"), 0.95),
     }
     for score in CSAT_SCORES:
         result[f"csat_{score}"] = Count(f("id"), filter=Q(**{f("csat"): score}))
+    return result
+
+
+def rollup_aggregates() -> dict[str, Aggregate]:
+    """SQL aggregates over ConversationRollup or TopicRollup rows, keyed by `Totals` field."""
+    result: dict[str, Aggregate] = {name: Sum(name) for name in ROLLUP_METRICS}
+    result["response_ms_histogram"] = HistogramSum("response_ms_histogram")
     return result
 
 
@@ -150,18 +136,34 @@ class Totals:
     csat_3: int = 0
     csat_4: int = 0
     csat_5: int = 0
-    csat_sum: int = 0
     csat_sum_ai_resolved: int = 0
     csat_count_ai_resolved: int = 0
-    csat_sum_escalated: int = 0
-    csat_count_escalated: int = 0
-    ai_cost_sum: Decimal = Decimal(0)
-    response_ms_mean: float | None = None
-    response_ms_p95: float | None = None
+    ai_cost_sum: Decimal = Decimal(0)  # the costs the bot reported
+    ai_cost_missing: int = 0  # conversations that take the default AI cost
+    response_ms_sum: Decimal = Decimal(0)
+    response_ms_count: int = 0
+    response_ms_histogram: tuple[int, ...] = ()
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Totals:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        """From a row of raw_aggregates() or rollup_aggregates() (an empty set gives None sums)."""
+        values = {name: row.get(name) or 0 for name in ROLLUP_METRICS}
+        if "response_ms_buckets" in row:
+            values["response_ms_histogram"] = tuple(histogram.from_buckets(row["response_ms_buckets"] or ()))
+        else:
+            values["response_ms_histogram"] = tuple(row.get("response_ms_histogram") or ())
+        return cls(**values)
+
+    def __add__(self, other: Totals) -> Totals:
+        values = {name: getattr(self, name) + getattr(other, name) for name in ROLLUP_METRICS}
+        values["response_ms_histogram"] = tuple(
+            histogram.add(self.response_ms_histogram, other.response_ms_histogram)
+        )
+        return Totals(**values)
+
+    @property
+    def csat_sum(self) -> int:
+        return sum(score * count for score, count in self.csat_distribution.items())
 
     @property
     def escalated(self) -> int:
@@ -219,7 +221,11 @@ class Totals:
     @property
     def avg_csat_escalated(self) -> Decimal | None:
         """Mean CSAT of the escalated conversations that have one, 2 decimals."""
-        return _mean(self.csat_sum_escalated, self.csat_count_escalated, TWO_DECIMALS)
+        return _mean(
+            self.csat_sum - self.csat_sum_ai_resolved,
+            self.csat_responses - self.csat_count_ai_resolved,
+            TWO_DECIMALS,
+        )
 
     @property
     def avg_response_ms(self) -> Decimal | None:
@@ -228,12 +234,17 @@ class Totals:
         Each conversation counts once, whatever its number of responses; conversations
         that reported no response time are left out.
         """
-        return _round_float(self.response_ms_mean)
+        return _mean(self.response_ms_sum, self.response_ms_count, ONE_DECIMAL)
 
     @property
     def p95_response_ms(self) -> Decimal | None:
-        """95th percentile (linear interpolation) of the conversations' average response times (ms)."""
-        return _round_float(self.response_ms_p95)
+        """95th percentile of the conversations' average response times (ms), 1 decimal.
+
+        From the response-time histogram (conversations.histogram): within 4.9% of the exact
+        percentile_cont for times between 10 ms and 125 s.
+        """
+        value = histogram.percentile(self.response_ms_histogram, 0.95) if self.response_ms_histogram else None
+        return None if value is None else _round(Decimal(str(value)), ONE_DECIMAL)
 
     def cost(self, settings: CostSettings) -> CostBreakdown:
         """Human-only cost minus actual cost.
@@ -248,7 +259,8 @@ class Totals:
         """
         human = settings.human_cost_per_conversation
         human_only = human * self.conversations
-        actual = self.ai_cost_sum + human * self.escalated
+        ai_cost = self.ai_cost_sum + settings.ai_cost_per_conversation * self.ai_cost_missing
+        actual = ai_cost + human * self.escalated
         return CostBreakdown(
             currency=settings.currency,
             human_cost_per_conversation=human,
@@ -261,7 +273,3 @@ class Totals:
     def escalation_cost(self, settings: CostSettings) -> Decimal:
         """What the escalations cost in human time: escalated × human cost per conversation."""
         return _round(settings.human_cost_per_conversation * self.escalated, TWO_DECIMALS)
-
-
-def _round_float(value: float | None) -> Decimal | None:
-    return None if value is None else _round(Decimal(str(value)), ONE_DECIMAL)

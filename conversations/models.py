@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from rest_framework_api_key.models import AbstractAPIKey
@@ -82,6 +83,12 @@ class Conversation(models.Model):
         blank=True,
         help_text="How many responses avg_response_ms averages (empty when not reported).",
     )
+    response_ms_bucket = models.SmallIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Bucket of avg_response_ms in the response-time histogram.",
+    )
     csat = models.SmallIntegerField(
         null=True, blank=True, help_text="Customer satisfaction, 1 (worst) to 5 (best)."
     )
@@ -157,6 +164,87 @@ class ConversationTopic(models.Model):
 
     def __str__(self) -> str:
         return f"{self.conversation_id}:{self.topic_id}"
+
+
+class Span(models.TextChoices):
+    HOUR = "h", "hour"
+    DAY = "d", "day"
+
+
+class RollupMetrics(models.Model):
+    """Additive sums over the conversations of one span (a UTC hour or day) and one key.
+
+    Every column adds up, so a window's figures are the sum of its rows (plus the raw
+    conversations of its partial first and last hours); a replaced conversation or a late
+    CSAT subtracts its old contribution and adds the new one. Costs that depend on the
+    editable cost settings are not stored: `ai_cost_missing` counts the conversations that
+    take the default AI cost when the numbers are read.
+    """
+
+    conversations = models.IntegerField(default=0)
+    ai_resolved = models.IntegerField(default=0)
+    turns_sum = models.BigIntegerField(default=0)
+    csat_1 = models.IntegerField(default=0)
+    csat_2 = models.IntegerField(default=0)
+    csat_3 = models.IntegerField(default=0)
+    csat_4 = models.IntegerField(default=0)
+    csat_5 = models.IntegerField(default=0)
+    csat_sum_ai_resolved = models.BigIntegerField(default=0)
+    csat_count_ai_resolved = models.IntegerField(default=0)
+    ai_cost_sum = models.DecimalField(max_digits=24, decimal_places=6, default=0)
+    ai_cost_missing = models.IntegerField(default=0)
+    # Exact: avg_response_ms is kept to the microsecond (3 decimals), so this numeric sum
+    # equals a full scan's sum(avg_response_ms::numeric).
+    response_ms_sum = models.DecimalField(max_digits=30, decimal_places=3, default=0)
+    response_ms_count = models.IntegerField(default=0)
+    # Counts per response-time bucket (conversations.histogram), for the p95.
+    response_ms_histogram = ArrayField(models.IntegerField())
+
+    class Meta:
+        abstract = True
+
+
+class ConversationRollup(RollupMetrics):
+    span = models.CharField(max_length=1, choices=Span.choices)
+    start = models.DateTimeField(help_text="Start of the UTC hour or day.")
+    channel = models.CharField(max_length=LABEL_MAX_LENGTH)
+    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH)
+
+    class Meta:
+        constraints = [
+            # Also the index of every windowed read: span, then a range of starts.
+            models.UniqueConstraint(
+                fields=["span", "start", "channel", "bot_version"], name="conversation_rollup_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.span} {self.start:%Y-%m-%d %H:%M} {self.channel}/{self.bot_version}"
+
+
+class TopicRollup(RollupMetrics):
+    span = models.CharField(max_length=1, choices=Span.choices)
+    start = models.DateTimeField(help_text="Start of the UTC hour or day.")
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, db_index=False)
+    channel = models.CharField(max_length=LABEL_MAX_LENGTH)
+    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH)
+
+    class Meta:
+        constraints = [
+            # Uses index: top topics and the topics table over a window (span, start range).
+            models.UniqueConstraint(
+                fields=["span", "start", "topic", "channel", "bot_version"], name="topic_rollup_key"
+            ),
+        ]
+        indexes = [
+            # Uses index: a summary or series filtered by one topic.
+            models.Index(fields=["topic", "span", "start"], name="topic_rollup_topic_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.span} {self.start:%Y-%m-%d %H:%M} topic {self.topic_id} {self.channel}/{self.bot_version}"
+        )
 
 
 class CostSettings(models.Model):

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import operator
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import reduce
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncWeek
 
-from conversations.metrics import CostBreakdown, Totals, aggregates, difference, percent, relative_change
-from conversations.models import Conversation, ConversationTopic, CostSettings
+from conversations.metrics import (
+    CostBreakdown,
+    Totals,
+    difference,
+    percent,
+    raw_aggregates,
+    relative_change,
+    rollup_aggregates,
+)
+from conversations.models import (
+    Conversation,
+    ConversationRollup,
+    ConversationTopic,
+    CostSettings,
+    Span,
+    TopicRollup,
+)
 
 TOP_TOPICS_LIMIT = 10
 
@@ -66,6 +84,7 @@ class Bucket:
 
 
 def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversation]:
+    """The raw conversations of a window (tests and the partial hours of a window)."""
     return (
         Conversation.objects.in_window(period.start, period.end, include_start=period.include_start)
         .for_channel(filters.channel)
@@ -74,15 +93,147 @@ def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversati
     )
 
 
-def top_topics(*, period: Period, filters: Filters, limit: int = TOP_TOPICS_LIMIT) -> list[tuple[str, int]]:
-    """Up to `limit` (topic, conversations) pairs, most conversations first, ties by name."""
-    rows = (
-        ConversationTopic.objects.filter(conversation__in=conversations_in(period=period, filters=filters))
-        .values("topic__name")
-        .annotate(conversations=Count("conversation_id"))
-        .order_by("-conversations", "topic__name")[:limit]
+# --- Reading a window from the rollups --------------------------------------------------------
+#
+# A window [start, end) is cut into: the raw conversations of its partial first and last
+# hours; hourly rollup rows up to the first and from the last UTC midnight; daily rollup
+# rows in between. So a query reads at most 2 partial hours of raw rows, 2 × 23 hourly
+# rows and one daily row per day (each per channel × bot version, or per topic), whatever
+# the number of conversations stored: its cost follows the window's length, not the table.
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# Time zones whose offset is always a whole number of hours (the buckets of a time series
+# can then be built from UTC hours).
+_UTC_NAMES = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    raw: tuple[Period, ...] = ()
+    hours: tuple[tuple[datetime, datetime], ...] = ()
+    days: tuple[tuple[datetime, datetime], ...] = ()
+
+    def rollup_q(self) -> Q | None:
+        parts = [Q(span=Span.HOUR, start__gte=a, start__lt=b) for a, b in self.hours]
+        parts += [Q(span=Span.DAY, start__gte=a, start__lt=b) for a, b in self.days]
+        return reduce(operator.or_, parts) if parts else None
+
+    def raw_q(self, prefix: str = "") -> Q | None:
+        parts = [
+            Q(**{f"{prefix}timestamp__{'gte' if part.include_start else 'gt'}": part.start})
+            & Q(**{f"{prefix}timestamp__lt": part.end})
+            for part in self.raw
+        ]
+        return reduce(operator.or_, parts) if parts else None
+
+
+def _ceil(moment: datetime, step: timedelta) -> datetime:
+    floor = _floor(moment, step)
+    return floor if floor == moment else floor + step
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    moment = moment.astimezone(UTC)
+    if step == DAY:
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _Plan:
+    start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
+    if start >= end:
+        return _Plan()
+    if all_raw:
+        return _Plan(raw=(period,))
+    first_hour = _ceil(start, HOUR)
+    if not period.include_start and first_hour == start:
+        first_hour += HOUR  # (start, start + 1h) must leave out rows at exactly start
+    last_hour = _floor(end, HOUR)
+    if first_hour >= last_hour:
+        return _Plan(raw=(period,))
+    raw = []
+    if start < first_hour:
+        raw.append(Period(start, first_hour, period.include_start))
+    if last_hour < end:
+        raw.append(Period(last_hour, end, True))
+    first_day, last_day = _ceil(first_hour, DAY), _floor(last_hour, DAY)
+    if use_days and first_day < last_day:
+        hours = [(first_hour, first_day), (last_day, last_hour)]
+        days = [(first_day, last_day)]
+    else:
+        hours, days = [(first_hour, last_hour)], []
+    return _Plan(raw=tuple(raw), hours=tuple((a, b) for a, b in hours if a < b), days=tuple(days))
+
+
+def _rollups(filters: Filters, plan: _Plan, *, per_topic: bool = False) -> QuerySet | None:
+    """The rollup rows of a plan: per topic when asked or filtering by topic, else per
+    channel × bot version."""
+    q = plan.rollup_q()
+    if q is None:
+        return None
+    if per_topic or filters.topic:
+        rows = TopicRollup.objects.filter(q)
+        if filters.topic:
+            rows = rows.filter(topic__name=filters.topic)
+    else:
+        rows = ConversationRollup.objects.filter(q)
+    if filters.channel is not None:
+        rows = rows.filter(channel=filters.channel)
+    if filters.bot_version is not None:
+        rows = rows.filter(bot_version=filters.bot_version)
+    return rows
+
+
+def _raw(filters: Filters, plan: _Plan) -> QuerySet[Conversation] | None:
+    q = plan.raw_q()
+    if q is None:
+        return None
+    return (
+        Conversation.objects.filter(q)
+        .for_channel(filters.channel)
+        .for_bot_version(filters.bot_version)
+        .with_topic(filters.topic)
     )
-    return [(row["topic__name"], row["conversations"]) for row in rows]
+
+
+def window_totals(*, period: Period, filters: Filters) -> Totals:
+    """The additive figures of a window (rollup rows + raw partial hours)."""
+    plan = _plan(period)
+    totals = Totals()
+    if (rows := _rollups(filters, plan)) is not None:
+        totals += Totals.from_row(rows.aggregate(**rollup_aggregates()))
+    if (raw := _raw(filters, plan)) is not None:
+        totals += Totals.from_row(raw.aggregate(**raw_aggregates()))
+    return totals
+
+
+def _topic_counts(*, period: Period, filters: Filters) -> dict[str, int]:
+    plan = _plan(period)
+    counts: dict[str, int] = defaultdict(int)
+    if (rows := _rollups(filters, plan, per_topic=True)) is not None:
+        for row in rows.values("topic__name").annotate(n=Sum("conversations")):
+            counts[row["topic__name"]] += row["n"]
+    if (raw := _raw(filters, plan)) is not None:
+        links = ConversationTopic.objects.filter(conversation__in=raw)
+        for row in links.values("topic__name").annotate(n=Count("conversation_id")):
+            counts[row["topic__name"]] += row["n"]
+    return counts
+
+
+def top_topics(*, period: Period, filters: Filters, limit: int = TOP_TOPICS_LIMIT) -> list[tuple[str, int]]:
+    """Up to `limit` (topic, conversations) pairs, most conversations first, ties by name.
+
+    With a topic filter, only that topic: the rollups count topics one by one, not which
+    topics occur together.
+    """
+    if filters.topic:
+        totals = window_totals(period=period, filters=filters)
+        return [(filters.topic, totals.conversations)] if totals.conversations else []
+    unfiltered_topics = Filters(channel=filters.channel, bot_version=filters.bot_version)
+    counts = _topic_counts(period=period, filters=unfiltered_topics)
+    ranked = sorted(((name, n) for name, n in counts.items() if n > 0), key=lambda pair: (-pair[1], pair[0]))
+    return ranked[:limit]
 
 
 def summary(
@@ -94,10 +245,7 @@ def summary(
 ) -> Summary:
     """The whole window at once: the tutorial's summary keys and everything added to them."""
     cost_settings = cost_settings or CostSettings.load()
-    row = conversations_in(period=period, filters=filters).aggregate(
-        **aggregates(default_ai_cost=cost_settings.ai_cost_per_conversation)
-    )
-    totals = Totals.from_row(row)
+    totals = window_totals(period=period, filters=filters)
     return Summary(
         period=period,
         filters=filters,
@@ -118,46 +266,44 @@ def topic_breakdown(
 ) -> list[TopicStats]:
     """Every topic with conversations in the window, most conversations first, ties by name.
 
-    `total` (the window's conversation count, for each topic's share) saves a query when
-    the caller already knows it.
+    `total` (the window's conversation count, for each topic's share) saves queries when
+    the caller already knows it. With a topic filter, only that topic.
     """
     cost_settings = cost_settings or CostSettings.load()
-    conversations = conversations_in(period=period, filters=filters)
     if total is None:
-        total = conversations.count()
+        total = window_totals(period=period, filters=filters).conversations
     if total == 0:
         return []
-    rows = (
-        ConversationTopic.objects.filter(conversation__in=conversations)
-        .values("topic_id", topic_name=F("topic__name"))
-        .annotate(
-            **aggregates(
-                default_ai_cost=cost_settings.ai_cost_per_conversation,
-                prefix="conversation__",
-            )
+    plan = _plan(period)
+    by_topic: dict[int, tuple[str, Totals]] = {}
+
+    def merge(rows) -> None:
+        for row in rows:
+            name, totals = by_topic.get(row["topic_id"], (row["topic__name"], Totals()))
+            by_topic[row["topic_id"]] = (name, totals + Totals.from_row(row))
+
+    if (rows := _rollups(filters, plan, per_topic=True)) is not None:
+        merge(rows.values("topic_id", "topic__name").annotate(**rollup_aggregates()))
+    if (raw := _raw(filters, plan)) is not None:
+        links = ConversationTopic.objects.filter(conversation__in=raw)
+        if filters.topic:
+            links = links.filter(topic__name=filters.topic)
+        merge(links.values("topic_id", "topic__name").annotate(**raw_aggregates(prefix="conversation__")))
+    result = [
+        TopicStats(
+            topic_id=topic_id,
+            topic=name,
+            totals=totals,
+            share=percent(totals.conversations, total),
+            escalation_cost=totals.escalation_cost(cost_settings),
         )
-        .order_by("-conversations", "topic_name")
-    )
-    result = []
-    for row in rows:
-        totals = Totals.from_row(row)
-        result.append(
-            TopicStats(
-                topic_id=row["topic_id"],
-                topic=row["topic_name"],
-                totals=totals,
-                share=percent(totals.conversations, total),
-                escalation_cost=totals.escalation_cost(cost_settings),
-            )
-        )
-    return result
+        for topic_id, (name, totals) in by_topic.items()
+        if totals.conversations > 0
+    ]
+    return sorted(result, key=lambda topic: (-topic.totals.conversations, topic.topic))
 
 
-_TRUNC = {
-    Granularity.HOUR: TruncHour,
-    Granularity.DAY: TruncDay,
-    Granularity.WEEK: TruncWeek,
-}
+_TRUNC = {Granularity.HOUR: TruncHour, Granularity.DAY: TruncDay, Granularity.WEEK: TruncWeek}
 
 
 def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneInfo) -> list[datetime]:
@@ -192,6 +338,13 @@ def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneI
         day += step
 
 
+def _whole_hour_offsets(tz: ZoneInfo, period: Period) -> bool:
+    return all(
+        (tz.utcoffset(moment.replace(tzinfo=None)) or timedelta(0)) % HOUR == timedelta(0)
+        for moment in (period.start.astimezone(UTC), period.end.astimezone(UTC))
+    )
+
+
 def timeseries(
     *,
     period: Period,
@@ -200,20 +353,31 @@ def timeseries(
     tz: ZoneInfo,
     cost_settings: CostSettings | None = None,
 ) -> list[Bucket]:
-    """Per-bucket totals over the window, one entry for every bucket, empty ones as zeros."""
+    """Per-bucket totals over the window, one entry for every bucket, empty ones as zeros.
+
+    Day and week buckets in UTC read daily rollups; in another time zone they are made of
+    hourly ones. In a zone whose offset is not a whole number of hours (India, Nepal, ...)
+    a local day does not start on a UTC hour, so that series is read from the raw rows.
+    """
     cost_settings = cost_settings or CostSettings.load()
-    rows = (
-        conversations_in(period=period, filters=filters)
-        .annotate(
-            bucket=_TRUNC[granularity]("timestamp", tzinfo=UTC if granularity == Granularity.HOUR else tz)
-        )
-        .values("bucket")
-        .annotate(**aggregates(default_ai_cost=cost_settings.ai_cost_per_conversation))
-        .order_by("bucket")
+    bucket_tz = UTC if granularity == Granularity.HOUR else tz
+    plan = _plan(
+        period,
+        use_days=granularity != Granularity.HOUR and str(tz) in _UTC_NAMES,
+        all_raw=not _whole_hour_offsets(tz, period),
     )
+    trunc = _TRUNC[granularity]
+    by_start: dict[datetime, Totals] = defaultdict(Totals)
     # Keyed in UTC: Python never finds two datetimes in different zones equal during a
     # repeated (DST fall-back) hour, so the display-zone bucket would miss its row.
-    by_start = {row["bucket"].astimezone(UTC): Totals.from_row(row) for row in rows}
+    if (rows := _rollups(filters, plan)) is not None:
+        grouped = rows.annotate(bucket=trunc("start", tzinfo=bucket_tz)).values("bucket")
+        for row in grouped.annotate(**rollup_aggregates()).order_by("bucket"):
+            by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row)
+    if (raw := _raw(filters, plan)) is not None:
+        grouped = raw.annotate(bucket=trunc("timestamp", tzinfo=bucket_tz)).values("bucket")
+        for row in grouped.annotate(**raw_aggregates()).order_by("bucket"):
+            by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row)
     buckets, running = [], Decimal(0)
     for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
         totals = by_start.get(bucket_start.astimezone(UTC), Totals())
@@ -293,7 +457,10 @@ def dashboard(*, period: Period, filters: Filters, granularity: str, tz: ZoneInf
     before = previous_period(period)
     current = summary(period=period, filters=filters, cost_settings=cost_settings)
     previous = summary(period=before, filters=filters, cost_settings=cost_settings, with_top_topics=False)
-    unfiltered = conversations_in(period=period, filters=Filters())
+    # The filter menus offer what occurs in the period (from the rollups: cheap).
+    menus = _rollups(Filters(), _plan(period))
+    channels = set(menus.values_list("channel", flat=True).distinct()) if menus is not None else set()
+    versions = set(menus.values_list("bot_version", flat=True).distinct()) if menus is not None else set()
     return Dashboard(
         period=period,
         previous_period=before,
@@ -318,15 +485,6 @@ def dashboard(*, period: Period, filters: Filters, granularity: str, tz: ZoneInf
             )
         },
         has_any_data=bool(current.totals.conversations) or Conversation.objects.exists(),
-        # The filter menus offer what occurs in the period (bounded by the timestamp index).
-        channels=sorted(
-            set(unfiltered.exclude(channel="").order_by().values_list("channel", flat=True).distinct())
-            | ({filters.channel} if filters.channel else set())
-        ),
-        bot_versions=sorted(
-            set(
-                unfiltered.exclude(bot_version="").order_by().values_list("bot_version", flat=True).distinct()
-            )
-            | ({filters.bot_version} if filters.bot_version else set())
-        ),
+        channels=sorted((channels | {filters.channel or ""}) - {""}),
+        bot_versions=sorted((versions | {filters.bot_version or ""}) - {""}),
     )

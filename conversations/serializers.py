@@ -197,6 +197,9 @@ class ConversationInputSerializer(serializers.Serializer):
         else:
             avg_response_ms = attrs.get("avg_response_ms")
             response_count = attrs.get("response_count")
+        if avg_response_ms is not None:
+            # To the microsecond: every sum of these (rollups, full scans) is then exact.
+            avg_response_ms = round(avg_response_ms, 3)
         return ConversationIn(
             session_id=attrs["session_id"],
             timestamp=attrs.get("timestamp") or received_at,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from conversations import histogram, rollups
 from conversations.models import Conversation, ConversationTopic, Topic
 
 # Columns a re-post replaces. `csat` is handled apart: see `conversations_ingest`.
@@ -113,9 +116,8 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
 
     with transaction.atomic():
         _lock_sessions(session_ids)
-        existing = set(
-            Conversation.objects.filter(session_id__in=session_ids).values_list("session_id", flat=True)
-        )
+        old = _snapshots(Conversation.objects.filter(session_id__in=session_ids))
+        existing = set(old)
         topic_ids = _topic_ids({name for item in batch for name in item.topics})
         stored = Conversation.objects.bulk_create(
             [
@@ -125,6 +127,7 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
                     turns=item.turns,
                     resolved_by_ai=item.resolved_by_ai,
                     avg_response_ms=item.avg_response_ms,
+                    response_ms_bucket=histogram.bucket_of(item.avg_response_ms),
                     response_count=item.response_count,
                     csat=item.csat,  # a new row without a csat field gets none
                     channel=item.channel,
@@ -136,7 +139,7 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
             ],
             update_conflicts=True,
             unique_fields=["session_id"],
-            update_fields=_REPLACED_FIELDS,
+            update_fields=[*_REPLACED_FIELDS, "response_ms_bucket"],
         )
         conversation_ids = {conversation.session_id: conversation.pk for conversation in stored}
         rescored = [
@@ -158,6 +161,29 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
             ]
         )
 
+        deltas = rollups.Deltas()
+        deltas.remove_all(old.values())
+        deltas.add_all(
+            rollups.Snapshot(
+                timestamp=item.timestamp,
+                channel=item.channel,
+                bot_version=item.bot_version,
+                resolved_by_ai=item.resolved_by_ai,
+                turns=item.turns,
+                csat=item.csat
+                if item.csat_given or item.session_id not in old
+                else old[item.session_id].csat,
+                ai_cost=item.ai_cost,
+                avg_response_ms=item.avg_response_ms,
+                response_ms_bucket=histogram.bucket_of(item.avg_response_ms),
+                topic_ids=tuple(sorted(topic_ids[name] for name in item.topics)),
+            )
+            for item in batch
+        )
+        # Last, so the shared rows (everyone writes the current hour) stay locked only
+        # until the commit that follows.
+        deltas.apply()
+
     result.created_session_ids = set(session_ids) - existing
     result.created = len(result.created_session_ids)
     result.updated = len(existing)
@@ -172,6 +198,50 @@ def conversation_set_csat(*, session_id: str, csat: int | None) -> Conversation:
     with transaction.atomic():
         _lock_sessions([session_id])
         conversation = Conversation.objects.select_for_update().get(session_id=session_id)
+        before = _snapshots(Conversation.objects.filter(pk=conversation.pk))[session_id]
         conversation.csat = csat
         conversation.save(update_fields=["csat"])
+        deltas = rollups.Deltas()
+        deltas.add(before, -1)
+        deltas.add(replace(before, csat=csat), +1)
+        deltas.apply()
     return conversation
+
+
+def _snapshots(conversations: QuerySet[Conversation]) -> dict[str, rollups.Snapshot]:
+    """What these stored conversations contribute to the rollups, by session id."""
+    rows = list(
+        conversations.values(
+            "id",
+            "session_id",
+            "timestamp",
+            "channel",
+            "bot_version",
+            "resolved_by_ai",
+            "turns",
+            "csat",
+            "ai_cost",
+            "avg_response_ms",
+            "response_ms_bucket",
+        )
+    )
+    topics: dict[int, list[int]] = defaultdict(list)
+    if rows:
+        links = ConversationTopic.objects.filter(conversation_id__in=[row["id"] for row in rows])
+        for conversation_id, topic_id in links.values_list("conversation_id", "topic_id"):
+            topics[conversation_id].append(topic_id)
+    return {
+        row["session_id"]: rollups.Snapshot(
+            timestamp=row["timestamp"],
+            channel=row["channel"],
+            bot_version=row["bot_version"],
+            resolved_by_ai=row["resolved_by_ai"],
+            turns=row["turns"],
+            csat=row["csat"],
+            ai_cost=row["ai_cost"],
+            avg_response_ms=row["avg_response_ms"],
+            response_ms_bucket=row["response_ms_bucket"],
+            topic_ids=tuple(sorted(topics[row["id"]])),
+        )
+        for row in rows
+    }

@@ -2,7 +2,9 @@ from datetime import timedelta
 
 import factory
 
+from conversations import services
 from conversations.models import Conversation, Topic
+from conversations.services import ConversationIn
 from tests.conftest import T0
 
 
@@ -15,11 +17,12 @@ class TopicFactory(factory.django.DjangoModelFactory):
 
 
 class ConversationFactory(factory.django.DjangoModelFactory):
-    """A stored conversation; timestamps default to fixed offsets before T0, never random."""
+    """A stored conversation, written through the real ingestion service (so the rollups
+    that analytics read are kept as in production). Timestamps default to fixed offsets
+    before T0, never random ones; `topics` is a list of names."""
 
     class Meta:
         model = Conversation
-        skip_postgeneration_save = True
 
     session_id = factory.Sequence(lambda n: f"session-{n:06d}")
     timestamp = factory.LazyFunction(lambda: T0 - timedelta(hours=1))
@@ -31,9 +34,23 @@ class ConversationFactory(factory.django.DjangoModelFactory):
     channel = "web"
     bot_version = "1.0"
     ai_cost = None
-    received_at = factory.SelfAttribute("timestamp")
+    topics = ()
 
-    @factory.post_generation
-    def topics(self, create, names, **kwargs):
-        if create and names:
-            self.topics.set([TopicFactory(name=name) for name in names])
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        item = ConversationIn(
+            session_id=kwargs["session_id"],
+            timestamp=kwargs["timestamp"],
+            turns=kwargs["turns"],
+            resolved_by_ai=kwargs["resolved_by_ai"],
+            topics=tuple(kwargs["topics"]),
+            avg_response_ms=kwargs["avg_response_ms"],
+            response_count=kwargs["response_count"],
+            channel=kwargs["channel"],
+            bot_version=kwargs["bot_version"],
+            ai_cost=kwargs["ai_cost"],
+            csat=kwargs["csat"],
+            csat_given=True,
+        )
+        services.conversations_ingest(items=[item])
+        return model_class.objects.get(session_id=item.session_id)

@@ -70,8 +70,9 @@ def test_summary_of_last_24_hours(read_client, frozen_now, dataset):
             "average_ai_resolved": 4.5,
             "average_escalated": 2.0,
         },
-        # 400, 800, 1200 (c4 reported none): p95 = 800 + 0.9 × 400
-        "response_time": {"mean_ms": 800.0, "p95_ms": 1160.0},
+        # 400, 800, 1200 (c4 reported none): exact p95 = 800 + 0.9 × 400 = 1160; from the
+        # histogram (conversations/histogram.py) 1184.5, 2.1% off, within its 4.9% bound.
+        "response_time": {"mean_ms": 800.0, "p95_ms": 1184.5},
         "cost": {
             "currency": "USD",
             "human_cost_per_conversation": 5.0,
@@ -179,7 +180,9 @@ def test_filters(read_client, frozen_now, dataset, params, expected):
 def test_topic_filter_is_echoed_normalized(read_client, frozen_now, dataset):
     body = read_client.get(URL, {"topic": "  Refund "}).json()
     assert body["filters"] == {"channel": None, "topic": "refund", "bot_version": None}
-    assert body["top_topics"] == [["refund", 2], ["billing", 1]]
+    # Under a topic filter the top topics are that topic alone (rollups count topics one by
+    # one, not which ones occur together).
+    assert body["top_topics"] == [["refund", 2]]
 
 
 def test_top_topics_keeps_ten_ordered_by_count_then_name(read_client, frozen_now):
@@ -210,13 +213,15 @@ def test_cost_settings_change_the_savings_without_a_deploy(read_client, frozen_n
     assert body["cost"]["human_only_cost"] == 32.0
 
 
-def test_summary_issues_a_fixed_number_of_queries(
-    read_client, frozen_now, dataset, django_assert_num_queries
+@pytest.mark.parametrize("hours", [1, 24, 24 * 90, 87_600])
+def test_summary_issues_a_bounded_number_of_queries(
+    read_client, frozen_now, dataset, django_assert_max_num_queries, hours
 ):
     read_client.get(URL)  # creates the cost settings row
-    # API key, cost settings, aggregate, top topics
-    with django_assert_num_queries(4):
-        assert read_client.get(URL, {"hours": 87_600}).status_code == 200
+    # API key, cost settings, then rollup rows and raw partial hours for the totals and for
+    # the top topics: at most 6, fewer when a window has no whole hour or no partial one.
+    with django_assert_max_num_queries(6):
+        assert read_client.get(URL, {"hours": hours}).status_code == 200
 
 
 @pytest.mark.parametrize(

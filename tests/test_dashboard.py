@@ -110,7 +110,8 @@ def test_kpis_for_the_default_range_worked_out_by_hand(staff_client, conversatio
         # 4 × $5 − (0.05 + 0.20 + 0.01 + 0.05 × 4)
         "savings": "$19.54",
         "avg_turns": "5.0",
-        "p95_response_ms": "870 ms",  # 300..900 ms: 300 + 0.95 × 600
+        # 300..900 ms: exact 300 + 0.95 × 600 = 870; the histogram's p95 reads 877 (+0.8%)
+        "p95_response_ms": "877 ms",
     }
 
 
@@ -285,21 +286,22 @@ def test_charts_are_inline_svg_with_titles_and_data_tables(staff_client, convers
 
 
 @pytest.mark.parametrize(
-    ("params", "queries"),
+    "params",
     [
-        # session, user, cost settings, aggregate now and before, top topics, series,
-        # topics now and before, the two filter menus
-        ({"range": "24h"}, 11),
-        # nothing in the period before: its topic breakdown needs no query
-        ({"range": "90d"}, 10),
-        ({"range": "custom", "start": "2025-03-15", "end": "2026-03-14"}, 10),
+        {"range": "24h"},
+        {"range": "7d"},
+        {"range": "90d", "channel": "web"},
+        {"range": "custom", "start": "2025-03-15", "end": "2026-03-14"},
     ],
 )
-def test_query_count_is_fixed_whatever_the_range(
-    staff_client, conversations, django_assert_num_queries, params, queries
+def test_query_count_is_bounded_whatever_the_range(
+    staff_client, conversations, django_assert_max_num_queries, params
 ):
     staff_client.get(URL)  # creates the cost settings row
-    with django_assert_num_queries(queries):
+    # session, user, cost settings; rollup rows + raw partial hours (2 queries each) for the
+    # totals now and before, the top topics, the series and the topics now and before; the
+    # two filter menus; "is there any data at all" when the range is empty.
+    with django_assert_max_num_queries(3 + 2 * 6 + 2 + 1):
         assert staff_client.get(URL, params).status_code == 200
 
 

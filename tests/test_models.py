@@ -71,10 +71,18 @@ def test_conversation_constraints_accept_the_edge_values(fields):
 
 
 def test_duplicate_session_id_is_refused():
-    ConversationFactory(session_id="abc-1")
+    first = ConversationFactory(session_id="abc-1")
 
+    # The factory writes through the ingestion service, which replaces; a plain INSERT
+    # of the same id must hit the database's unique constraint.
     with pytest.raises(IntegrityError, match="conversation_session_id_unique"), transaction.atomic():
-        ConversationFactory(session_id="abc-1")
+        Conversation.objects.create(
+            session_id="abc-1",
+            timestamp=first.timestamp,
+            turns=1,
+            resolved_by_ai=True,
+            received_at=first.timestamp,
+        )
 
     assert Conversation.objects.filter(session_id="abc-1").count() == 1
 

@@ -1,0 +1,227 @@
+"""Keeping the hourly and daily rollups right, in the transaction that changes conversations.
+
+A conversation contributes to four kinds of rows: its UTC hour and its UTC day, each once
+for (channel, bot version) in ConversationRollup and once per topic in TopicRollup. A write
+computes every changed conversation's old contribution (subtracted) and new one (added),
+sums them per row, and upserts those deltas in one statement per table, rows sorted by key:
+concurrent writers then lock shared rows (the current hour is shared by everyone) in the
+same order and never deadlock, and `col = col + delta` loses no update.
+
+`rebuild()` recomputes everything from the raw conversations (manage.py rebuild_rollups).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db import connection
+
+from conversations import histogram
+from conversations.models import ConversationRollup, Span, TopicRollup
+
+# The additive columns, in the order the SQL below uses them.
+METRICS = [
+    "conversations",
+    "ai_resolved",
+    "turns_sum",
+    "csat_1",
+    "csat_2",
+    "csat_3",
+    "csat_4",
+    "csat_5",
+    "csat_sum_ai_resolved",
+    "csat_count_ai_resolved",
+    "ai_cost_sum",
+    "ai_cost_missing",
+    "response_ms_sum",
+    "response_ms_count",
+]
+HISTOGRAM = "response_ms_histogram"
+
+# The same definitions as METRICS, for a GROUP BY over conversations `c` (rebuild).
+_SQL_METRICS = [
+    "count(*)",
+    "count(*) FILTER (WHERE c.resolved_by_ai)",
+    "coalesce(sum(c.turns), 0)",
+    *(f"count(*) FILTER (WHERE c.csat = {score})" for score in range(1, 6)),
+    "coalesce(sum(c.csat) FILTER (WHERE c.resolved_by_ai), 0)",
+    "count(c.csat) FILTER (WHERE c.resolved_by_ai)",
+    "coalesce(sum(c.ai_cost), 0)",
+    "count(*) FILTER (WHERE c.ai_cost IS NULL)",
+    "coalesce(sum(c.avg_response_ms::numeric), 0)",
+    "count(c.avg_response_ms)",
+]
+
+
+def exact_ms(value: float) -> Decimal:
+    """A float as PostgreSQL's float8::numeric gives it (15 significant digits), so a sum
+    kept here equals the full scan's sum(avg_response_ms::numeric) to the last digit."""
+    return Decimal(format(value, ".15g"))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a conversation contributes: its stored fields that the rollups sum."""
+
+    timestamp: datetime
+    channel: str
+    bot_version: str
+    resolved_by_ai: bool
+    turns: int
+    csat: int | None
+    ai_cost: Decimal | None
+    avg_response_ms: float | None
+    response_ms_bucket: int | None
+    topic_ids: tuple[int, ...]
+
+
+def contribution(snapshot: Snapshot) -> dict[str, int | Decimal]:
+    resolved = snapshot.resolved_by_ai
+    values: dict[str, int | Decimal] = {
+        "conversations": 1,
+        "ai_resolved": int(resolved),
+        "turns_sum": snapshot.turns,
+        "csat_sum_ai_resolved": snapshot.csat if resolved and snapshot.csat else 0,
+        "csat_count_ai_resolved": int(resolved and snapshot.csat is not None),
+        "ai_cost_sum": snapshot.ai_cost or Decimal(0),
+        "ai_cost_missing": int(snapshot.ai_cost is None),
+        "response_ms_sum": Decimal(0)
+        if snapshot.avg_response_ms is None
+        else exact_ms(snapshot.avg_response_ms),
+        "response_ms_count": int(snapshot.avg_response_ms is not None),
+    }
+    for score in range(1, 6):
+        values[f"csat_{score}"] = int(snapshot.csat == score)
+    return values
+
+
+def span_starts(timestamp: datetime) -> list[tuple[str, datetime]]:
+    moment = timestamp.astimezone(UTC)
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return [(Span.HOUR, hour), (Span.DAY, hour.replace(hour=0))]
+
+
+@dataclass
+class _Delta:
+    values: dict[str, int | Decimal] = field(default_factory=lambda: dict.fromkeys(METRICS, 0))
+    histogram: list[int] = field(default_factory=histogram.empty)
+
+    def add(self, values: dict[str, int | Decimal], bucket: int | None, sign: int) -> None:
+        for name, value in values.items():
+            self.values[name] += sign * value
+        if bucket is not None:
+            self.histogram[bucket] += sign
+
+    def is_zero(self) -> bool:
+        return not any(self.values.values()) and not any(self.histogram)
+
+
+@dataclass
+class Deltas:
+    """The changes one write makes to the rollups, summed per row."""
+
+    conversation_rows: dict[tuple, _Delta] = field(default_factory=lambda: defaultdict(_Delta))
+    topic_rows: dict[tuple, _Delta] = field(default_factory=lambda: defaultdict(_Delta))
+
+    def add(self, snapshot: Snapshot, sign: int) -> None:
+        values = contribution(snapshot)
+        for span, start in span_starts(snapshot.timestamp):
+            key = (span, start, snapshot.channel, snapshot.bot_version)
+            self.conversation_rows[key].add(values, snapshot.response_ms_bucket, sign)
+            for topic_id in snapshot.topic_ids:
+                topic_key = (span, start, topic_id, snapshot.channel, snapshot.bot_version)
+                self.topic_rows[topic_key].add(values, snapshot.response_ms_bucket, sign)
+
+    def remove_all(self, snapshots: Iterable[Snapshot]) -> None:
+        for snapshot in snapshots:
+            self.add(snapshot, -1)
+
+    def add_all(self, snapshots: Iterable[Snapshot]) -> None:
+        for snapshot in snapshots:
+            self.add(snapshot, +1)
+
+    def apply(self) -> None:
+        """Upsert the summed deltas: rows sorted by key, one statement per table."""
+        _upsert(ConversationRollup, ["span", "start", "channel", "bot_version"], self.conversation_rows)
+        _upsert(TopicRollup, ["span", "start", "topic_id", "channel", "bot_version"], self.topic_rows)
+
+
+def _upsert(model, key_columns: list[str], rows: dict[tuple, _Delta]) -> None:
+    changed = sorted((key, delta) for key, delta in rows.items() if not delta.is_zero())
+    if not changed:
+        return
+    table = model._meta.db_table
+    columns = [*key_columns, *METRICS, HISTOGRAM]
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    updates = [f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS]
+    updates.append(f"{HISTOGRAM} = sa_histogram_add(t.{HISTOGRAM}, EXCLUDED.{HISTOGRAM})")
+    sql = (
+        f"INSERT INTO {table} AS t ({', '.join(columns)}) VALUES "
+        + ", ".join([placeholders] * len(changed))
+        + f" ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {', '.join(updates)}"
+    )
+    params: list = []
+    for key, delta in changed:
+        params += [*key, *(delta.values[name] for name in METRICS), delta.histogram]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def rebuild() -> dict[str, int]:
+    """Recompute every rollup row from the raw conversations; returns the row counts.
+
+    Runs in the caller's transaction; TRUNCATE locks the tables, so writers wait.
+    """
+    conversation_table = ConversationRollup._meta.db_table
+    topic_table = TopicRollup._meta.db_table
+    columns = ", ".join([*METRICS, HISTOGRAM])
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {conversation_table}, {topic_table}")
+        for span, unit in ((Span.HOUR, "hour"), (Span.DAY, "day")):
+            for table, keys, source in (
+                (conversation_table, "channel, bot_version", "conversations_conversation c"),
+                (
+                    topic_table,
+                    "topic_id, channel, bot_version",
+                    "conversations_conversation c JOIN conversations_conversationtopic ct"
+                    " ON ct.conversation_id = c.id",
+                ),
+            ):
+                group_keys = ", ".join(
+                    f"{'ct' if key == 'topic_id' else 'c'}.{key}" for key in keys.split(", ")
+                )
+                cursor.execute(
+                    f"""
+                    INSERT INTO {table} (span, start, {keys}, {columns})
+                    SELECT %s, g.start, {", ".join(f"g.{key}" for key in keys.split(", "))},
+                           {", ".join(f"g.m{i}" for i in range(len(METRICS)))},
+                           coalesce(h.histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
+                    FROM (
+                        SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {group_keys},
+                               {", ".join(f"{sql} AS m{i}" for i, sql in enumerate(_SQL_METRICS))}
+                        FROM {source}
+                        GROUP BY 1, {", ".join(str(i + 2) for i in range(len(keys.split(", "))))}
+                    ) g
+                    LEFT JOIN (
+                        SELECT start, {keys}, sa_histogram_from(array_agg(bucket), array_agg(n)) AS histogram
+                        FROM (
+                            SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {group_keys},
+                                   c.response_ms_bucket::integer AS bucket, count(*) AS n
+                            FROM {source}
+                            WHERE c.response_ms_bucket IS NOT NULL
+                            GROUP BY 1, {", ".join(str(i + 2) for i in range(len(keys.split(", ")) + 1))}
+                        ) b
+                        GROUP BY 1, {", ".join(str(i + 2) for i in range(len(keys.split(", "))))}
+                    ) h USING (start, {keys})
+                    """,
+                    [span, unit, unit],
+                )
+        cursor.execute(f"SELECT count(*) FROM {conversation_table}")
+        conversation_rows = cursor.fetchone()[0]
+        cursor.execute(f"SELECT count(*) FROM {topic_table}")
+        topic_rows = cursor.fetchone()[0]
+    return {"conversation_rollups": conversation_rows, "topic_rollups": topic_rows}
