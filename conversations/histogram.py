@@ -44,6 +44,9 @@ def representative(bucket: int) -> float:
     return BASE_MS * RATIO ** (bucket - 0.5)
 
 
+EMPTY = (0,) * SIZE
+
+
 def empty() -> list[int]:
     return [0] * SIZE
 

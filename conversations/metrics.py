@@ -142,7 +142,7 @@ class Totals:
     ai_cost_missing: int = 0  # conversations that take the default AI cost
     response_ms_sum: Decimal = Decimal(0)
     response_ms_count: int = 0
-    response_ms_histogram: tuple[int, ...] = ()
+    response_ms_histogram: tuple[int, ...] = histogram.EMPTY
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Totals:
@@ -151,7 +151,7 @@ class Totals:
         if "response_ms_buckets" in row:
             values["response_ms_histogram"] = tuple(histogram.from_buckets(row["response_ms_buckets"] or ()))
         else:
-            values["response_ms_histogram"] = tuple(row.get("response_ms_histogram") or ())
+            values["response_ms_histogram"] = tuple(row.get("response_ms_histogram") or histogram.EMPTY)
         return cls(**values)
 
     def __add__(self, other: Totals) -> Totals:
@@ -243,7 +243,7 @@ class Totals:
         From the response-time histogram (conversations.histogram): within 4.9% of the exact
         percentile_cont for times between 10 ms and 125 s.
         """
-        value = histogram.percentile(self.response_ms_histogram, 0.95) if self.response_ms_histogram else None
+        value = histogram.percentile(self.response_ms_histogram, 0.95)
         return None if value is None else _round(Decimal(str(value)), ONE_DECIMAL)
 
     def cost(self, settings: CostSettings) -> CostBreakdown:

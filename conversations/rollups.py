@@ -174,13 +174,16 @@ def _upsert(model, key_columns: list[str], rows: dict[tuple, _Delta]) -> None:
 def rebuild() -> dict[str, int]:
     """Recompute every rollup row from the raw conversations; returns the row counts.
 
-    Runs in the caller's transaction; TRUNCATE locks the tables, so writers wait.
+    Runs in the caller's transaction. DELETE rather than TRUNCATE: it works inside a
+    transaction that has pending foreign-key checks, and the rollup tables stay small
+    (rows per hour and day, not per conversation).
     """
     conversation_table = ConversationRollup._meta.db_table
     topic_table = TopicRollup._meta.db_table
     columns = ", ".join([*METRICS, HISTOGRAM])
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {conversation_table}, {topic_table}")
+        cursor.execute(f"DELETE FROM {topic_table}")
+        cursor.execute(f"DELETE FROM {conversation_table}")
         for span, unit in ((Span.HOUR, "hour"), (Span.DAY, "day")):
             for table, keys, source in (
                 (conversation_table, "channel, bot_version", "conversations_conversation c"),
