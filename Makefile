@@ -8,7 +8,7 @@ DEMO_DATA ?= 1
 DEMO_CONVERSATIONS ?= 20000
 DEMO_DAYS ?= 90
 
-.PHONY: run test lint format db db-stop browser venv venv-dev clean help
+.PHONY: run test lint format db db-stop browser bench venv venv-dev clean help
 
 help:
 	@echo "make run      start the app with demo data on http://127.0.0.1:$(PORT)"
@@ -74,3 +74,9 @@ format: venv-dev
 
 clean: db-stop
 	rm -rf var $(VENV)
+
+# Performance benchmark (not part of `make test`): SIZE=10000000 make bench
+SIZE ?= 1000000
+IMPORT_LINES ?= 1000000
+bench: venv-dev db
+	$(PY) benchmarks/bench.py --size $(SIZE) --import-lines $(IMPORT_LINES)

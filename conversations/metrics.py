@@ -161,6 +161,14 @@ class Totals:
         )
         return Totals(**values)
 
+    def signed(self, sign: int) -> Totals:
+        """These figures, or their negation (raw rows taken away from a rollup hour)."""
+        if sign == 1:
+            return self
+        values = {name: -getattr(self, name) for name in ROLLUP_METRICS}
+        values["response_ms_histogram"] = tuple(-count for count in self.response_ms_histogram)
+        return Totals(**values)
+
     @property
     def csat_sum(self) -> int:
         return sum(score * count for score, count in self.csat_distribution.items())

@@ -110,7 +110,10 @@ _UTC_NAMES = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", 
 
 @dataclass(frozen=True)
 class _Plan:
+    """How a window is read: rollup rows (hours, days), plus raw rows, minus raw rows."""
+
     raw: tuple[Period, ...] = ()
+    minus: tuple[Period, ...] = ()
     hours: tuple[tuple[datetime, datetime], ...] = ()
     days: tuple[tuple[datetime, datetime], ...] = ()
 
@@ -119,13 +122,14 @@ class _Plan:
         parts += [Q(span=Span.DAY, start__gte=a, start__lt=b) for a, b in self.days]
         return reduce(operator.or_, parts) if parts else None
 
-    def raw_q(self, prefix: str = "") -> Q | None:
-        parts = [
-            Q(**{f"{prefix}timestamp__{'gte' if part.include_start else 'gt'}": part.start})
-            & Q(**{f"{prefix}timestamp__lt": part.end})
-            for part in self.raw
-        ]
-        return reduce(operator.or_, parts) if parts else None
+
+def _periods_q(periods: tuple[Period, ...], prefix: str = "") -> Q | None:
+    parts = [
+        Q(**{f"{prefix}timestamp__{'gte' if part.include_start else 'gt'}": part.start})
+        & Q(**{f"{prefix}timestamp__lt": part.end})
+        for part in periods
+    ]
+    return reduce(operator.or_, parts) if parts else None
 
 
 def _ceil(moment: datetime, step: timedelta) -> datetime:
@@ -140,30 +144,49 @@ def _floor(moment: datetime, step: timedelta) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+# A partial hour is read from raw rows when it is at most this long; a longer one as its whole
+# hour's rollup minus the raw rows of the rest of that hour. Either way at most half an hour
+# of raw rows per edge, and none for a window ending now in the second half of an hour (the
+# rest of the hour is in the future).
+EDGE = timedelta(minutes=30)
+MICROSECOND = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
+
+
 def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _Plan:
     start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
     if start >= end:
         return _Plan()
-    if all_raw:
+    first_hour, last_hour = _floor(start, HOUR), _floor(end, HOUR)
+    if all_raw or (first_hour == last_hour and end != last_hour):
         return _Plan(raw=(period,))
-    first_hour = _ceil(start, HOUR)
-    if not period.include_start and first_hour == start:
-        first_hour += HOUR  # (start, start + 1h) must leave out rows at exactly start
-    last_hour = _floor(end, HOUR)
-    if first_hour >= last_hour:
-        return _Plan(raw=(period,))
-    raw = []
-    if start < first_hour:
-        raw.append(Period(start, first_hour, period.include_start))
-    if last_hour < end:
-        raw.append(Period(last_hour, end, True))
-    first_day, last_day = _ceil(first_hour, DAY), _floor(last_hour, DAY)
-    if use_days and first_day < last_day:
-        hours = [(first_hour, first_day), (last_day, last_hour)]
-        days = [(first_day, last_day)]
+    raw, minus = [], []
+    if start == first_hour and period.include_start:
+        region_start = start
+    elif first_hour + HOUR - start <= EDGE:
+        raw.append(Period(start, first_hour + HOUR, period.include_start))
+        region_start = first_hour + HOUR
     else:
-        hours, days = [(first_hour, last_hour)], []
-    return _Plan(raw=tuple(raw), hours=tuple((a, b) for a, b in hours if a < b), days=tuple(days))
+        # Rows of that hour before the window; with an excluded start, the start too.
+        minus.append(Period(first_hour, start if period.include_start else start + MICROSECOND))
+        region_start = first_hour
+    if end == last_hour:
+        region_end = end
+    elif end - last_hour <= EDGE:
+        raw.append(Period(last_hour, end))
+        region_end = last_hour
+    else:
+        minus.append(Period(end, last_hour + HOUR))
+        region_end = last_hour + HOUR
+    hours, days = [], []
+    first_day, last_day = _ceil(region_start, DAY), _floor(region_end, DAY)
+    if use_days and first_day < last_day:
+        hours = [(region_start, first_day), (last_day, region_end)]
+        days = [(first_day, last_day)]
+    elif region_start < region_end:
+        hours = [(region_start, region_end)]
+    return _Plan(
+        raw=tuple(raw), minus=tuple(minus), hours=tuple((a, b) for a, b in hours if a < b), days=tuple(days)
+    )
 
 
 def _rollups(filters: Filters, plan: _Plan, *, per_topic: bool = False) -> QuerySet | None:
@@ -185,8 +208,8 @@ def _rollups(filters: Filters, plan: _Plan, *, per_topic: bool = False) -> Query
     return rows
 
 
-def _raw(filters: Filters, plan: _Plan) -> QuerySet[Conversation] | None:
-    q = plan.raw_q()
+def _raw(filters: Filters, periods: tuple[Period, ...]) -> QuerySet[Conversation] | None:
+    q = _periods_q(periods)
     if q is None:
         return None
     return (
@@ -197,14 +220,21 @@ def _raw(filters: Filters, plan: _Plan) -> QuerySet[Conversation] | None:
     )
 
 
+def _raw_parts(filters: Filters, plan: _Plan):
+    """(queryset, sign) for the raw rows added to and taken from the rollups."""
+    for periods, sign in ((plan.raw, 1), (plan.minus, -1)):
+        if (rows := _raw(filters, periods)) is not None:
+            yield rows, sign
+
+
 def window_totals(*, period: Period, filters: Filters) -> Totals:
-    """The additive figures of a window (rollup rows + raw partial hours)."""
+    """The additive figures of a window (rollup rows ± raw rows at its edges)."""
     plan = _plan(period)
     totals = Totals()
     if (rows := _rollups(filters, plan)) is not None:
         totals += Totals.from_row(rows.aggregate(**rollup_aggregates()))
-    if (raw := _raw(filters, plan)) is not None:
-        totals += Totals.from_row(raw.aggregate(**raw_aggregates()))
+    for raw, sign in _raw_parts(filters, plan):
+        totals += Totals.from_row(raw.aggregate(**raw_aggregates())).signed(sign)
     return totals
 
 
@@ -214,10 +244,10 @@ def _topic_counts(*, period: Period, filters: Filters) -> dict[str, int]:
     if (rows := _rollups(filters, plan, per_topic=True)) is not None:
         for row in rows.values("topic__name").annotate(n=Sum("conversations")):
             counts[row["topic__name"]] += row["n"]
-    if (raw := _raw(filters, plan)) is not None:
+    for raw, sign in _raw_parts(filters, plan):
         links = ConversationTopic.objects.filter(conversation__in=raw)
         for row in links.values("topic__name").annotate(n=Count("conversation_id")):
-            counts[row["topic__name"]] += row["n"]
+            counts[row["topic__name"]] += sign * row["n"]
     return counts
 
 
@@ -277,18 +307,20 @@ def topic_breakdown(
     plan = _plan(period)
     by_topic: dict[int, tuple[str, Totals]] = {}
 
-    def merge(rows) -> None:
+    def merge(rows, sign: int = 1) -> None:
         for row in rows:
             name, totals = by_topic.get(row["topic_id"], (row["topic__name"], Totals()))
-            by_topic[row["topic_id"]] = (name, totals + Totals.from_row(row))
+            by_topic[row["topic_id"]] = (name, totals + Totals.from_row(row).signed(sign))
 
     if (rows := _rollups(filters, plan, per_topic=True)) is not None:
         merge(rows.values("topic_id", "topic__name").annotate(**rollup_aggregates()))
-    if (raw := _raw(filters, plan)) is not None:
+    for raw, sign in _raw_parts(filters, plan):
         links = ConversationTopic.objects.filter(conversation__in=raw)
         if filters.topic:
             links = links.filter(topic__name=filters.topic)
-        merge(links.values("topic_id", "topic__name").annotate(**raw_aggregates(prefix="conversation__")))
+        merge(
+            links.values("topic_id", "topic__name").annotate(**raw_aggregates(prefix="conversation__")), sign
+        )
     result = [
         TopicStats(
             topic_id=topic_id,
@@ -374,10 +406,10 @@ def timeseries(
         grouped = rows.annotate(bucket=trunc("start", tzinfo=bucket_tz)).values("bucket")
         for row in grouped.annotate(**rollup_aggregates()).order_by("bucket"):
             by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row)
-    if (raw := _raw(filters, plan)) is not None:
+    for raw, sign in _raw_parts(filters, plan):
         grouped = raw.annotate(bucket=trunc("timestamp", tzinfo=bucket_tz)).values("bucket")
         for row in grouped.annotate(**raw_aggregates()).order_by("bucket"):
-            by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row)
+            by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row).signed(sign)
     buckets, running = [], Decimal(0)
     for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
         totals = by_start.get(bucket_start.astimezone(UTC), Totals())

@@ -1,0 +1,425 @@
+"""`make bench`: load N synthetic conversations into a database of its own, serve the app with
+gunicorn (2 workers) and measure it over HTTP from separate processes.
+
+    .venv/bin/python benchmarks/bench.py --size 1000000 [--output docs/benchmarks.md]
+
+The database `supportanalytics_bench_<size>` lives in the private cluster (or beside the
+database of DATABASE_URL); it is loaded once and reused by later runs of the same size.
+Results: a table of medians and p95s against the targets of issue 4, printed and written
+to docs/benchmarks.md with the date and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from http.client import HTTPConnection
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+WORKERS = 2
+READ_REPEATS = 30
+WARMUP = 5
+INGEST_SECONDS = 10.0
+
+# (name, path, target in ms at 1M, target rule at 10M)
+READS = [
+    ("analytics 1 h", "/api/analytics?hours=1"),
+    ("analytics 24 h", "/api/analytics?hours=24"),
+    ("analytics 7 d", "/api/analytics?hours=168"),
+    ("analytics 30 d", "/api/analytics?hours=720"),
+    ("analytics 90 d", "/api/analytics?hours=2160"),
+    ("timeseries daily 90 d", "/api/analytics/timeseries/?hours=2160&granularity=day"),
+    ("dashboard 30 d", "/dashboard/?range=30d"),
+    ("dashboard 90 d", "/dashboard/?range=90d"),
+]
+TARGET_MS = {name: (30 if name.startswith("analytics") else 150) for name, _ in READS}
+
+
+def database_urls(size: int) -> tuple[str, str]:
+    """(admin URL to create databases with, the bench database's URL)."""
+    from supportanalytics import localdb
+
+    base = os.environ.get("DATABASE_URL") or localdb.ensure_running()
+    parts = urlsplit(base)
+    name = f"supportanalytics_bench_{size}"
+    return (
+        urlunsplit(parts._replace(path="/postgres")),
+        urlunsplit(parts._replace(path=f"/{name}")),
+    )
+
+
+def setup_django(url: str) -> None:
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-" + uuid.uuid4().hex)
+    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "supportanalytics.settings"
+    import django
+
+    django.setup()
+
+
+def create_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+LOAD_SQL = """
+SET synchronous_commit = off;
+INSERT INTO conversations_topic (name, created_at)
+SELECT 'topic ' || lpad(i::text, 2, '0'), now() FROM generate_series(1, 20) AS i
+ON CONFLICT DO NOTHING;
+INSERT INTO conversations_conversation
+  (session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count, csat,
+   channel, bot_version, ai_cost, received_at)
+SELECT 'bench-' || i,
+       now() - random() * interval '90 days',
+       1 + (random() * 14)::int,
+       random() < 0.65,
+       round((150 + random() * random() * 6000)::numeric, 3)::float8,
+       1 + (random() * 6)::int,
+       CASE WHEN random() < 0.3 THEN 1 + (random() * 4)::int END,
+       (ARRAY['web', 'email', 'mobile', 'sms'])[1 + (random() * 3)::int],
+       (ARRAY['2.3.0', '2.4.0', '2.5.0'])[1 + (random() * 2)::int],
+       CASE WHEN random() < 0.5 THEN round((random() * 0.12)::numeric, 4) END,
+       now()
+FROM generate_series(%(first)s, %(last)s) AS i;
+"""
+
+LINKS_SQL = """
+SET synchronous_commit = off;
+-- Every conversation has one topic, a third of them a second one; the topics are skewed
+-- (squares modulo 20 repeat some values more than others).
+INSERT INTO conversations_conversationtopic (conversation_id, topic_id)
+SELECT c.id, t.id
+FROM conversations_conversation c
+JOIN conversations_topic t ON t.name = 'topic ' || lpad((1 + (c.id %% 97) * (c.id %% 97) %% 20)::text, 2, '0')
+WHERE c.id BETWEEN %(first)s AND %(last)s;
+INSERT INTO conversations_conversationtopic (conversation_id, topic_id)
+SELECT c.id, t.id
+FROM conversations_conversation c
+JOIN conversations_topic t ON t.name = 'topic ' || lpad((1 + (c.id * 7 + 3) %% 20)::text, 2, '0')
+WHERE c.id BETWEEN %(first)s AND %(last)s AND c.id %% 3 = 0
+ON CONFLICT DO NOTHING;
+"""
+
+
+def load(size: int) -> dict:
+    """Fill the bench database with `size` conversations unless it already holds them."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from conversations import histogram, rollups
+    from conversations.models import Conversation
+
+    call_command("migrate", verbosity=0)
+    stored = Conversation.objects.count()
+    if stored == size:
+        return {"loaded": 0, "seconds": 0.0}
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE conversations_conversation CASCADE")
+        chunk = 1_000_000
+        for first in range(1, size + 1, chunk):
+            last = min(size, first + chunk - 1)
+            cursor.execute(LOAD_SQL, {"first": first, "last": last})
+            print(f"  loaded {last:,} conversations ({time.monotonic() - started:.0f} s)", flush=True)
+        cursor.execute(
+            "UPDATE conversations_conversation SET response_ms_bucket = "
+            + histogram.SQL_BUCKET.format(x="avg_response_ms")
+        )
+        cursor.execute("SELECT min(id), max(id) FROM conversations_conversation")
+        low, high = cursor.fetchone()
+        for first in range(low, high + 1, chunk):
+            cursor.execute(LINKS_SQL, {"first": first, "last": first + chunk - 1})
+        print(f"  topics linked ({time.monotonic() - started:.0f} s)", flush=True)
+    from django.db import transaction
+
+    with transaction.atomic():
+        rollups.rebuild()
+    print(f"  rollups built ({time.monotonic() - started:.0f} s)", flush=True)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return {"loaded": size, "seconds": time.monotonic() - started}
+
+
+def staff_session() -> str:
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return session.session_key
+
+
+def api_key() -> str:
+    from conversations.models import ApiKey
+
+    return ApiKey.objects.create_key(name="bench", scope=ApiKey.Scope.ALL)[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(url: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": url, "DATABASE_CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen(
+        [
+            str(BASE_DIR / ".venv" / "bin" / "gunicorn"),
+            "supportanalytics.wsgi",
+            "--workers",
+            str(WORKERS),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/schema/", timeout=2)
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def worker_pids(server: subprocess.Popen) -> list[int]:
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- Load clients (separate processes) --------------------------------------------------------
+
+
+def _time_reads(port: int, path: str, headers: dict, repeats: int) -> list[float]:
+    connection = HTTPConnection("127.0.0.1", port, timeout=60)
+    timings = []
+    for index in range(WARMUP + repeats):
+        started = time.perf_counter()
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status}")
+        if index >= WARMUP:
+            timings.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    return timings
+
+
+def _ingest_client(args) -> int:
+    port, key, batch, seconds, prefix = args
+    connection = HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    stored, number, deadline = 0, 0, time.monotonic() + seconds
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    while time.monotonic() < deadline:
+        items = [
+            {
+                "session_id": f"{prefix}-{number}-{i}",
+                "turns": 3 + i % 9,
+                "resolved_by_ai": i % 3 != 0,
+                "topics": [f"topic {1 + i % 20:02d}"],
+                "avg_response_ms": 400 + i % 1000,
+                "csat": None if i % 4 else 1 + i % 5,
+                "channel": "web",
+                "bot_version": "2.5.0",
+                "timestamp": now,
+            }
+            for i in range(batch)
+        ]
+        body = json.dumps(items if batch > 1 else items[0])
+        connection.request("POST", "/api/conversations/", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.status not in (200, 201):
+            raise RuntimeError(f"ingest: HTTP {response.status}")
+        stored += batch
+        number += 1
+    connection.close()
+    return stored
+
+
+def ingest_rate(port: int, key: str, *, clients: int, batch: int) -> float:
+    run = uuid.uuid4().hex[:8]
+    with multiprocessing.Pool(clients) as pool:
+        started = time.monotonic()
+        counts = pool.map(
+            _ingest_client,
+            [(port, key, batch, INGEST_SECONDS, f"{run}-{client}") for client in range(clients)],
+        )
+        elapsed = time.monotonic() - started
+    return sum(counts) / elapsed
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def time_import(lines: int) -> float:
+    """Seconds for `manage.py import_jsonl` of a tutorial-format file of `lines` lines."""
+    path = Path(tempfile.mkdtemp()) / "analytics.jsonl"
+    run = uuid.uuid4().hex[:8]
+    with path.open("w") as file:
+        for i in range(lines):
+            entry = {
+                "timestamp": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+                "session_id": f"import-{run}-{i}",
+                "turns": 1 + i % 12,
+                "resolved_by_ai": i % 3 != 0,
+                "topics": [f"topic {1 + i % 20:02d}"],
+                "avg_response_ms": 300.0 + i % 1700,
+                "csat": None if i % 3 else 1 + i % 5,
+            }
+            file.write(json.dumps(entry) + "\n")
+    started = time.monotonic()
+    subprocess.run(
+        [str(BASE_DIR / ".venv" / "bin" / "python"), "manage.py", "import_jsonl", str(path), "--no-progress"],
+        cwd=BASE_DIR,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    elapsed = time.monotonic() - started
+    path.unlink()
+    return elapsed
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--output", type=Path, default=BASE_DIR / "docs" / "benchmarks.md")
+    parser.add_argument("--import-lines", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="few repeats, short ingestion runs (smoke test)")
+    parser.add_argument("--load-only", action="store_true", help="load the database and stop")
+    args = parser.parse_args()
+    global READ_REPEATS, INGEST_SECONDS
+    if args.quick:
+        READ_REPEATS, INGEST_SECONDS = 5, 2.0
+
+    admin_url, url = database_urls(args.size)
+    create_database(admin_url, url)
+    setup_django(url)
+    print(
+        f"Database {urlsplit(url).path.lstrip('/')}: loading {args.size:,} conversations if needed",
+        flush=True,
+    )
+    loaded = load(args.size)
+    if args.load_only:
+        print(f"Loaded in {loaded['seconds']:.0f} s")
+        return 0
+    session, key = staff_session(), api_key()
+    from django.db import connections
+
+    connections.close_all()
+
+    port = free_port()
+    server = start_server(url, port)
+    rows, results = [], {}
+    try:
+        for name, path in READS:
+            headers = (
+                {"Cookie": f"sessionid={session}"}
+                if path.startswith("/dashboard")
+                else {"Authorization": f"Bearer {key}"}
+            )
+            timings = _time_reads(port, path, headers, READ_REPEATS)
+            median, p95 = statistics.median(timings), percentile(timings, 0.95)
+            results[name] = median
+            rows.append((name, f"{median:.1f} ms", f"{p95:.1f} ms", f"≤ {TARGET_MS[name]} ms",
+                         "yes" if median <= TARGET_MS[name] else "NO"))  # fmt: skip
+            print(f"  {name}: median {median:.1f} ms, p95 {p95:.1f} ms", flush=True)
+        memory = [rss_mb(pid) for pid in worker_pids(server)]
+        batches = ingest_rate(port, key, clients=2, batch=1000)
+        rows.append(("ingest arrays of 1,000 (2 clients)", f"{batches:,.0f} conv/s", "", "≥ 10,000 conv/s",
+                     "yes" if batches >= 10_000 else "NO"))  # fmt: skip
+        print(f"  ingest arrays: {batches:,.0f} conversations/s", flush=True)
+        singles = ingest_rate(port, key, clients=8, batch=1)
+        rows.append(("ingest single POSTs (8 clients)", f"{singles:,.0f} req/s", "", "≥ 300 req/s",
+                     "yes" if singles >= 300 else "NO"))  # fmt: skip
+        print(f"  ingest singles: {singles:,.0f} requests/s", flush=True)
+        rows.append(
+            ("worker memory after the reads", " / ".join(f"{m:.0f} MB" for m in memory), "", "flat", "")
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    if args.import_lines:
+        seconds = time_import(args.import_lines)
+        rows.append((f"import_jsonl {args.import_lines:,} lines", f"{seconds:.1f} s", "", "< 60 s (1M)",
+                     "yes" if seconds < 60 * args.import_lines / 1_000_000 else "NO"))  # fmt: skip
+        print(f"  import_jsonl: {seconds:.1f} s", flush=True)
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    table = ["| measure | median | p95 | target | met |", "|---|---|---|---|---|"]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    section = (
+        f"## {args.size:,} conversations — {stamp}\n\n"
+        f"Machine: {machine()}. Server: gunicorn, {WORKERS} sync workers. "
+        f"Reads: {WARMUP} warm-up + {READ_REPEATS} timed requests each, one client. "
+        f"Ingestion: {INGEST_SECONDS:.0f} s per run, clients in separate processes.\n"
+        + (f"Data load: {loaded['seconds']:.0f} s.\n" if loaded["loaded"] else "")
+        + "\n"
+        + "\n".join(table)
+        + "\n"
+    )
+    print("\n" + section)
+    if not args.quick:
+        header = "# Benchmarks\n\nWritten by `make bench` (benchmarks/bench.py); newest first.\n\n"
+        previous = args.output.read_text().removeprefix(header) if args.output.exists() else ""
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(header + section + "\n" + previous)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
