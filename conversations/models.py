@@ -205,16 +205,22 @@ class RollupMetrics(models.Model):
 
 
 class ConversationRollup(RollupMetrics):
+    """Per span, per channel × bot version; and, with both NULL, all channels and versions
+    together (what an unfiltered window reads: one row per hour or day)."""
+
     span = models.CharField(max_length=1, choices=Span.choices)
     start = models.DateTimeField(help_text="Start of the UTC hour or day.")
-    channel = models.CharField(max_length=LABEL_MAX_LENGTH)
-    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH)
+    channel = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001 - NULL means "all"
+    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001
 
     class Meta:
         constraints = [
-            # Also the index of every windowed read: span, then a range of starts.
+            # Also the index of every windowed read: span, then a range of starts. NULLS NOT
+            # DISTINCT: one "all channels" row per span, which upserts find on conflict.
             models.UniqueConstraint(
-                fields=["span", "start", "channel", "bot_version"], name="conversation_rollup_key"
+                fields=["span", "start", "channel", "bot_version"],
+                name="conversation_rollup_key",
+                nulls_distinct=False,
             ),
         ]
 
@@ -223,17 +229,21 @@ class ConversationRollup(RollupMetrics):
 
 
 class TopicRollup(RollupMetrics):
+    """Per span and topic, per channel × bot version, and with both NULL for all of them."""
+
     span = models.CharField(max_length=1, choices=Span.choices)
     start = models.DateTimeField(help_text="Start of the UTC hour or day.")
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, db_index=False)
-    channel = models.CharField(max_length=LABEL_MAX_LENGTH)
-    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH)
+    channel = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001 - NULL means "all"
+    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001
 
     class Meta:
         constraints = [
             # Uses index: top topics and the topics table over a window (span, start range).
             models.UniqueConstraint(
-                fields=["span", "start", "topic", "channel", "bot_version"], name="topic_rollup_key"
+                fields=["span", "start", "topic", "channel", "bot_version"],
+                name="topic_rollup_key",
+                nulls_distinct=False,
             ),
         ]
         indexes = [

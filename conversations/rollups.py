@@ -130,11 +130,13 @@ class Deltas:
     def add(self, snapshot: Snapshot, sign: int) -> None:
         values = contribution(snapshot)
         for span, start in span_starts(snapshot.timestamp):
-            key = (span, start, snapshot.channel, snapshot.bot_version)
-            self.conversation_rows[key].add(values, snapshot.response_ms_bucket, sign)
-            for topic_id in snapshot.topic_ids:
-                topic_key = (span, start, topic_id, snapshot.channel, snapshot.bot_version)
-                self.topic_rows[topic_key].add(values, snapshot.response_ms_bucket, sign)
+            # Its channel × version row, and the row of all channels and versions (NULL, NULL).
+            for channel, bot_version in ((snapshot.channel, snapshot.bot_version), (None, None)):
+                key = (span, start, channel, bot_version)
+                self.conversation_rows[key].add(values, snapshot.response_ms_bucket, sign)
+                for topic_id in snapshot.topic_ids:
+                    topic_key = (span, start, topic_id, channel, bot_version)
+                    self.topic_rows[topic_key].add(values, snapshot.response_ms_bucket, sign)
 
     def remove_all(self, snapshots: Iterable[Snapshot]) -> None:
         for snapshot in snapshots:
@@ -151,7 +153,11 @@ class Deltas:
 
 
 def _upsert(model, key_columns: list[str], rows: dict[tuple, _Delta]) -> None:
-    changed = sorted((key, delta) for key, delta in rows.items() if not delta.is_zero())
+    # Sorted, NULL ("all") first, so concurrent writers lock shared rows in one order.
+    changed = sorted(
+        ((key, delta) for key, delta in rows.items() if not delta.is_zero()),
+        key=lambda pair: tuple((value is not None, value) for value in pair[0]),
+    )
     if not changed:
         return
     table = model._meta.db_table
@@ -178,53 +184,60 @@ def rebuild() -> dict[str, int]:
     transaction that has pending foreign-key checks, and the rollup tables stay small
     (rows per hour and day, not per conversation).
     """
-    conversation_table = ConversationRollup._meta.db_table
-    topic_table = TopicRollup._meta.db_table
-    columns = ", ".join([*METRICS, HISTOGRAM])
+    counts = {}
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {topic_table}")
-        cursor.execute(f"DELETE FROM {conversation_table}")
-        for span, unit in ((Span.HOUR, "hour"), (Span.DAY, "day")):
-            for table, keys, source in (
-                (conversation_table, "channel, bot_version", "conversations_conversation c"),
-                (
-                    topic_table,
-                    "topic_id, channel, bot_version",
-                    "conversations_conversation c JOIN conversations_conversationtopic ct"
-                    " ON ct.conversation_id = c.id",
-                ),
-            ):
-                group_keys = ", ".join(
-                    f"{'ct' if key == 'topic_id' else 'c'}.{key}" for key in keys.split(", ")
-                )
-                cursor.execute(
-                    f"""
-                    INSERT INTO {table} (span, start, {keys}, {columns})
-                    SELECT %s, g.start, {", ".join(f"g.{key}" for key in keys.split(", "))},
-                           {", ".join(f"g.m{i}" for i in range(len(METRICS)))},
-                           coalesce(h.histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
-                    FROM (
-                        SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {group_keys},
-                               {", ".join(f"{sql} AS m{i}" for i, sql in enumerate(_SQL_METRICS))}
-                        FROM {source}
-                        GROUP BY 1, {", ".join(str(i + 2) for i in range(len(keys.split(", "))))}
-                    ) g
-                    LEFT JOIN (
-                        SELECT start, {keys}, sa_histogram_from(array_agg(bucket), array_agg(n)) AS histogram
-                        FROM (
-                            SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {group_keys},
-                                   c.response_ms_bucket::integer AS bucket, count(*) AS n
-                            FROM {source}
-                            WHERE c.response_ms_bucket IS NOT NULL
-                            GROUP BY 1, {", ".join(str(i + 2) for i in range(len(keys.split(", ")) + 1))}
-                        ) b
-                        GROUP BY 1, {", ".join(str(i + 2) for i in range(len(keys.split(", "))))}
-                    ) h USING (start, {keys})
-                    """,
-                    [span, unit, unit],
-                )
-        cursor.execute(f"SELECT count(*) FROM {conversation_table}")
-        conversation_rows = cursor.fetchone()[0]
-        cursor.execute(f"SELECT count(*) FROM {topic_table}")
-        topic_rows = cursor.fetchone()[0]
-    return {"conversation_rollups": conversation_rows, "topic_rollups": topic_rows}
+        for model in (TopicRollup, ConversationRollup):
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")
+        for model, per_topic in ((ConversationRollup, False), (TopicRollup, True)):
+            table = model._meta.db_table
+            for span, unit in ((Span.HOUR, "hour"), (Span.DAY, "day")):
+                cursor.execute(_rebuild_sql(table, per_topic=per_topic), [span, unit, unit])
+            # The "all channels and versions" rows: sums of the rows just built.
+            keys = "span, start" + (", topic_id" if per_topic else "")
+            cursor.execute(
+                f"""
+                INSERT INTO {table} ({keys}, channel, bot_version, {", ".join(METRICS)}, {HISTOGRAM})
+                SELECT {keys}, NULL, NULL, {", ".join(f"sum({name})" for name in METRICS)},
+                       sa_histogram_sum({HISTOGRAM})
+                FROM {table} WHERE channel IS NOT NULL GROUP BY {keys}
+                """
+            )
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            counts[table] = cursor.fetchone()[0]
+    return {
+        "conversation_rollups": counts[ConversationRollup._meta.db_table],
+        "topic_rollups": counts[TopicRollup._meta.db_table],
+    }
+
+
+def _rebuild_sql(table: str, *, per_topic: bool) -> str:
+    """INSERT ... SELECT of one span's per-channel × version rows (params: span, unit, unit)."""
+    keys = (["topic_id"] if per_topic else []) + ["channel", "bot_version"]
+    source = "conversations_conversation c" + (
+        " JOIN conversations_conversationtopic ct ON ct.conversation_id = c.id" if per_topic else ""
+    )
+    selected = ", ".join(f"{'ct' if key == 'topic_id' else 'c'}.{key}" for key in keys)
+    positions = ", ".join(str(index + 2) for index in range(len(keys)))
+    metrics = ", ".join(f"{sql} AS m{index}" for index, sql in enumerate(_SQL_METRICS))
+    return f"""
+        INSERT INTO {table} (span, start, {", ".join(keys)}, {", ".join(METRICS)}, {HISTOGRAM})
+        SELECT %s, g.start, {", ".join(f"g.{key}" for key in keys)},
+               {", ".join(f"g.m{index}" for index in range(len(METRICS)))},
+               coalesce(h.histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
+        FROM (
+            SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {selected}, {metrics}
+            FROM {source}
+            GROUP BY 1, {positions}
+        ) g
+        LEFT JOIN (
+            SELECT start, {", ".join(keys)}, sa_histogram_from(array_agg(bucket), array_agg(n)) AS histogram
+            FROM (
+                SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {selected},
+                       c.response_ms_bucket::integer AS bucket, count(*) AS n
+                FROM {source}
+                WHERE c.response_ms_bucket IS NOT NULL
+                GROUP BY 1, {positions}, {len(keys) + 2}
+            ) b
+            GROUP BY 1, {positions}
+        ) h USING (start, {", ".join(keys)})
+    """

@@ -191,7 +191,8 @@ def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _P
 
 def _rollups(filters: Filters, plan: _Plan, *, per_topic: bool = False) -> QuerySet | None:
     """The rollup rows of a plan: per topic when asked or filtering by topic, else per
-    channel × bot version."""
+    channel × bot version. Without a channel or version filter, the "all" rows (NULL, NULL):
+    one row per hour or day (per topic)."""
     q = plan.rollup_q()
     if q is None:
         return None
@@ -201,6 +202,9 @@ def _rollups(filters: Filters, plan: _Plan, *, per_topic: bool = False) -> Query
             rows = rows.filter(topic__name=filters.topic)
     else:
         rows = ConversationRollup.objects.filter(q)
+    if filters.channel is None and filters.bot_version is None:
+        return rows.filter(channel__isnull=True, bot_version__isnull=True)
+    rows = rows.filter(channel__isnull=False)
     if filters.channel is not None:
         rows = rows.filter(channel=filters.channel)
     if filters.bot_version is not None:
@@ -490,7 +494,10 @@ def dashboard(*, period: Period, filters: Filters, granularity: str, tz: ZoneInf
     current = summary(period=period, filters=filters, cost_settings=cost_settings)
     previous = summary(period=before, filters=filters, cost_settings=cost_settings, with_top_topics=False)
     # The filter menus offer what occurs in the period (from the rollups: cheap).
-    menus = _rollups(Filters(), _plan(period))
+    plan = _plan(period)
+    menus = (
+        ConversationRollup.objects.filter(plan.rollup_q(), channel__isnull=False) if plan.rollup_q() else None
+    )
     channels = set(menus.values_list("channel", flat=True).distinct()) if menus is not None else set()
     versions = set(menus.values_list("bot_version", flat=True).distinct()) if menus is not None else set()
     return Dashboard(
