@@ -71,6 +71,10 @@ class TopicAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Its conversations' links and its rollups hang on it: deleting would rewrite history.
+        return False
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(conversation_count=Count("conversationtopic"))
 

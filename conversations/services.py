@@ -54,6 +54,8 @@ class IngestResult:
     created: int = 0
     updated: int = 0
     created_session_ids: set[str] = field(default_factory=set)
+    # The stored conversations, each with `topic_names` (what the API answers, no re-read).
+    conversations: dict[str, Conversation] = field(default_factory=dict)
 
 
 def _last_per_session(items: Iterable[ConversationIn]) -> list[ConversationIn]:
@@ -113,6 +115,7 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
         return result
     received_at = timezone.now()
     session_ids = [item.session_id for item in batch]
+    by_session = {item.session_id: item for item in batch}
 
     with transaction.atomic():
         _lock_sessions(session_ids)
@@ -184,6 +187,11 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
         # until the commit that follows.
         deltas.apply()
 
+    for conversation in stored:
+        if conversation.session_id in existing and not by_session[conversation.session_id].csat_given:
+            conversation.csat = old[conversation.session_id].csat  # the stored score was kept
+        conversation.topic_names = sorted(by_session[conversation.session_id].topics)
+        result.conversations[conversation.session_id] = conversation
     result.created_session_ids = set(session_ids) - existing
     result.created = len(result.created_session_ids)
     result.updated = len(existing)
