@@ -162,7 +162,9 @@ def _upsert(model, key_columns: list[str], rows: dict[tuple, _Delta]) -> None:
         return
     table = model._meta.db_table
     columns = [*key_columns, *METRICS, HISTOGRAM]
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    # The histogram delta travels sparse, (buckets, counts), and is made dense by the server:
+    # a dense array is 101 parameters a row for the driver to quote.
+    placeholders = "(" + ", ".join(["%s"] * (len(columns) - 1)) + ", sa_histogram_from(%s, %s))"
     updates = [f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS]
     updates.append(f"{HISTOGRAM} = sa_histogram_add(t.{HISTOGRAM}, EXCLUDED.{HISTOGRAM})")
     sql = (
@@ -172,7 +174,13 @@ def _upsert(model, key_columns: list[str], rows: dict[tuple, _Delta]) -> None:
     )
     params: list = []
     for key, delta in changed:
-        params += [*key, *(delta.values[name] for name in METRICS), delta.histogram]
+        buckets = [bucket for bucket, count in enumerate(delta.histogram) if count]
+        params += [
+            *key,
+            *(delta.values[name] for name in METRICS),
+            buckets,
+            [delta.histogram[b] for b in buckets],
+        ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
