@@ -90,20 +90,24 @@ INSERT INTO conversations_topic (name, created_at)
 SELECT 'topic ' || lpad(i::text, 2, '0'), now() FROM generate_series(1, 20) AS i
 ON CONFLICT DO NOTHING;
 INSERT INTO conversations_conversation
-  (session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count, csat,
-   channel, bot_version, ai_cost, received_at)
+  (session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_ms_bucket, response_count,
+   csat, channel, bot_version, ai_cost, received_at)
 SELECT 'bench-' || i,
        now() - random() * interval '90 days',
        1 + (random() * 14)::int,
        random() < 0.65,
-       round((150 + random() * random() * 6000)::numeric, 3)::float8,
+       ms,
+       {bucket},
        1 + (random() * 6)::int,
        CASE WHEN random() < 0.3 THEN 1 + (random() * 4)::int END,
        (ARRAY['web', 'email', 'mobile', 'sms'])[1 + (random() * 3)::int],
        (ARRAY['2.3.0', '2.4.0', '2.5.0'])[1 + (random() * 2)::int],
        CASE WHEN random() < 0.5 THEN round((random() * 0.12)::numeric, 4) END,
        now()
-FROM generate_series(%(first)s, %(last)s) AS i;
+FROM (
+  SELECT i, round((150 + random() * random() * 6000)::numeric, 3)::float8 AS ms
+  FROM generate_series(%(first)s, %(last)s) AS i
+) AS generated;
 """
 
 LINKS_SQL = """
@@ -142,12 +146,11 @@ def load(size: int) -> dict:
         chunk = 1_000_000
         for first in range(1, size + 1, chunk):
             last = min(size, first + chunk - 1)
-            cursor.execute(LOAD_SQL, {"first": first, "last": last})
+            cursor.execute(
+                LOAD_SQL.replace("{bucket}", histogram.SQL_BUCKET.format(x="ms")),
+                {"first": first, "last": last},
+            )
             print(f"  loaded {last:,} conversations ({time.monotonic() - started:.0f} s)", flush=True)
-        cursor.execute(
-            "UPDATE conversations_conversation SET response_ms_bucket = "
-            + histogram.SQL_BUCKET.format(x="avg_response_ms")
-        )
         cursor.execute("SELECT min(id), max(id) FROM conversations_conversation")
         low, high = cursor.fetchone()
         for first in range(low, high + 1, chunk):
