@@ -3,15 +3,24 @@ from django.db.models import Count, Prefetch
 from django.shortcuts import redirect
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
+from conversations import services
 from conversations.models import ApiKey, Conversation, CostSettings, Topic
 
 
 class ConversationTopicInline(admin.TabularInline):
     model = Conversation.topics.through
     extra = 0
-    autocomplete_fields = ["topic"]
     verbose_name = "topic"
     verbose_name_plural = "topics"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Conversation)
@@ -42,9 +51,22 @@ class ConversationAdmin(admin.ModelAdmin):
     ordering = ["-timestamp"]
     list_per_page = 50
     show_full_result_count = False
-    readonly_fields = ["received_at"]
     exclude = ["topics"]
     inlines = [ConversationTopicInline]
+
+    # Conversations are the bot's record: admins browse, search and delete them, but every
+    # change goes through the services, which keep the rollups (and so every number) right.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def delete_model(self, request, obj: Conversation) -> None:
+        services.conversations_delete(session_ids=[obj.session_id])
+
+    def delete_queryset(self, request, queryset) -> None:
+        services.conversations_delete(session_ids=list(queryset.values_list("session_id", flat=True)))
 
     def get_queryset(self, request):
         # One extra query for all topics of the page, not one per row.

@@ -216,6 +216,18 @@ def conversation_set_csat(*, session_id: str, csat: int | None) -> Conversation:
     return conversation
 
 
+def conversations_delete(*, session_ids: Sequence[str]) -> int:
+    """Delete conversations and take their contributions out of the rollups; returns how many."""
+    with transaction.atomic():
+        _lock_sessions(session_ids)
+        old = _snapshots(Conversation.objects.filter(session_id__in=session_ids))
+        Conversation.objects.filter(session_id__in=list(old)).delete()
+        deltas = rollups.Deltas()
+        deltas.remove_all(old.values())
+        deltas.apply()
+    return len(old)
+
+
 def _snapshots(conversations: QuerySet[Conversation]) -> dict[str, rollups.Snapshot]:
     """What these stored conversations contribute to the rollups, by session id."""
     rows = list(

@@ -311,3 +311,35 @@ def test_topics_cannot_be_added_or_renamed_in_the_admin(superuser_client):
     page = superuser_client.get(reverse("admin:conversations_topic_change", args=[topic.pk]))
     assert page.status_code == 200
     assert b'name="name"' not in page.content  # shown, not editable
+
+
+def test_conversations_are_read_only_in_the_admin(superuser_client, three_conversations):
+    conversation = three_conversations["web-resolved"]
+    change_url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    page = superuser_client.get(change_url)
+    assert page.status_code == 200  # a view page, no form to save
+    assert b'name="turns"' not in page.content
+    assert superuser_client.post(change_url, {"turns": 99}).status_code == 403
+    assert superuser_client.get(reverse("admin:conversations_conversation_add")).status_code == 403
+
+
+def test_deleting_conversations_in_the_admin_keeps_the_numbers_right(
+    superuser_client, three_conversations, frozen_now
+):
+    def summary():
+        return superuser_client.get("/api/analytics", {"hours": 24 * 30}).json()
+
+    assert summary()["total_conversations"] == 3
+    response = superuser_client.post(
+        CONVERSATIONS_URL,
+        {
+            "action": "delete_selected",
+            "_selected_action": [three_conversations["email-escalated"].pk],
+            "post": "yes",
+        },
+    )
+    assert response.status_code == 302
+    after = summary()
+    assert after["total_conversations"] == 2
+    assert after["escalated_conversations"] == 0
+    assert after["top_topics"] == [["billing", 2], ["refund", 1]]
