@@ -19,23 +19,40 @@ PLOT_H = HEIGHT - TOP - BOTTOM
 MAX_X_LABELS = 7
 
 
+def _svg_number(value: float) -> str:
+    """Coordinates as plain strings: the template would otherwise localize every number."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+class _Shape:
+    """Coordinates become strings once, when the shape is made."""
+
+    _coordinates: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self._coordinates:
+            object.__setattr__(self, name, _svg_number(getattr(self, name)))
+
+
 @dataclass(frozen=True)
-class Rect:
+class Rect(_Shape):
     x: float
     y: float
     width: float
     height: float
     css_class: str
     label: str = ""  # becomes the shape's <title> (a tooltip and a screen-reader name)
+    _coordinates = ("x", "y", "width", "height")
 
 
 @dataclass(frozen=True)
-class Text:
+class Text(_Shape):
     x: float
     y: float
     text: str
     anchor: str = "middle"
     css_class: str = ""
+    _coordinates = ("x", "y")
 
 
 @dataclass(frozen=True)
@@ -45,11 +62,12 @@ class Path:
 
 
 @dataclass(frozen=True)
-class Dot:
+class Dot(_Shape):
     x: float
     y: float
     css_class: str
     label: str
+    _coordinates = ("x", "y")
 
 
 @dataclass
@@ -63,7 +81,7 @@ class Chart:
     paths: list[Path] = field(default_factory=list)
     dots: list[Dot] = field(default_factory=list)
     texts: list[Text] = field(default_factory=list)
-    gridlines: list[float] = field(default_factory=list)
+    gridlines: list[str] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)  # (css class, label)
     table_headers: list[str] = field(default_factory=list)
     table_rows: list[list[str]] = field(default_factory=list)
@@ -100,7 +118,7 @@ def _y_axis(chart: Chart, low: float, high: float, *, unit: str = "") -> None:
     for index in range(ticks + 1):
         value = low + (high - low) * index / ticks
         y = _y(value, low, high)
-        chart.gridlines.append(round(y, 1))
+        chart.gridlines.append(_svg_number(y))
         chart.texts.append(Text(LEFT - 6, round(y + 4, 1), _format_tick(value, unit), "end", "tick"))
 
 

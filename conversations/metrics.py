@@ -74,7 +74,7 @@ def _mean(total: int | Decimal, count: int, places: Decimal) -> Decimal | None:
     return _round(Decimal(total) / Decimal(count), places)
 
 
-def raw_aggregates(*, prefix: str = "") -> dict[str, Aggregate]:
+def raw_aggregates(*, prefix: str = "", with_histogram: bool = True) -> dict[str, Aggregate]:
     """SQL aggregates over conversations, keyed by `Totals` field.
 
     `prefix` reaches the conversation through a relation (e.g. "conversation__" from
@@ -96,19 +96,24 @@ def raw_aggregates(*, prefix: str = "") -> dict[str, Aggregate]:
         "ai_cost_missing": Count(f("id"), filter=Q(**{f("ai_cost__isnull"): True})),
         "response_ms_sum": Sum(Cast(f("avg_response_ms"), DecimalField(max_digits=30, decimal_places=3))),
         "response_ms_count": Count(f("avg_response_ms")),
-        "response_ms_buckets": ArrayAgg(
-            f("response_ms_bucket"), filter=Q(**{f("response_ms_bucket__isnull"): False})
-        ),
     }
     for score in CSAT_SCORES:
         result[f"csat_{score}"] = Count(f("id"), filter=Q(**{f("csat"): score}))
+    if with_histogram:
+        result["response_ms_buckets"] = ArrayAgg(
+            f("response_ms_bucket"), filter=Q(**{f("response_ms_bucket__isnull"): False})
+        )
     return result
 
 
-def rollup_aggregates() -> dict[str, Aggregate]:
-    """SQL aggregates over ConversationRollup or TopicRollup rows, keyed by `Totals` field."""
+def rollup_aggregates(*, with_histogram: bool = True) -> dict[str, Aggregate]:
+    """SQL aggregates over ConversationRollup or TopicRollup rows, keyed by `Totals` field.
+
+    Summing histograms is the costly part; callers that show no percentile leave it out.
+    """
     result: dict[str, Aggregate] = {name: Sum(name) for name in ROLLUP_METRICS}
-    result["response_ms_histogram"] = HistogramSum("response_ms_histogram")
+    if with_histogram:
+        result["response_ms_histogram"] = HistogramSum("response_ms_histogram")
     return result
 
 

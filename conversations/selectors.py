@@ -317,13 +317,17 @@ def topic_breakdown(
             by_topic[row["topic_id"]] = (name, totals + Totals.from_row(row).signed(sign))
 
     if (rows := _rollups(filters, plan, per_topic=True)) is not None:
-        merge(rows.values("topic_id", "topic__name").annotate(**rollup_aggregates()))
+        # The topics table shows no percentile: no histograms to sum.
+        merge(rows.values("topic_id", "topic__name").annotate(**rollup_aggregates(with_histogram=False)))
     for raw, sign in _raw_parts(filters, plan):
         links = ConversationTopic.objects.filter(conversation__in=raw)
         if filters.topic:
             links = links.filter(topic__name=filters.topic)
         merge(
-            links.values("topic_id", "topic__name").annotate(**raw_aggregates(prefix="conversation__")), sign
+            links.values("topic_id", "topic__name").annotate(
+                **raw_aggregates(prefix="conversation__", with_histogram=False)
+            ),
+            sign,
         )
     result = [
         TopicStats(
