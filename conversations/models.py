@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.postgres.fields import ArrayField
@@ -11,6 +11,8 @@ from rest_framework_api_key.models import AbstractAPIKey
 CSAT_SCORES = (1, 2, 3, 4, 5)
 MAX_TURNS = 10_000
 MAX_RESPONSES = 10_000
+# A posted timestamp may be at most this far ahead of the server's clock.
+FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_RESPONSE_MS = 86_400_000  # a day: anything slower is a broken clock, not a response time
 MAX_TOPICS = 20
 TOPIC_MAX_LENGTH = 100

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncWeek
+from django.utils import timezone
 
 from conversations.metrics import (
     CostBreakdown,
@@ -23,6 +24,7 @@ from conversations.metrics import (
     rollup_aggregates,
 )
 from conversations.models import (
+    FUTURE_TOLERANCE,
     Conversation,
     ConversationRollup,
     ConversationTopic,
@@ -146,8 +148,9 @@ def _floor(moment: datetime, step: timedelta) -> datetime:
 
 # A partial hour is read from raw rows when it is at most this long; a longer one as its whole
 # hour's rollup minus the raw rows of the rest of that hour. Either way at most half an hour
-# of raw rows per edge, and none for a window ending now in the second half of an hour (the
-# rest of the hour is in the future).
+# of raw rows per edge. A window that ends now always takes the second way: the rest of its
+# last hour is in the future, where only the few conversations posted with a timestamp up to
+# 5 minutes ahead can be, so the busiest hour, the current one, is never read row by row.
 EDGE = timedelta(minutes=30)
 MICROSECOND = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
 
@@ -171,7 +174,7 @@ def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _P
         region_start = first_hour
     if end == last_hour:
         region_end = end
-    elif end - last_hour <= EDGE:
+    elif end - last_hour <= EDGE and end < timezone.now() - FUTURE_TOLERANCE:
         raw.append(Period(last_hour, end))
         region_end = last_hour
     else:

@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from conversations.models import (
     CSAT_SCORES,
+    FUTURE_TOLERANCE,
     LABEL_MAX_LENGTH,
     MAX_RESPONSE_MS,
     MAX_RESPONSES,
@@ -28,7 +29,6 @@ MAX_HOURS = 87_600  # ten years
 MAX_BUCKETS = 10_000
 MAX_RESPONSE_TIMES = MAX_RESPONSES
 MIN_YEAR, MAX_YEAR = 1900, 9000
-FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 # --- Strict JSON scalars -------------------------------------------------------------
