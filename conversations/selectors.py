@@ -10,7 +10,7 @@ from decimal import Decimal
 from functools import reduce
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Case, Count, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
 
@@ -215,23 +215,31 @@ def _rollups(filters: Filters, plan: _Plan, *, per_topic: bool = False) -> Query
     return rows
 
 
-def _raw(filters: Filters, periods: tuple[Period, ...]) -> QuerySet[Conversation] | None:
-    q = _periods_q(periods)
-    if q is None:
+def _raw(filters: Filters, plan: _Plan) -> QuerySet[Conversation] | None:
+    """The raw conversations at a window's edges, each annotated with its `sign`: +1 for rows
+    added to the rollup rows, −1 for rows taken from them. One query serves both."""
+    plus, minus = _periods_q(plan.raw), _periods_q(plan.minus)
+    if plus is None and minus is None:
         return None
+    sign = Value(1) if minus is None else Case(When(minus, then=Value(-1)), default=Value(1))
     return (
-        Conversation.objects.filter(q)
+        Conversation.objects.filter(reduce(operator.or_, [q for q in (plus, minus) if q is not None]))
         .for_channel(filters.channel)
         .for_bot_version(filters.bot_version)
         .with_topic(filters.topic)
+        .annotate(sign=sign)
+        .order_by()
     )
 
 
-def _raw_parts(filters: Filters, plan: _Plan):
-    """(queryset, sign) for the raw rows added to and taken from the rollups."""
-    for periods, sign in ((plan.raw, 1), (plan.minus, -1)):
-        if (rows := _raw(filters, periods)) is not None:
-            yield rows, sign
+def _raw_links(filters: Filters, plan: _Plan) -> QuerySet[ConversationTopic] | None:
+    """The topic links of those conversations, with the same `sign`."""
+    if (raw := _raw(filters, plan)) is None:
+        return None
+    minus = _periods_q(plan.minus, prefix="conversation__")
+    sign = Value(1) if minus is None else Case(When(minus, then=Value(-1)), default=Value(1))
+    links = ConversationTopic.objects.filter(conversation__in=raw.values("id")).annotate(sign=sign)
+    return links.filter(topic__name=filters.topic) if filters.topic else links
 
 
 def window_totals(*, period: Period, filters: Filters) -> Totals:
@@ -240,8 +248,9 @@ def window_totals(*, period: Period, filters: Filters) -> Totals:
     totals = Totals()
     if (rows := _rollups(filters, plan)) is not None:
         totals += Totals.from_row(rows.aggregate(**rollup_aggregates()))
-    for raw, sign in _raw_parts(filters, plan):
-        totals += Totals.from_row(raw.aggregate(**raw_aggregates())).signed(sign)
+    if (raw := _raw(filters, plan)) is not None:
+        for row in raw.values("sign").annotate(**raw_aggregates()):
+            totals += Totals.from_row(row).signed(row["sign"])
     return totals
 
 
@@ -251,10 +260,9 @@ def _topic_counts(*, period: Period, filters: Filters) -> dict[str, int]:
     if (rows := _rollups(filters, plan, per_topic=True)) is not None:
         for row in rows.values("topic__name").annotate(n=Sum("conversations")):
             counts[row["topic__name"]] += row["n"]
-    for raw, sign in _raw_parts(filters, plan):
-        links = ConversationTopic.objects.filter(conversation__in=raw)
-        for row in links.values("topic__name").annotate(n=Count("conversation_id")):
-            counts[row["topic__name"]] += sign * row["n"]
+    if (links := _raw_links(filters, plan)) is not None:
+        for row in links.values("sign", "topic__name").annotate(n=Count("conversation_id")):
+            counts[row["topic__name"]] += row["sign"] * row["n"]
     return counts
 
 
@@ -322,16 +330,11 @@ def topic_breakdown(
     if (rows := _rollups(filters, plan, per_topic=True)) is not None:
         # The topics table shows no percentile: no histograms to sum.
         merge(rows.values("topic_id", "topic__name").annotate(**rollup_aggregates(with_histogram=False)))
-    for raw, sign in _raw_parts(filters, plan):
-        links = ConversationTopic.objects.filter(conversation__in=raw)
-        if filters.topic:
-            links = links.filter(topic__name=filters.topic)
-        merge(
-            links.values("topic_id", "topic__name").annotate(
-                **raw_aggregates(prefix="conversation__", with_histogram=False)
-            ),
-            sign,
-        )
+    if (links := _raw_links(filters, plan)) is not None:
+        for row in links.values("sign", "topic_id", "topic__name").annotate(
+            **raw_aggregates(prefix="conversation__", with_histogram=False)
+        ):
+            merge([row], row["sign"])
     result = [
         TopicStats(
             topic_id=topic_id,
@@ -417,10 +420,10 @@ def timeseries(
         grouped = rows.annotate(bucket=trunc("start", tzinfo=bucket_tz)).values("bucket")
         for row in grouped.annotate(**rollup_aggregates()).order_by("bucket"):
             by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row)
-    for raw, sign in _raw_parts(filters, plan):
-        grouped = raw.annotate(bucket=trunc("timestamp", tzinfo=bucket_tz)).values("bucket")
-        for row in grouped.annotate(**raw_aggregates()).order_by("bucket"):
-            by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row).signed(sign)
+    if (raw := _raw(filters, plan)) is not None:
+        grouped = raw.annotate(bucket=trunc("timestamp", tzinfo=bucket_tz)).values("sign", "bucket")
+        for row in grouped.annotate(**raw_aggregates()):
+            by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row).signed(row["sign"])
     buckets, running = [], Decimal(0)
     for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
         totals = by_start.get(bucket_start.astimezone(UTC), Totals())
