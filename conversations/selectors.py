@@ -87,9 +87,14 @@ class Bucket:
 
 def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversation]:
     """The raw conversations of a window (tests and the partial hours of a window)."""
+    return _filtered(
+        Conversation.objects.in_window(period.start, period.end, include_start=period.include_start), filters
+    )
+
+
+def _filtered(conversations: QuerySet[Conversation], filters: Filters) -> QuerySet[Conversation]:
     return (
-        Conversation.objects.in_window(period.start, period.end, include_start=period.include_start)
-        .for_channel(filters.channel)
+        conversations.for_channel(filters.channel)
         .for_bot_version(filters.bot_version)
         .with_topic(filters.topic)
     )
@@ -222,14 +227,8 @@ def _raw(filters: Filters, plan: _Plan) -> QuerySet[Conversation] | None:
     if plus is None and minus is None:
         return None
     sign = Value(1) if minus is None else Case(When(minus, then=Value(-1)), default=Value(1))
-    return (
-        Conversation.objects.filter(reduce(operator.or_, [q for q in (plus, minus) if q is not None]))
-        .for_channel(filters.channel)
-        .for_bot_version(filters.bot_version)
-        .with_topic(filters.topic)
-        .annotate(sign=sign)
-        .order_by()
-    )
+    edges = Conversation.objects.filter(reduce(operator.or_, [q for q in (plus, minus) if q is not None]))
+    return _filtered(edges, filters).annotate(sign=sign).order_by()
 
 
 def _raw_links(filters: Filters, plan: _Plan) -> QuerySet[ConversationTopic] | None:
@@ -266,14 +265,16 @@ def _topic_counts(*, period: Period, filters: Filters) -> dict[str, int]:
     return counts
 
 
-def top_topics(*, period: Period, filters: Filters, limit: int = TOP_TOPICS_LIMIT) -> list[tuple[str, int]]:
+def top_topics(
+    *, period: Period, filters: Filters, limit: int = TOP_TOPICS_LIMIT, totals: Totals | None = None
+) -> list[tuple[str, int]]:
     """Up to `limit` (topic, conversations) pairs, most conversations first, ties by name.
 
     With a topic filter, only that topic: the rollups count topics one by one, not which
     topics occur together.
     """
     if filters.topic:
-        totals = window_totals(period=period, filters=filters)
+        totals = totals or window_totals(period=period, filters=filters)
         return [(filters.topic, totals.conversations)] if totals.conversations else []
     unfiltered_topics = Filters(channel=filters.channel, bot_version=filters.bot_version)
     counts = _topic_counts(period=period, filters=unfiltered_topics)

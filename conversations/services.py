@@ -53,7 +53,6 @@ class ConversationIn:
 class IngestResult:
     created: int = 0
     updated: int = 0
-    created_session_ids: set[str] = field(default_factory=set)
     # The stored conversations, each with `topic_names` (what the API answers, no re-read).
     conversations: dict[str, Conversation] = field(default_factory=dict)
 
@@ -192,8 +191,7 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
             conversation.csat = old[conversation.session_id].csat  # the stored score was kept
         conversation.topic_names = sorted(by_session[conversation.session_id].topics)
         result.conversations[conversation.session_id] = conversation
-    result.created_session_ids = set(session_ids) - existing
-    result.created = len(result.created_session_ids)
+    result.created = len(session_ids) - len(existing)
     result.updated = len(existing)
     return result
 
