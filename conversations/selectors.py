@@ -297,7 +297,7 @@ def summary(
         filters=filters,
         totals=totals,
         cost=totals.cost(cost_settings),
-        top_topics=top_topics(period=period, filters=filters)
+        top_topics=top_topics(period=period, filters=filters, totals=totals)
         if with_top_topics and totals.conversations
         else [],
     )
