@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import operator
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import reduce
 from zoneinfo import ZoneInfo
 
-from django.db.models import Case, Count, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import TruncDay, TruncHour, TruncWeek
+from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from conversations.metrics import (
+    RAW_BUCKETS_SQL,
+    RAW_SQL,
+    ROLLUP_HISTOGRAM_SQL,
+    ROLLUP_SQL,
     CostBreakdown,
     Totals,
     difference,
     percent,
-    raw_aggregates,
     relative_change,
-    rollup_aggregates,
 )
 from conversations.models import (
     FUTURE_TOLERANCE,
@@ -30,6 +30,7 @@ from conversations.models import (
     ConversationTopic,
     CostSettings,
     Span,
+    Topic,
     TopicRollup,
 )
 
@@ -86,15 +87,11 @@ class Bucket:
 
 
 def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversation]:
-    """The raw conversations of a window (tests and the partial hours of a window)."""
-    return _filtered(
-        Conversation.objects.in_window(period.start, period.end, include_start=period.include_start), filters
-    )
-
-
-def _filtered(conversations: QuerySet[Conversation], filters: Filters) -> QuerySet[Conversation]:
+    """The raw conversations of a window, as a QuerySet (a full scan: what the tests compare
+    the rollup reads with)."""
     return (
-        conversations.for_channel(filters.channel)
+        Conversation.objects.in_window(period.start, period.end, include_start=period.include_start)
+        .for_channel(filters.channel)
         .for_bot_version(filters.bot_version)
         .with_topic(filters.topic)
     )
@@ -123,20 +120,6 @@ class _Plan:
     minus: tuple[Period, ...] = ()
     hours: tuple[tuple[datetime, datetime], ...] = ()
     days: tuple[tuple[datetime, datetime], ...] = ()
-
-    def rollup_q(self) -> Q | None:
-        parts = [Q(span=Span.HOUR, start__gte=a, start__lt=b) for a, b in self.hours]
-        parts += [Q(span=Span.DAY, start__gte=a, start__lt=b) for a, b in self.days]
-        return reduce(operator.or_, parts) if parts else None
-
-
-def _periods_q(periods: tuple[Period, ...], prefix: str = "") -> Q | None:
-    parts = [
-        Q(**{f"{prefix}timestamp__{'gte' if part.include_start else 'gt'}": part.start})
-        & Q(**{f"{prefix}timestamp__lt": part.end})
-        for part in periods
-    ]
-    return reduce(operator.or_, parts) if parts else None
 
 
 def _ceil(moment: datetime, step: timedelta) -> datetime:
@@ -197,72 +180,180 @@ def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _P
     )
 
 
-def _rollups(filters: Filters, plan: _Plan, *, per_topic: bool = False) -> QuerySet | None:
-    """The rollup rows of a plan: per topic when asked or filtering by topic, else per
-    channel × bot version. Without a channel or version filter, the "all" rows (NULL, NULL):
-    one row per hour or day (per topic)."""
-    q = plan.rollup_q()
-    if q is None:
+# --- The statements -----------------------------------------------------------------------
+#
+# SQL text rather than the ORM: profiling showed an analytics request spending most of its
+# time in Django compiling its aggregate queries (~20 expressions each, 1–4 ms per query,
+# more than PostgreSQL took to run them). The statements below are put together from fixed
+# fragments only (table and column names, the metric definitions of conversations.metrics);
+# every value (times, spans, channel, bot version, topic name, time zone, part numbers) is a
+# bound parameter, never formatted into the text. One statement reads all the parts of
+# a window (rollup rows ± raw rows at its edges), or of several windows at once (a
+# period and the one before it), as a UNION ALL tagged with each part's number.
+
+_CONVERSATIONS = Conversation._meta.db_table
+_LINKS = ConversationTopic._meta.db_table
+_TOPICS = Topic._meta.db_table
+_ROLLUP_COLUMNS = ", ".join(ROLLUP_SQL)
+_RAW_COLUMNS = ", ".join(RAW_SQL)
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _ranges_where(plan: _Plan) -> tuple[str, list] | None:
+    """The rollup rows `r` of a plan's hour and day ranges (the leading columns of the rollup
+    tables' unique keys, which serve these reads)."""
+    ranges = [(Span.HOUR.value, a, b) for a, b in plan.hours] + [(Span.DAY.value, a, b) for a, b in plan.days]
+    if not ranges:
         return None
-    if per_topic or filters.topic:
-        rows = TopicRollup.objects.filter(q)
-        if filters.topic:
-            rows = rows.filter(topic__name=filters.topic)
-    else:
-        rows = ConversationRollup.objects.filter(q)
+    text = " OR ".join(["(r.span = %s AND r.start >= %s AND r.start < %s)"] * len(ranges))
+    return f"({text})", [value for bounds in ranges for value in bounds]
+
+
+def _rollups_where(plan: _Plan, filters: Filters, *, per_topic: bool) -> tuple[str, str, list] | None:
+    """The rollup table and rows `r` of a plan: per topic when asked or filtering by topic,
+    else per channel × bot version. Without a channel or version filter, the "all" rows
+    (NULL, NULL): one row per hour or day (per topic)."""
+    if (ranges := _ranges_where(plan)) is None:
+        return None
+    text, params = ranges
+    conditions = [text]
     if filters.channel is None and filters.bot_version is None:
-        return rows.filter(channel__isnull=True, bot_version__isnull=True)
-    rows = rows.filter(channel__isnull=False)
+        conditions.append("r.channel IS NULL AND r.bot_version IS NULL")
+    else:
+        conditions.append("r.channel IS NOT NULL")
+        if filters.channel is not None:
+            conditions.append("r.channel = %s")
+            params.append(filters.channel)
+        if filters.bot_version is not None:
+            conditions.append("r.bot_version = %s")
+            params.append(filters.bot_version)
+    if per_topic or filters.topic:
+        table = TopicRollup._meta.db_table
+        if filters.topic:
+            conditions.append(f"r.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)")
+            params.append(filters.topic)
+    else:
+        table = ConversationRollup._meta.db_table
+    return table, " AND ".join(conditions), params
+
+
+def _periods_where(periods: tuple[Period, ...]) -> tuple[str, list]:
+    text = " OR ".join(
+        f"(c.timestamp {'>=' if part.include_start else '>'} %s AND c.timestamp < %s)" for part in periods
+    )
+    return f"({text})", [value for part in periods for value in (part.start, part.end)]
+
+
+def _edges_where(plan: _Plan, filters: Filters, *, topic: bool = True) -> tuple[str, list, str, list] | None:
+    """The raw conversations `c` at a plan's edges: (their `sign` and its parameters, the
+    condition and its parameters). The sign is +1 for rows added to the rollup rows, −1 for
+    rows taken from them; one read serves both. `topic=False` leaves the topic filter to
+    the caller (topic links filter their own topic)."""
+    if not plan.raw and not plan.minus:
+        return None
+    if plan.minus:
+        minus, sign_params = _periods_where(plan.minus)
+        sign = f"CASE WHEN {minus} THEN -1 ELSE 1 END"
+    else:
+        sign, sign_params = "1", []
+    text, params = _periods_where(plan.raw + plan.minus)
+    conditions = [text]
     if filters.channel is not None:
-        rows = rows.filter(channel=filters.channel)
+        conditions.append("c.channel = %s")
+        params.append(filters.channel)
     if filters.bot_version is not None:
-        rows = rows.filter(bot_version=filters.bot_version)
-    return rows
+        conditions.append("c.bot_version = %s")
+        params.append(filters.bot_version)
+    if topic and filters.topic:
+        conditions.append(
+            f"EXISTS (SELECT FROM {_LINKS} ct JOIN {_TOPICS} t ON t.id = ct.topic_id"
+            " WHERE ct.conversation_id = c.id AND t.name = %s)"
+        )
+        params.append(filters.topic)
+    return sign, sign_params, " AND ".join(conditions), params
 
 
-def _raw(filters: Filters, plan: _Plan) -> QuerySet[Conversation] | None:
-    """The raw conversations at a window's edges, each annotated with its `sign`: +1 for rows
-    added to the rollup rows, −1 for rows taken from them. One query serves both."""
-    plus, minus = _periods_q(plan.raw), _periods_q(plan.minus)
-    if plus is None and minus is None:
-        return None
-    sign = Value(1) if minus is None else Case(When(minus, then=Value(-1)), default=Value(1))
-    edges = Conversation.objects.filter(reduce(operator.or_, [q for q in (plus, minus) if q is not None]))
-    return _filtered(edges, filters).annotate(sign=sign).order_by()
+def _window_totals(periods: list[Period], filters: Filters) -> list[Totals]:
+    """The additive figures of each window, in one statement."""
+    parts, params = [], []
+    for index, period in enumerate(periods):
+        plan = _plan(period)
+        if (rollups := _rollups_where(plan, filters, per_topic=False)) is not None:
+            table, where, where_params = rollups
+            parts.append(
+                f"SELECT %s, 1, {_ROLLUP_COLUMNS}, {ROLLUP_HISTOGRAM_SQL}, NULL::smallint[]"
+                f" FROM {table} r WHERE {where} HAVING count(*) > 0"
+            )
+            params += [index, *where_params]
+        if (edges := _edges_where(plan, filters)) is not None:
+            sign, sign_params, where, where_params = edges
+            parts.append(
+                f"SELECT %s, {sign}, {_RAW_COLUMNS}, NULL::bigint[], {RAW_BUCKETS_SQL}"
+                f" FROM {_CONVERSATIONS} c WHERE {where} GROUP BY 2"
+            )
+            params += [index, *sign_params, *where_params]
+    totals = [Totals() for _ in periods]
+    if parts:
+        for index, sign, *values, counts, buckets in _fetch(" UNION ALL ".join(parts), params):
+            totals[index] += Totals.from_columns(values, histogram_counts=counts, buckets=buckets, sign=sign)
+    return totals
 
 
-def _raw_links(filters: Filters, plan: _Plan) -> QuerySet[ConversationTopic] | None:
-    """The topic links of those conversations, with the same `sign`."""
-    if (raw := _raw(filters, plan)) is None:
-        return None
-    minus = _periods_q(plan.minus, prefix="conversation__")
-    sign = Value(1) if minus is None else Case(When(minus, then=Value(-1)), default=Value(1))
-    links = ConversationTopic.objects.filter(conversation__in=raw.values("id")).annotate(sign=sign)
-    return links.filter(topic__name=filters.topic) if filters.topic else links
+def _topic_totals(
+    periods: list[Period], filters: Filters, *, counts_only: bool = False
+) -> list[dict[int, tuple[str, Totals]]]:
+    """Per topic of each window, {topic id: (name, figures)}, in one statement. With a
+    topic filter, only that topic. The figures carry no histogram (no percentile per topic);
+    with `counts_only`, only the conversation counts."""
+    rollup_columns = ROLLUP_SQL[0] if counts_only else _ROLLUP_COLUMNS
+    raw_columns = RAW_SQL[0] if counts_only else _RAW_COLUMNS
+    parts, params = [], []
+    for index, period in enumerate(periods):
+        plan = _plan(period)
+        if (rollups := _rollups_where(plan, filters, per_topic=True)) is not None:
+            table, where, where_params = rollups
+            parts.append(
+                f"SELECT %s AS part, r.topic_id, 1 AS sign, {rollup_columns}"
+                f" FROM {table} r WHERE {where} GROUP BY r.topic_id"
+            )
+            params += [index, *where_params]
+        if (edges := _edges_where(plan, filters, topic=False)) is not None:
+            sign, sign_params, where, where_params = edges
+            if filters.topic:
+                where += f" AND ct.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)"
+                where_params = [*where_params, filters.topic]
+            parts.append(
+                f"SELECT %s, ct.topic_id, {sign}, {raw_columns}"
+                f" FROM {_LINKS} ct JOIN {_CONVERSATIONS} c ON c.id = ct.conversation_id"
+                f" WHERE {where} GROUP BY 2, 3"
+            )
+            params += [index, *sign_params, *where_params]
+    by_topic: list[dict[int, tuple[str, Totals]]] = [{} for _ in periods]
+    if not parts:
+        return by_topic
+    # The names joined once per topic, after the sums.
+    sql = f"SELECT t.name, x.* FROM ({' UNION ALL '.join(parts)}) AS x JOIN {_TOPICS} t ON t.id = x.topic_id"
+    for name, index, topic_id, sign, *values in _fetch(sql, params):
+        if counts_only:
+            values += [0] * (len(ROLLUP_SQL) - 1)
+        _, totals = by_topic[index].get(topic_id, (name, Totals()))
+        by_topic[index][topic_id] = (name, totals + Totals.from_columns(values, sign=sign))
+    return by_topic
 
 
 def window_totals(*, period: Period, filters: Filters) -> Totals:
     """The additive figures of a window (rollup rows ± raw rows at its edges)."""
-    plan = _plan(period)
-    totals = Totals()
-    if (rows := _rollups(filters, plan)) is not None:
-        totals += Totals.from_row(rows.aggregate(**rollup_aggregates()))
-    if (raw := _raw(filters, plan)) is not None:
-        for row in raw.values("sign").annotate(**raw_aggregates()):
-            totals += Totals.from_row(row).signed(row["sign"])
-    return totals
+    return _window_totals([period], filters)[0]
 
 
-def _topic_counts(*, period: Period, filters: Filters) -> dict[str, int]:
-    plan = _plan(period)
-    counts: dict[str, int] = defaultdict(int)
-    if (rows := _rollups(filters, plan, per_topic=True)) is not None:
-        for row in rows.values("topic__name").annotate(n=Sum("conversations")):
-            counts[row["topic__name"]] += row["n"]
-    if (links := _raw_links(filters, plan)) is not None:
-        for row in links.values("sign", "topic__name").annotate(n=Count("conversation_id")):
-            counts[row["topic__name"]] += row["sign"] * row["n"]
-    return counts
+def _ranked(by_topic: dict[int, tuple[str, Totals]], limit: int) -> list[tuple[str, int]]:
+    counts = ((name, totals.conversations) for name, totals in by_topic.values())
+    return sorted(((name, n) for name, n in counts if n > 0), key=lambda pair: (-pair[1], pair[0]))[:limit]
 
 
 def top_topics(
@@ -277,9 +368,20 @@ def top_topics(
         totals = totals or window_totals(period=period, filters=filters)
         return [(filters.topic, totals.conversations)] if totals.conversations else []
     unfiltered_topics = Filters(channel=filters.channel, bot_version=filters.bot_version)
-    counts = _topic_counts(period=period, filters=unfiltered_topics)
-    ranked = sorted(((name, n) for name, n in counts.items() if n > 0), key=lambda pair: (-pair[1], pair[0]))
-    return ranked[:limit]
+    return _ranked(_topic_totals([period], unfiltered_topics, counts_only=True)[0], limit)
+
+
+def _summary(
+    *,
+    period: Period,
+    filters: Filters,
+    totals: Totals,
+    cost_settings: CostSettings,
+    top: list[tuple[str, int]],
+) -> Summary:
+    return Summary(
+        period=period, filters=filters, totals=totals, cost=totals.cost(cost_settings), top_topics=top
+    )
 
 
 def summary(
@@ -292,15 +394,29 @@ def summary(
     """The whole window at once: the tutorial's summary keys and everything added to them."""
     cost_settings = cost_settings or CostSettings.load()
     totals = window_totals(period=period, filters=filters)
-    return Summary(
-        period=period,
-        filters=filters,
-        totals=totals,
-        cost=totals.cost(cost_settings),
-        top_topics=top_topics(period=period, filters=filters, totals=totals)
+    top = (
+        top_topics(period=period, filters=filters, totals=totals)
         if with_top_topics and totals.conversations
-        else [],
+        else []
     )
+    return _summary(period=period, filters=filters, totals=totals, cost_settings=cost_settings, top=top)
+
+
+def _topic_stats(
+    by_topic: dict[int, tuple[str, Totals]], *, total: int, cost_settings: CostSettings
+) -> list[TopicStats]:
+    result = [
+        TopicStats(
+            topic_id=topic_id,
+            topic=name,
+            totals=totals,
+            share=percent(totals.conversations, total),
+            escalation_cost=totals.escalation_cost(cost_settings),
+        )
+        for topic_id, (name, totals) in by_topic.items()
+        if totals.conversations > 0
+    ]
+    return sorted(result, key=lambda topic: (-topic.totals.conversations, topic.topic))
 
 
 def topic_breakdown(
@@ -320,37 +436,7 @@ def topic_breakdown(
         total = window_totals(period=period, filters=filters).conversations
     if total == 0:
         return []
-    plan = _plan(period)
-    by_topic: dict[int, tuple[str, Totals]] = {}
-
-    def merge(rows, sign: int = 1) -> None:
-        for row in rows:
-            name, totals = by_topic.get(row["topic_id"], (row["topic__name"], Totals()))
-            by_topic[row["topic_id"]] = (name, totals + Totals.from_row(row).signed(sign))
-
-    if (rows := _rollups(filters, plan, per_topic=True)) is not None:
-        # The topics table shows no percentile: no histograms to sum.
-        merge(rows.values("topic_id", "topic__name").annotate(**rollup_aggregates(with_histogram=False)))
-    if (links := _raw_links(filters, plan)) is not None:
-        for row in links.values("sign", "topic_id", "topic__name").annotate(
-            **raw_aggregates(prefix="conversation__", with_histogram=False)
-        ):
-            merge([row], row["sign"])
-    result = [
-        TopicStats(
-            topic_id=topic_id,
-            topic=name,
-            totals=totals,
-            share=percent(totals.conversations, total),
-            escalation_cost=totals.escalation_cost(cost_settings),
-        )
-        for topic_id, (name, totals) in by_topic.items()
-        if totals.conversations > 0
-    ]
-    return sorted(result, key=lambda topic: (-topic.totals.conversations, topic.topic))
-
-
-_TRUNC = {Granularity.HOUR: TruncHour, Granularity.DAY: TruncDay, Granularity.WEEK: TruncWeek}
+    return _topic_stats(_topic_totals([period], filters)[0], total=total, cost_settings=cost_settings)
 
 
 def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneInfo) -> list[datetime]:
@@ -364,7 +450,7 @@ def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneI
         return []
     if granularity == Granularity.HOUR:
         # Hours are UTC hours (shown in `tz`): exact across DST changes, where a local
-        # hour repeats or goes missing. Same as the SQL side (TruncHour in UTC).
+        # hour repeats or goes missing. Same as the SQL side (date_trunc in UTC).
         current = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         buckets = []
         while current < end:
@@ -413,18 +499,32 @@ def timeseries(
         use_days=granularity != Granularity.HOUR and str(tz) in _UTC_NAMES,
         all_raw=not _whole_hour_offsets(tz, period),
     )
-    trunc = _TRUNC[granularity]
+    # Buckets as date_trunc(granularity, local time): PostgreSQL's names for the
+    # granularities are the same words.
+    trunc_params = [granularity, str(bucket_tz)]
+    parts, params = [], []
+    if (rollups := _rollups_where(plan, filters, per_topic=False)) is not None:
+        table, where, where_params = rollups
+        parts.append(
+            f"SELECT date_trunc(%s, r.start AT TIME ZONE %s) AS bucket, 1 AS sign, {_ROLLUP_COLUMNS},"
+            f" {ROLLUP_HISTOGRAM_SQL}, NULL::smallint[] FROM {table} r WHERE {where} GROUP BY 1"
+        )
+        params += [*trunc_params, *where_params]
+    if (edges := _edges_where(plan, filters)) is not None:
+        sign, sign_params, where, where_params = edges
+        parts.append(
+            f"SELECT date_trunc(%s, c.timestamp AT TIME ZONE %s), {sign}, {_RAW_COLUMNS},"
+            f" NULL::bigint[], {RAW_BUCKETS_SQL} FROM {_CONVERSATIONS} c WHERE {where} GROUP BY 1, 2"
+        )
+        params += [*trunc_params, *sign_params, *where_params]
     by_start: dict[datetime, Totals] = defaultdict(Totals)
-    # Keyed in UTC: Python never finds two datetimes in different zones equal during a
-    # repeated (DST fall-back) hour, so the display-zone bucket would miss its row.
-    if (rows := _rollups(filters, plan)) is not None:
-        grouped = rows.annotate(bucket=trunc("start", tzinfo=bucket_tz)).values("bucket")
-        for row in grouped.annotate(**rollup_aggregates()).order_by("bucket"):
-            by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row)
-    if (raw := _raw(filters, plan)) is not None:
-        grouped = raw.annotate(bucket=trunc("timestamp", tzinfo=bucket_tz)).values("sign", "bucket")
-        for row in grouped.annotate(**raw_aggregates()):
-            by_start[row["bucket"].astimezone(UTC)] += Totals.from_row(row).signed(row["sign"])
+    for local_start, sign, *values, counts, buckets in (
+        _fetch(" UNION ALL ".join(parts), params) if parts else ()
+    ):
+        # Keyed in UTC: Python never finds two datetimes in different zones equal during a
+        # repeated (DST fall-back) hour, so the display-zone bucket would miss its row.
+        key = local_start.replace(tzinfo=bucket_tz).astimezone(UTC)
+        by_start[key] += Totals.from_columns(values, histogram_counts=counts, buckets=buckets, sign=sign)
     buckets, running = [], Decimal(0)
     for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
         totals = by_start.get(bucket_start.astimezone(UTC), Totals())
@@ -498,43 +598,57 @@ def previous_period(period: Period) -> Period:
     )
 
 
+def _filter_menus(period: Period) -> tuple[set[str], set[str]]:
+    """The channels and bot versions that occur in a period (from its rollup rows: cheap)."""
+    if (ranges := _ranges_where(_plan(period))) is None:
+        return set(), set()
+    where, params = ranges
+    rows = _fetch(
+        f"SELECT DISTINCT r.channel, r.bot_version FROM {ConversationRollup._meta.db_table} r"
+        f" WHERE {where} AND r.channel IS NOT NULL",
+        params,
+    )
+    return {channel for channel, _ in rows}, {version for _, version in rows}
+
+
 def dashboard(*, period: Period, filters: Filters, granularity: str, tz: ZoneInfo) -> Dashboard:
-    """The dashboard's numbers: the same selectors as the API, in a fixed number of queries."""
+    """The dashboard's numbers: the same reads as the API's selectors, each made once for
+    the period and the one before it together, in a fixed number of queries."""
     cost_settings = CostSettings.load()
     before = previous_period(period)
-    current = summary(period=period, filters=filters, cost_settings=cost_settings)
-    previous = summary(period=before, filters=filters, cost_settings=cost_settings, with_top_topics=False)
-    # The filter menus offer what occurs in the period (from the rollups: cheap).
-    plan = _plan(period)
-    menus = (
-        ConversationRollup.objects.filter(plan.rollup_q(), channel__isnull=False) if plan.rollup_q() else None
+    totals, previous_totals = _window_totals([period, before], filters)
+    # The topics of both periods in one read (only of those with conversations).
+    periods = [p for p, t in ((period, totals), (before, previous_totals)) if t.conversations]
+    by_topic = dict(zip(periods, _topic_totals(periods, filters), strict=True)) if periods else {}
+    topics = (
+        _topic_stats(by_topic[period], total=totals.conversations, cost_settings=cost_settings)
+        if totals.conversations
+        else []
     )
-    channels = set(menus.values_list("channel", flat=True).distinct()) if menus is not None else set()
-    versions = set(menus.values_list("bot_version", flat=True).distinct()) if menus is not None else set()
+    previous_topics = (
+        _topic_stats(by_topic[before], total=previous_totals.conversations, cost_settings=cost_settings)
+        if previous_totals.conversations
+        else []
+    )
+    # The top topics are the first rows of the topics table (with a topic filter, that topic).
+    top = [(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]]
+    channels, versions = _filter_menus(period)
     return Dashboard(
         period=period,
         previous_period=before,
         filters=filters,
         granularity=granularity,
         tz=tz,
-        current=current,
-        previous=previous,
+        current=_summary(period=period, filters=filters, totals=totals, cost_settings=cost_settings, top=top),
+        previous=_summary(
+            period=before, filters=filters, totals=previous_totals, cost_settings=cost_settings, top=[]
+        ),
         buckets=timeseries(
             period=period, filters=filters, granularity=granularity, tz=tz, cost_settings=cost_settings
         ),
-        topics=topic_breakdown(
-            period=period, filters=filters, cost_settings=cost_settings, total=current.totals.conversations
-        ),
-        previous_topics={
-            topic.topic_id: topic
-            for topic in topic_breakdown(
-                period=before,
-                filters=filters,
-                cost_settings=cost_settings,
-                total=previous.totals.conversations,
-            )
-        },
-        has_any_data=bool(current.totals.conversations) or Conversation.objects.exists(),
+        topics=topics,
+        previous_topics={topic.topic_id: topic for topic in previous_topics},
+        has_any_data=bool(totals.conversations) or Conversation.objects.exists(),
         channels=sorted((channels | {filters.channel or ""}) - {""}),
         bot_versions=sorted((versions | {filters.bot_version or ""}) - {""}),
     )

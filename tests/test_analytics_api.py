@@ -218,9 +218,9 @@ def test_summary_issues_a_bounded_number_of_queries(
     read_client, frozen_now, dataset, django_assert_max_num_queries, hours
 ):
     read_client.get(URL)  # creates the cost settings row
-    # API key, cost settings, then rollup rows and raw partial hours for the totals and for
-    # the top topics: at most 6, fewer when a window has no whole hour or no partial one.
-    with django_assert_max_num_queries(6):
+    # API key, cost settings, the totals (rollup rows and raw partial hours in one statement)
+    # and the top topics (the same): at most 4.
+    with django_assert_max_num_queries(4):
         assert read_client.get(URL, {"hours": hours}).status_code == 200
 
 

@@ -180,6 +180,22 @@ def test_time_series_buckets_equal_a_full_scan(ops, period, granularity, tz):
         assert bucket.totals == full_scan(part, Filters()), (bucket.start, granularity, tz)
 
 
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations, period=windows, window_filters=filters)
+def test_dashboard_reads_both_periods_as_the_api_reads_each(ops, period, window_filters):
+    # The dashboard reads the period and the one before it in one statement each: the same
+    # figures as the API's selectors read one window at a time.
+    reset()
+    apply(ops)
+    dash = selectors.dashboard(period=period, filters=window_filters, granularity=Granularity.DAY, tz=UTC)
+    before = selectors.previous_period(period)
+    assert dash.current == selectors.summary(period=period, filters=window_filters)
+    assert dash.previous == selectors.summary(period=before, filters=window_filters, with_top_topics=False)
+    assert dash.topics == selectors.topic_breakdown(period=period, filters=window_filters)
+    previous_topics = selectors.topic_breakdown(period=before, filters=window_filters)
+    assert list(dash.previous_topics.values()) == previous_topics
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
 def test_rebuild_gives_the_rows_the_writes_kept(ops):
