@@ -117,7 +117,7 @@ class ConversationIngestApi(APIView):
             return Response({"created": result.created, "updated": result.updated})
         session_id = validated[0]["session_id"]
         return Response(
-            ConversationOutputSerializer(result.conversations[session_id]).data,
+            ConversationOutputSerializer(result.conversation(session_id)).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
 

@@ -1,189 +1,127 @@
-"""Keeping the hourly and daily rollups right, in the transaction that changes conversations.
+"""Keeping the hourly and daily rollups right, in the statement that changes conversations.
 
 A conversation contributes to four kinds of rows: its UTC hour and its UTC day, each once
-for (channel, bot version) in ConversationRollup and once per topic in TopicRollup. A write
-computes every changed conversation's old contribution (subtracted) and new one (added),
-sums them per row, and upserts those deltas in one statement per table, rows sorted by key:
-concurrent writers then lock shared rows (the current hour is shared by everyone) in the
-same order and never deadlock, and `col = col + delta` loses no update.
+for (channel, bot version) in ConversationRollup and once per topic in TopicRollup, and
+each of those also to the "all channels and versions" row (NULL, NULL).
 
-`rebuild()` recomputes everything from the raw conversations (manage.py rebuild_rollups).
+Every write (ingest, late CSAT, delete) is one SQL statement whose `changes` CTE lists
+the conversations it takes out (sign −1, their stored values) and puts in (sign +1, the new
+values). `CHANGES_TO_ROLLUPS` turns those into summed deltas per rollup row and upserts
+them, `col = col + delta`, rows sorted by key: concurrent writers then lock the shared rows
+(the current hour is shared by everyone) in one order and never deadlock, and no update is
+lost. Doing this in SQL keeps a batch of 1,000 conversations from costing 4,000 Python
+dictionary updates per metric, and a write from costing one round trip per table.
+
+`rebuild()` recomputes everything from the raw conversations (manage.py rebuild_rollups),
+with the same metric definitions (sign = +1).
 """
 
 from __future__ import annotations
-
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 
 from django.db import connection
 
 from conversations import histogram
 from conversations.models import ConversationRollup, Span, TopicRollup
 
-# The additive columns, in the order the SQL below uses them.
-METRICS = [
-    "conversations",
-    "ai_resolved",
-    "turns_sum",
-    "csat_1",
-    "csat_2",
-    "csat_3",
-    "csat_4",
-    "csat_5",
-    "csat_sum_ai_resolved",
-    "csat_count_ai_resolved",
-    "ai_cost_sum",
-    "ai_cost_missing",
-    "response_ms_sum",
-    "response_ms_count",
-]
+# The additive columns, each as a sum over conversations `c` that carry a `sign`: +1 for a
+# contribution put in, −1 for one taken out. One definition for the writes and `rebuild()`.
+_METRIC_SQL = {
+    "conversations": "sum(c.sign)",
+    "ai_resolved": "sum(c.sign) FILTER (WHERE c.resolved_by_ai)",
+    "turns_sum": "sum(c.sign * c.turns)",
+    **{f"csat_{score}": f"sum(c.sign) FILTER (WHERE c.csat = {score})" for score in range(1, 6)},
+    "csat_sum_ai_resolved": "sum(c.sign * c.csat) FILTER (WHERE c.resolved_by_ai)",
+    "csat_count_ai_resolved": "sum(c.sign) FILTER (WHERE c.resolved_by_ai AND c.csat IS NOT NULL)",
+    "ai_cost_sum": "sum(c.sign * c.ai_cost)",
+    "ai_cost_missing": "sum(c.sign) FILTER (WHERE c.ai_cost IS NULL)",
+    # avg_response_ms is kept to the microsecond, so this numeric sum is exact.
+    "response_ms_sum": "sum(c.sign * c.avg_response_ms::numeric)",
+    "response_ms_count": "sum(c.sign) FILTER (WHERE c.avg_response_ms IS NOT NULL)",
+}
+METRICS = list(_METRIC_SQL)
 HISTOGRAM = "response_ms_histogram"
 
-# The same definitions as METRICS, for a GROUP BY over conversations `c` (rebuild).
-_SQL_METRICS = [
-    "count(*)",
-    "count(*) FILTER (WHERE c.resolved_by_ai)",
-    "coalesce(sum(c.turns), 0)",
-    *(f"count(*) FILTER (WHERE c.csat = {score})" for score in range(1, 6)),
-    "coalesce(sum(c.csat) FILTER (WHERE c.resolved_by_ai), 0)",
-    "count(c.csat) FILTER (WHERE c.resolved_by_ai)",
-    "coalesce(sum(c.ai_cost), 0)",
-    "count(*) FILTER (WHERE c.ai_cost IS NULL)",
-    "coalesce(sum(c.avg_response_ms::numeric), 0)",
-    "count(c.avg_response_ms)",
+# The columns of a `changes` CTE, as `conversations_conversation` names them.
+CHANGE_COLUMNS = [
+    "sign",
+    "timestamp",
+    "channel",
+    "bot_version",
+    "resolved_by_ai",
+    "turns",
+    "csat",
+    "ai_cost",
+    "avg_response_ms",
+    "response_ms_bucket",
+    "topic_ids",
 ]
 
+def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
+    """CTEs that sum the deltas of `source` (the changed conversations, with a sign, and for
+    topics one row per topic) per rollup row and upsert them into `table`.
 
-def exact_ms(value: float) -> Decimal:
-    """A float as PostgreSQL's float8::numeric gives it (15 significant digits), so a sum
-    kept here equals the full scan's sum(avg_response_ms::numeric) to the last digit."""
-    return Decimal(format(value, ".15g"))
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a conversation contributes: its stored fields that the rollups sum."""
-
-    timestamp: datetime
-    channel: str
-    bot_version: str
-    resolved_by_ai: bool
-    turns: int
-    csat: int | None
-    ai_cost: Decimal | None
-    avg_response_ms: float | None
-    response_ms_bucket: int | None
-    topic_ids: tuple[int, ...]
-
-
-def contribution(snapshot: Snapshot) -> dict[str, int | Decimal]:
-    resolved = snapshot.resolved_by_ai
-    values: dict[str, int | Decimal] = {
-        "conversations": 1,
-        "ai_resolved": int(resolved),
-        "turns_sum": snapshot.turns,
-        "csat_sum_ai_resolved": snapshot.csat if resolved and snapshot.csat else 0,
-        "csat_count_ai_resolved": int(resolved and snapshot.csat is not None),
-        "ai_cost_sum": snapshot.ai_cost or Decimal(0),
-        "ai_cost_missing": int(snapshot.ai_cost is None),
-        "response_ms_sum": Decimal(0)
-        if snapshot.avg_response_ms is None
-        else exact_ms(snapshot.avg_response_ms),
-        "response_ms_count": int(snapshot.avg_response_ms is not None),
-    }
-    for score in range(1, 6):
-        values[f"csat_{score}"] = int(snapshot.csat == score)
-    return values
-
-
-def span_starts(timestamp: datetime) -> list[tuple[str, datetime]]:
-    moment = timestamp.astimezone(UTC)
-    hour = moment.replace(minute=0, second=0, microsecond=0)
-    return [(Span.HOUR, hour), (Span.DAY, hour.replace(hour=0))]
-
-
-@dataclass
-class _Delta:
-    values: dict[str, int | Decimal] = field(default_factory=lambda: dict.fromkeys(METRICS, 0))
-    histogram: list[int] = field(default_factory=histogram.empty)
-
-    def add(self, values: dict[str, int | Decimal], bucket: int | None, sign: int) -> None:
-        for name, value in values.items():
-            self.values[name] += sign * value
-        if bucket is not None:
-            self.histogram[bucket] += sign
-
-    def is_zero(self) -> bool:
-        return not any(self.values.values()) and not any(self.histogram)
+    The metrics are computed once per conversation, at the finest grain (UTC hour × keys ×
+    response-time bucket); the day rows and the "all channels and versions" rows (NULL,
+    NULL) are sums of those few grain rows, and the histogram is the grain rows' bucket
+    counts. Rows whose delta is all zero (a re-post of the same values) are not written.
+    """
+    grain_keys = [key for key in keys if key not in ("span", "start")]  # topic_id?, channel, bot_version
+    partials = ", ".join(f"coalesce({sql}, 0) AS {name}" for name, sql in _METRIC_SQL.items())
+    grain_positions = ", ".join(str(index + 1) for index in range(len(grain_keys) + 2))
+    dimensions = [key for key in grain_keys if key not in ("channel", "bot_version")]
+    expanded = ", ".join(f"g.{key}" for key in dimensions) + (", " if dimensions else "")
+    key_list = ", ".join(keys)
+    key_positions = ", ".join(str(index + 1) for index in range(len(keys)))
+    metric_sums = ", ".join(f"sum({name}) AS {name}" for name in METRICS)
+    nonzero = " OR ".join(f"{name} <> 0" for name in METRICS)
+    order = ", ".join(f"{key} NULLS FIRST" for key in keys)
+    updates = ", ".join(f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS)
+    return f"""
+    {prefix}_grain AS (
+        SELECT date_trunc('hour', c.timestamp, 'UTC') AS start, {", ".join(f"c.{key}" for key in grain_keys)},
+               c.response_ms_bucket::integer AS bucket, sum(c.sign) AS bucket_n, {partials}
+        FROM {source} c
+        GROUP BY {grain_positions}
+    ),
+    {prefix}_by_bucket AS (
+        SELECT s.span, CASE WHEN s.span = '{Span.DAY}' THEN date_trunc('day', g.start, 'UTC') ELSE g.start END AS start,
+               {expanded}d.channel, d.bot_version, g.bucket, sum(g.bucket_n)::bigint AS bucket_n, {metric_sums}
+        FROM {prefix}_grain g
+        CROSS JOIN (VALUES ('{Span.HOUR}'), ('{Span.DAY}')) AS s(span)
+        -- Its channel × version row, and the row of all channels and versions (NULL, NULL).
+        CROSS JOIN LATERAL (VALUES (g.channel, g.bot_version), (NULL, NULL)) AS d(channel, bot_version)
+        GROUP BY {key_positions}, {len(keys) + 1}
+    ),
+    {prefix}_deltas AS (
+        SELECT {key_list}, {metric_sums},
+               sa_histogram_from(
+                   array_agg(bucket) FILTER (WHERE bucket IS NOT NULL AND bucket_n <> 0),
+                   array_agg(bucket_n) FILTER (WHERE bucket IS NOT NULL AND bucket_n <> 0)
+               ) AS histogram
+        FROM {prefix}_by_bucket
+        GROUP BY {key_positions}
+    ),
+    {prefix}_upserted AS (
+        INSERT INTO {table} AS t ({key_list}, {", ".join(METRICS)}, {HISTOGRAM})
+        SELECT {key_list}, {", ".join(METRICS)}, coalesce(histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
+        FROM {prefix}_deltas
+        WHERE histogram IS NOT NULL OR {nonzero}
+        ORDER BY {order}
+        ON CONFLICT ({key_list}) DO UPDATE SET {updates},
+            {HISTOGRAM} = sa_histogram_add(t.{HISTOGRAM}, EXCLUDED.{HISTOGRAM})
+    )"""
 
 
-@dataclass
-class Deltas:
-    """The changes one write makes to the rollups, summed per row."""
-
-    conversation_rows: dict[tuple, _Delta] = field(default_factory=lambda: defaultdict(_Delta))
-    topic_rows: dict[tuple, _Delta] = field(default_factory=lambda: defaultdict(_Delta))
-
-    def add(self, snapshot: Snapshot, sign: int) -> None:
-        values = contribution(snapshot)
-        for span, start in span_starts(snapshot.timestamp):
-            # Its channel × version row, and the row of all channels and versions (NULL, NULL).
-            for channel, bot_version in ((snapshot.channel, snapshot.bot_version), (None, None)):
-                key = (span, start, channel, bot_version)
-                self.conversation_rows[key].add(values, snapshot.response_ms_bucket, sign)
-                for topic_id in snapshot.topic_ids:
-                    topic_key = (span, start, topic_id, channel, bot_version)
-                    self.topic_rows[topic_key].add(values, snapshot.response_ms_bucket, sign)
-
-    def remove_all(self, snapshots: Iterable[Snapshot]) -> None:
-        for snapshot in snapshots:
-            self.add(snapshot, -1)
-
-    def add_all(self, snapshots: Iterable[Snapshot]) -> None:
-        for snapshot in snapshots:
-            self.add(snapshot, +1)
-
-    def apply(self) -> None:
-        """Upsert the summed deltas: rows sorted by key, one statement per table."""
-        _upsert(ConversationRollup, ["span", "start", "channel", "bot_version"], self.conversation_rows)
-        _upsert(TopicRollup, ["span", "start", "topic_id", "channel", "bot_version"], self.topic_rows)
-
-
-def _upsert(model, key_columns: list[str], rows: dict[tuple, _Delta]) -> None:
-    # Sorted, NULL ("all") first, so concurrent writers lock shared rows in one order.
-    changed = sorted(
-        ((key, delta) for key, delta in rows.items() if not delta.is_zero()),
-        key=lambda pair: tuple((value is not None, value) for value in pair[0]),
-    )
-    if not changed:
-        return
-    table = model._meta.db_table
-    columns = [*key_columns, *METRICS, HISTOGRAM]
-    # The histogram delta travels sparse, (buckets, counts), and is made dense by the server:
-    # a dense array is 101 parameters a row for the driver to quote.
-    placeholders = "(" + ", ".join(["%s"] * (len(columns) - 1)) + ", sa_histogram_from(%s, %s))"
-    updates = [f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS]
-    updates.append(f"{HISTOGRAM} = sa_histogram_add(t.{HISTOGRAM}, EXCLUDED.{HISTOGRAM})")
-    sql = (
-        f"INSERT INTO {table} AS t ({', '.join(columns)}) VALUES "
-        + ", ".join([placeholders] * len(changed))
-        + f" ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {', '.join(updates)}"
-    )
-    params: list = []
-    for key, delta in changed:
-        buckets = [bucket for bucket, count in enumerate(delta.histogram) if count]
-        params += [
-            *key,
-            *(delta.values[name] for name in METRICS),
-            buckets,
-            [delta.histogram[b] for b in buckets],
-        ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
+# Appended to a statement's WITH list after its `changes` CTE (columns: CHANGE_COLUMNS).
+# Every writer uses this same text, so all take the conversation rollup rows first, then the
+# topic rollup rows, each in key order.
+CHANGES_TO_ROLLUPS = f"""
+    topic_changes AS (
+        SELECT c.*, topic_id FROM changes c CROSS JOIN LATERAL unnest(c.topic_ids) AS topic_id
+    ),
+    {_delta_ctes("conversation", ConversationRollup._meta.db_table, ["span", "start", "channel", "bot_version"], "changes")},
+    {_delta_ctes("topic", TopicRollup._meta.db_table, ["span", "start", "topic_id", "channel", "bot_version"], "topic_changes")}
+"""
 
 def rebuild() -> dict[str, int]:
     """Recompute every rollup row from the raw conversations; returns the row counts.
@@ -221,16 +159,20 @@ def rebuild() -> dict[str, int]:
 def _rebuild_sql(table: str, *, per_topic: bool) -> str:
     """INSERT ... SELECT of one span's per-channel × version rows (params: span, unit, unit)."""
     keys = (["topic_id"] if per_topic else []) + ["channel", "bot_version"]
-    source = "conversations_conversation c" + (
-        " JOIN conversations_conversationtopic ct ON ct.conversation_id = c.id" if per_topic else ""
+    # Every stored conversation counts once (sign +1), per topic in the topic rollups.
+    source = (
+        "(SELECT c.*, ct.topic_id, 1 AS sign FROM conversations_conversation c"
+        " JOIN conversations_conversationtopic ct ON ct.conversation_id = c.id) c"
+        if per_topic
+        else "(SELECT c.*, 1 AS sign FROM conversations_conversation c) c"
     )
-    selected = ", ".join(f"{'ct' if key == 'topic_id' else 'c'}.{key}" for key in keys)
+    selected = ", ".join(f"c.{key}" for key in keys)
     positions = ", ".join(str(index + 2) for index in range(len(keys)))
-    metrics = ", ".join(f"{sql} AS m{index}" for index, sql in enumerate(_SQL_METRICS))
+    metrics = ", ".join(f"coalesce({sql}, 0) AS {name}" for name, sql in _METRIC_SQL.items())
     return f"""
         INSERT INTO {table} (span, start, {", ".join(keys)}, {", ".join(METRICS)}, {HISTOGRAM})
         SELECT %s, g.start, {", ".join(f"g.{key}" for key in keys)},
-               {", ".join(f"g.m{index}" for index in range(len(METRICS)))},
+               {", ".join(f"g.{name}" for name in METRICS)},
                coalesce(h.histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
         FROM (
             SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {selected}, {metrics}

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+import psycopg
 from django.db import connection, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from conversations import histogram, rollups
-from conversations.models import Conversation, ConversationTopic, Topic
-
-# Columns a re-post replaces. `csat` is handled apart: see `conversations_ingest`.
-_REPLACED_FIELDS = [
-    "timestamp",
-    "turns",
-    "resolved_by_ai",
-    "avg_response_ms",
-    "response_count",
-    "channel",
-    "bot_version",
-    "ai_cost",
-    "received_at",
-]
+from conversations.models import Conversation, Topic
 
 
 @dataclass(frozen=True)
@@ -50,11 +36,42 @@ class ConversationIn:
 
 
 @dataclass
+class StoredConversation:
+    """What the database decided for one ingested item: its id, the score it kept."""
+
+    id: int
+    csat: int | None
+    created: bool
+
+
+@dataclass
 class IngestResult:
     created: int = 0
     updated: int = 0
-    # The stored conversations, each with `topic_names` (what the API answers, no re-read).
-    conversations: dict[str, Conversation] = field(default_factory=dict)
+    received_at: datetime | None = None
+    items: dict[str, ConversationIn] = field(default_factory=dict)
+    stored: dict[str, StoredConversation] = field(default_factory=dict)
+
+    def conversation(self, session_id: str) -> Conversation:
+        """The stored conversation, as the API answers it (built here, not re-read)."""
+        item, stored = self.items[session_id], self.stored[session_id]
+        conversation = Conversation(
+            id=stored.id,
+            session_id=session_id,
+            timestamp=item.timestamp,
+            turns=item.turns,
+            resolved_by_ai=item.resolved_by_ai,
+            avg_response_ms=item.avg_response_ms,
+            response_ms_bucket=histogram.bucket_of(item.avg_response_ms),
+            response_count=item.response_count,
+            csat=stored.csat,
+            channel=item.channel,
+            bot_version=item.bot_version,
+            ai_cost=item.ai_cost,
+            received_at=self.received_at,
+        )
+        conversation.topic_names = sorted(item.topics)
+        return conversation
 
 
 def _last_per_session(items: Iterable[ConversationIn]) -> list[ConversationIn]:
@@ -70,10 +87,38 @@ def _last_per_session(items: Iterable[ConversationIn]) -> list[ConversationIn]:
 
 
 def _topic_ids(names: set[str]) -> dict[str, int]:
+    """Ids of these topics, creating the new ones; one statement when all exist."""
     if not names:
         return {}
-    Topic.objects.bulk_create([Topic(name=name) for name in sorted(names)], ignore_conflicts=True)
-    return dict(Topic.objects.filter(name__in=names).values_list("name", "id"))
+    ordered = sorted(names)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT name, id FROM {Topic._meta.db_table} WHERE name = ANY(%s::varchar[])", [ordered]
+        )
+        ids = dict(cursor.fetchall())
+    missing = [name for name in ordered if name not in ids]
+    if missing:
+        # ignore_conflicts: another writer may create the same topic; the re-read, a new
+        # statement, sees its row once it commits (the insert waits for that).
+        Topic.objects.bulk_create([Topic(name=name) for name in missing], ignore_conflicts=True)
+        ids.update(Topic.objects.filter(name__in=missing).values_list("name", "id"))
+    return ids
+
+
+def _execute(sql: str, params: dict, *, prepare: bool) -> list[tuple]:
+    """Run one of the write statements below on Django's connection (same transaction).
+
+    Server-side binding, and with `prepare` a prepared statement kept per connection: these
+    statements take ~10 ms to plan, several times what a single conversation takes to write.
+    Batches are planned each time instead (prepare=False), with the real array sizes: a
+    plan for one conversation suits 1,000 badly.
+    """
+    connection.ensure_connection()
+    # wrap_database_errors: the driver's errors become Django's (IntegrityError, ...), as
+    # for every other query.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=prepare)
+        return cursor.fetchall() if cursor.description else []
 
 
 # Advisory-lock namespace of this app ("SA"), so our locks never meet another app's.
@@ -92,6 +137,9 @@ def _lock_sessions(session_ids: Iterable[str]) -> None:
     row), and leave both sets of topic links. Advisory locks on a hash of the id, taken in
     sorted order (so two batches never wait on each other in a cycle), close that gap. A
     hash collision only makes two unrelated sessions wait for each other.
+
+    The statements that follow read the stored rows afresh (READ COMMITTED: a snapshot per
+    statement), so they see whatever the writer we waited for committed.
     """
     keys = sorted({_session_lock_key(session_id) for session_id in session_ids})
     with connection.cursor() as cursor:
@@ -99,6 +147,102 @@ def _lock_sessions(session_ids: Iterable[str]) -> None:
             "SELECT pg_advisory_xact_lock(%s, key) FROM unnest(%s::integer[]) AS key",
             [_SESSION_LOCK_CLASS, keys],
         )
+
+
+# The stored conversations of a statement's `old` CTE with their topic ids, as `changes` rows.
+_OLD_WITH_TOPICS = """
+    old_topics AS (
+        SELECT ct.id, ct.conversation_id, ct.topic_id, o.session_id
+        FROM conversations_conversationtopic ct JOIN old o ON ct.conversation_id = o.id
+    ),
+    old_contributions AS (
+        SELECT o.*, coalesce(t.topic_ids, '{}') AS topic_ids
+        FROM old o
+        LEFT JOIN (SELECT conversation_id, array_agg(topic_id) AS topic_ids FROM old_topics GROUP BY 1) t
+            ON t.conversation_id = o.id
+    )"""
+
+_OLD = """
+    old AS (
+        SELECT id, session_id, timestamp, channel, bot_version, resolved_by_ai, turns, csat, ai_cost,
+               avg_response_ms, response_ms_bucket
+        FROM conversations_conversation WHERE session_id = ANY(%(session_ids)s::varchar[])
+    )"""
+
+_CHANGE_VALUES = ", ".join(rollups.CHANGE_COLUMNS[1:])
+
+# One statement: read the stored versions, upsert the conversations, swap topic links, and
+# move the rollups from the old contributions to the new ones. Parameters are parallel
+# arrays (one element per conversation), the topics as (session id, topic id) pairs.
+_INGEST_SQL = f"""
+WITH
+    new AS (
+        SELECT * FROM unnest(
+            %(session_ids)s::varchar[], %(timestamps)s::timestamptz[], %(turns)s::integer[],
+            %(resolved_by_ai)s::boolean[], %(avg_response_ms)s::double precision[],
+            %(response_count)s::integer[], %(response_ms_bucket)s::smallint[], %(csat)s::smallint[],
+            %(csat_given)s::boolean[], %(channel)s::varchar[], %(bot_version)s::varchar[],
+            %(ai_cost)s::numeric[]
+        ) AS n(session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
+               response_ms_bucket, csat, csat_given, channel, bot_version, ai_cost)
+    ),
+    new_topics AS (
+        SELECT * FROM unnest(%(topic_session_ids)s::varchar[], %(topic_ids)s::bigint[])
+            AS nt(session_id, topic_id)
+    ),
+    {_OLD},
+    {_OLD_WITH_TOPICS},
+    merged AS (
+        -- An item without a csat field keeps the stored score (see conversations_ingest).
+        SELECT n.*, o.id AS old_id,
+               CASE WHEN n.csat_given OR o.id IS NULL THEN n.csat ELSE o.csat END AS stored_csat
+        FROM new n LEFT JOIN old o USING (session_id)
+    ),
+    upserted AS (
+        INSERT INTO conversations_conversation AS t (
+            session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
+            response_ms_bucket, csat, channel, bot_version, ai_cost, received_at)
+        SELECT session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
+               response_ms_bucket, stored_csat, channel, bot_version, ai_cost, %(received_at)s
+        FROM merged ORDER BY session_id
+        ON CONFLICT (session_id) DO UPDATE SET
+            timestamp = EXCLUDED.timestamp, turns = EXCLUDED.turns,
+            resolved_by_ai = EXCLUDED.resolved_by_ai, avg_response_ms = EXCLUDED.avg_response_ms,
+            response_count = EXCLUDED.response_count, response_ms_bucket = EXCLUDED.response_ms_bucket,
+            csat = EXCLUDED.csat, channel = EXCLUDED.channel, bot_version = EXCLUDED.bot_version,
+            ai_cost = EXCLUDED.ai_cost, received_at = EXCLUDED.received_at
+        RETURNING t.id, t.session_id
+    ),
+    -- Links of a replaced conversation: drop those not posted again, add the new ones.
+    unlinked AS (
+        DELETE FROM conversations_conversationtopic ct USING old_topics ot
+        WHERE ct.id = ot.id AND NOT EXISTS (
+            SELECT 1 FROM new_topics nt WHERE nt.session_id = ot.session_id AND nt.topic_id = ot.topic_id)
+    ),
+    linked AS (
+        INSERT INTO conversations_conversationtopic (conversation_id, topic_id)
+        SELECT u.id, nt.topic_id FROM upserted u JOIN new_topics nt USING (session_id)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM old_topics ot WHERE ot.session_id = nt.session_id AND ot.topic_id = nt.topic_id)
+        ORDER BY 1, 2
+    ),
+    changes AS (
+        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old_contributions
+        UNION ALL
+        SELECT 1, m.timestamp, m.channel, m.bot_version, m.resolved_by_ai, m.turns, m.stored_csat,
+               m.ai_cost, m.avg_response_ms, m.response_ms_bucket, coalesce(t.topic_ids, '{{}}')
+        FROM merged m
+        LEFT JOIN (SELECT session_id, array_agg(topic_id) AS topic_ids FROM new_topics GROUP BY 1) t
+            USING (session_id)
+    ),
+    {rollups.CHANGES_TO_ROLLUPS}
+SELECT m.session_id, u.id, m.stored_csat, m.old_id IS NULL
+FROM merged m JOIN upserted u USING (session_id)
+"""
+
+
+# Up to this many conversations, ingestion uses the prepared statement (see `_execute`).
+_PREPARED_BATCH_MAX = 10
 
 
 def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
@@ -109,157 +253,89 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
     and a retried post must not wipe a score set in the meantime.
     """
     batch = _last_per_session(items)
-    result = IngestResult()
+    result = IngestResult(received_at=timezone.now())
     if not batch:
         return result
-    received_at = timezone.now()
-    session_ids = [item.session_id for item in batch]
-    by_session = {item.session_id: item for item in batch}
+    result.items = {item.session_id: item for item in batch}
 
     with transaction.atomic():
-        _lock_sessions(session_ids)
-        old = _snapshots(Conversation.objects.filter(session_id__in=session_ids))
-        existing = set(old)
+        _lock_sessions(result.items)
         topic_ids = _topic_ids({name for item in batch for name in item.topics})
-        stored = Conversation.objects.bulk_create(
-            [
-                Conversation(
-                    session_id=item.session_id,
-                    timestamp=item.timestamp,
-                    turns=item.turns,
-                    resolved_by_ai=item.resolved_by_ai,
-                    avg_response_ms=item.avg_response_ms,
-                    response_ms_bucket=histogram.bucket_of(item.avg_response_ms),
-                    response_count=item.response_count,
-                    csat=item.csat,  # a new row without a csat field gets none
-                    channel=item.channel,
-                    bot_version=item.bot_version,
-                    ai_cost=item.ai_cost,
-                    received_at=received_at,
-                )
-                for item in batch
-            ],
-            update_conflicts=True,
-            unique_fields=["session_id"],
-            update_fields=[*_REPLACED_FIELDS, "response_ms_bucket"],
-        )
-        conversation_ids = {conversation.session_id: conversation.pk for conversation in stored}
-        rescored = [
-            Conversation(pk=conversation_ids[item.session_id], csat=item.csat)
-            for item in batch
-            if item.csat_given and item.session_id in existing
-        ]
-        if rescored:
-            Conversation.objects.bulk_update(rescored, ["csat"])
-        if existing:
-            ConversationTopic.objects.filter(
-                conversation_id__in=[conversation_ids[key] for key in sorted(existing)]
-            ).delete()
-        ConversationTopic.objects.bulk_create(
-            [
-                ConversationTopic(conversation_id=conversation_ids[item.session_id], topic_id=topic_ids[name])
-                for item in batch
-                for name in item.topics
-            ]
-        )
+        params = {
+            "session_ids": [item.session_id for item in batch],
+            "timestamps": [item.timestamp for item in batch],
+            "turns": [item.turns for item in batch],
+            "resolved_by_ai": [item.resolved_by_ai for item in batch],
+            "avg_response_ms": [item.avg_response_ms for item in batch],
+            "response_count": [item.response_count for item in batch],
+            "response_ms_bucket": [histogram.bucket_of(item.avg_response_ms) for item in batch],
+            "csat": [item.csat for item in batch],
+            "csat_given": [item.csat_given for item in batch],
+            "channel": [item.channel for item in batch],
+            "bot_version": [item.bot_version for item in batch],
+            "ai_cost": [item.ai_cost for item in batch],
+            "topic_session_ids": [item.session_id for item in batch for _ in item.topics],
+            "topic_ids": [topic_ids[name] for item in batch for name in item.topics],
+            "received_at": result.received_at,
+        }
+        rows = _execute(_INGEST_SQL, params, prepare=len(batch) <= _PREPARED_BATCH_MAX)
 
-        deltas = rollups.Deltas()
-        deltas.remove_all(old.values())
-        deltas.add_all(
-            rollups.Snapshot(
-                timestamp=item.timestamp,
-                channel=item.channel,
-                bot_version=item.bot_version,
-                resolved_by_ai=item.resolved_by_ai,
-                turns=item.turns,
-                csat=item.csat
-                if item.csat_given or item.session_id not in old
-                else old[item.session_id].csat,
-                ai_cost=item.ai_cost,
-                avg_response_ms=item.avg_response_ms,
-                response_ms_bucket=histogram.bucket_of(item.avg_response_ms),
-                topic_ids=tuple(sorted(topic_ids[name] for name in item.topics)),
-            )
-            for item in batch
-        )
-        # Last, so the shared rows (everyone writes the current hour) stay locked only
-        # until the commit that follows.
-        deltas.apply()
-
-    for conversation in stored:
-        if conversation.session_id in existing and not by_session[conversation.session_id].csat_given:
-            conversation.csat = old[conversation.session_id].csat  # the stored score was kept
-        conversation.topic_names = sorted(by_session[conversation.session_id].topics)
-        result.conversations[conversation.session_id] = conversation
-    result.created = len(session_ids) - len(existing)
-    result.updated = len(existing)
+    for session_id, pk, csat, created in rows:
+        result.stored[session_id] = StoredConversation(id=pk, csat=csat, created=created)
+        if created:
+            result.created += 1
+        else:
+            result.updated += 1
     return result
 
 
-def conversation_set_csat(*, session_id: str, csat: int | None) -> Conversation:
+_SET_CSAT_SQL = f"""
+WITH
+    {_OLD},
+    {_OLD_WITH_TOPICS},
+    updated AS (
+        UPDATE conversations_conversation c SET csat = %(csat)s
+        FROM old WHERE c.id = old.id RETURNING c.id
+    ),
+    changes AS (
+        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old_contributions
+        UNION ALL
+        SELECT 1, timestamp, channel, bot_version, resolved_by_ai, turns, %(csat)s::smallint, ai_cost,
+               avg_response_ms, response_ms_bucket, topic_ids
+        FROM old_contributions
+    ),
+    {rollups.CHANGES_TO_ROLLUPS}
+SELECT id FROM updated
+"""
+
+_DELETE_SQL = f"""
+WITH
+    {_OLD},
+    {_OLD_WITH_TOPICS},
+    unlinked AS (DELETE FROM conversations_conversationtopic WHERE id IN (SELECT id FROM old_topics)),
+    deleted AS (DELETE FROM conversations_conversation WHERE id IN (SELECT id FROM old) RETURNING id),
+    changes AS (SELECT -1 AS sign, {_CHANGE_VALUES} FROM old_contributions),
+    {rollups.CHANGES_TO_ROLLUPS}
+SELECT count(*) FROM deleted
+"""
+
+
+def conversation_set_csat(*, session_id: str, csat: int | None) -> None:
     """Set (or clear, with None) the CSAT of a stored conversation.
 
     Raises Conversation.DoesNotExist for an unknown session id.
     """
     with transaction.atomic():
         _lock_sessions([session_id])
-        conversation = Conversation.objects.select_for_update().get(session_id=session_id)
-        before = _snapshots(Conversation.objects.filter(pk=conversation.pk))[session_id]
-        conversation.csat = csat
-        conversation.save(update_fields=["csat"])
-        deltas = rollups.Deltas()
-        deltas.add(before, -1)
-        deltas.add(replace(before, csat=csat), +1)
-        deltas.apply()
-    return conversation
+        if not _execute(_SET_CSAT_SQL, {"session_ids": [session_id], "csat": csat}, prepare=True):
+            raise Conversation.DoesNotExist(f"No conversation with session_id {session_id!r}.")
 
 
 def conversations_delete(*, session_ids: Sequence[str]) -> int:
     """Delete conversations and take their contributions out of the rollups; returns how many."""
+    if not session_ids:
+        return 0
     with transaction.atomic():
         _lock_sessions(session_ids)
-        old = _snapshots(Conversation.objects.filter(session_id__in=session_ids))
-        Conversation.objects.filter(session_id__in=list(old)).delete()
-        deltas = rollups.Deltas()
-        deltas.remove_all(old.values())
-        deltas.apply()
-    return len(old)
-
-
-def _snapshots(conversations: QuerySet[Conversation]) -> dict[str, rollups.Snapshot]:
-    """What these stored conversations contribute to the rollups, by session id."""
-    rows = list(
-        conversations.values(
-            "id",
-            "session_id",
-            "timestamp",
-            "channel",
-            "bot_version",
-            "resolved_by_ai",
-            "turns",
-            "csat",
-            "ai_cost",
-            "avg_response_ms",
-            "response_ms_bucket",
-        )
-    )
-    topics: dict[int, list[int]] = defaultdict(list)
-    if rows:
-        links = ConversationTopic.objects.filter(conversation_id__in=[row["id"] for row in rows])
-        for conversation_id, topic_id in links.values_list("conversation_id", "topic_id"):
-            topics[conversation_id].append(topic_id)
-    return {
-        row["session_id"]: rollups.Snapshot(
-            timestamp=row["timestamp"],
-            channel=row["channel"],
-            bot_version=row["bot_version"],
-            resolved_by_ai=row["resolved_by_ai"],
-            turns=row["turns"],
-            csat=row["csat"],
-            ai_cost=row["ai_cost"],
-            avg_response_ms=row["avg_response_ms"],
-            response_ms_bucket=row["response_ms_bucket"],
-            topic_ids=tuple(sorted(topics[row["id"]])),
-        )
-        for row in rows
-    }
+        [(deleted,)] = _execute(_DELETE_SQL, {"session_ids": list(session_ids)}, prepare=False)
+    return deleted

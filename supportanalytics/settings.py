@@ -124,6 +124,13 @@ DATABASES = {
     )
 }
 
+# Django turns psycopg's prepared statements off, for transaction-mode poolers. Its own
+# queries bind client-side and never prepare either way; allowing them lets the ingestion
+# statements, which take longer to plan than to run, ask for it (conversations.services).
+# Behind a transaction-mode PgBouncer older than 1.21, set DATABASE_PREPARED_STATEMENTS=0.
+if os.environ.get("DATABASE_PREPARED_STATEMENTS", "1") != "0":
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
+
 if os.environ.get("DJANGO_TEST_DATABASE_NAME"):
     # Lets two test runs share one cluster without dropping each other's test database.
     DATABASES["default"]["TEST"] = {"NAME": os.environ["DJANGO_TEST_DATABASE_NAME"]}

@@ -1,7 +1,7 @@
 """The fast answers (rollups + raw partial hours) equal a full scan of the raw rows.
 
-Hypothesis writes random conversations (with re-posts of the same sessions and late CSAT
-updates, so contributions are taken out and put back), then compares random windows and
+Hypothesis writes random conversations (with re-posts of the same sessions, late CSAT
+updates and deletes, so contributions are taken out and put back), then compares random windows and
 filters against the same figures computed from the conversations table alone.
 """
 
@@ -55,6 +55,7 @@ operations = st.lists(
     st.one_of(
         st.tuples(st.just("post"), st.lists(conversations, min_size=1, max_size=6)),
         st.tuples(st.just("csat"), st.tuples(st.sampled_from(SESSIONS), st.none() | st.integers(1, 5))),
+        st.tuples(st.just("delete"), st.lists(st.sampled_from(SESSIONS), min_size=1, max_size=3)),
     ),
     min_size=1,
     max_size=8,
@@ -83,6 +84,8 @@ def apply(ops) -> None:
     for kind, payload in ops:
         if kind == "post":
             services.conversations_ingest(items=payload)
+        elif kind == "delete":
+            services.conversations_delete(session_ids=payload)
         else:
             session_id, csat = payload
             with contextlib.suppress(Conversation.DoesNotExist):
