@@ -16,6 +16,7 @@ Rounding is half-up: rates to 1 decimal, CSAT means to 2, money to 2.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_UP, Decimal
@@ -194,19 +195,15 @@ class Totals:
         return cls(*(-(value or 0) for value in values), tuple(-count for count in counts))
 
     def __add__(self, other: Totals) -> Totals:
-        values = {name: getattr(self, name) + getattr(other, name) for name in ROLLUP_METRICS}
-        values["response_ms_histogram"] = tuple(
-            histogram.add(self.response_ms_histogram, other.response_ms_histogram)
-        )
-        return Totals(**values)
-
-    def signed(self, sign: int) -> Totals:
-        """These figures, or their negation (raw rows taken away from a rollup hour)."""
-        if sign == 1:
-            return self
-        values = {name: -getattr(self, name) for name in ROLLUP_METRICS}
-        values["response_ms_histogram"] = tuple(-count for count in self.response_ms_histogram)
-        return Totals(**values)
+        mine, theirs = self.response_ms_histogram, other.response_ms_histogram
+        # Topic figures carry no histogram, and a sum often starts empty: skip 101 additions.
+        if not any(theirs):
+            counts = mine
+        elif not any(mine):
+            counts = theirs
+        else:
+            counts = tuple(map(operator.add, mine, theirs))
+        return Totals(*map(operator.add, _metric_values(self), _metric_values(other)), counts)
 
     @property
     def csat_sum(self) -> int:
@@ -322,5 +319,6 @@ class Totals:
         return _round(settings.human_cost_per_conversation * self.escalated, TWO_DECIMALS)
 
 
-# Totals.from_columns builds Totals positionally from columns in ROLLUP_METRICS order.
+# Totals.from_columns and + build Totals positionally, in ROLLUP_METRICS order.
 assert [field.name for field in fields(Totals)] == [*ROLLUP_METRICS, "response_ms_histogram"]
+_metric_values = operator.attrgetter(*ROLLUP_METRICS)

@@ -333,17 +333,21 @@ def _topic_totals(
                 f" WHERE {where} GROUP BY 2, 3"
             )
             params += [index, *sign_params, *where_params]
-    by_topic: list[dict[int, tuple[str, Totals]]] = [{} for _ in periods]
     if not parts:
-        return by_topic
+        return [{} for _ in periods]
     # The names joined once per topic, after the sums.
     sql = f"SELECT t.name, x.* FROM ({' UNION ALL '.join(parts)}) AS x JOIN {_TOPICS} t ON t.id = x.topic_id"
+    # Signed sums per topic first (a topic has a rollup row and up to two raw ones), then one
+    # Totals each.
+    sums: list[dict[int, tuple[str, list]]] = [{} for _ in periods]
     for name, index, topic_id, sign, *values in _fetch(sql, params):
-        if counts_only:
-            values += [0] * (len(ROLLUP_SQL) - 1)
-        _, totals = by_topic[index].get(topic_id, (name, Totals()))
-        by_topic[index][topic_id] = (name, totals + Totals.from_columns(values, sign=sign))
-    return by_topic
+        _, topic_sums = sums[index].setdefault(topic_id, (name, [0] * len(ROLLUP_SQL)))
+        for position, value in enumerate(values):
+            topic_sums[position] += sign * (value or 0)
+    return [
+        {topic_id: (name, Totals.from_columns(values)) for topic_id, (name, values) in window.items()}
+        for window in sums
+    ]
 
 
 def window_totals(*, period: Period, filters: Filters) -> Totals:
