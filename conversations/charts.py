@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 WIDTH = 640
 HEIGHT = 220
@@ -24,50 +25,45 @@ def _svg_number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-class _Shape:
-    """Coordinates become strings once, when the shape is made."""
-
-    _coordinates: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        for name in self._coordinates:
-            object.__setattr__(self, name, _svg_number(getattr(self, name)))
+# Shapes are named tuples (cheap to make: a 90-day page has hundreds) whose coordinates are
+# strings, formatted once by the helpers below when the shape is made.
 
 
-@dataclass(frozen=True)
-class Rect(_Shape):
-    x: float
-    y: float
-    width: float
-    height: float
+class Rect(NamedTuple):
+    x: str
+    y: str
+    width: str
+    height: str
     css_class: str
     label: str = ""  # becomes the shape's <title> (a tooltip and a screen-reader name)
-    _coordinates = ("x", "y", "width", "height")
 
 
-@dataclass(frozen=True)
-class Text(_Shape):
-    x: float
-    y: float
+class Text(NamedTuple):
+    x: str
+    y: str
     text: str
     anchor: str = "middle"
     css_class: str = ""
-    _coordinates = ("x", "y")
 
 
-@dataclass(frozen=True)
-class Path:
+class Path(NamedTuple):
     d: str
     css_class: str
 
 
-@dataclass(frozen=True)
-class Dot(_Shape):
-    x: float
-    y: float
+class Dot(NamedTuple):
+    x: str
+    y: str
     css_class: str
     label: str
-    _coordinates = ("x", "y")
+
+
+def _rect(x: float, y: float, width: float, height: float, css_class: str, label: str = "") -> Rect:
+    return Rect(_svg_number(x), _svg_number(y), _svg_number(width), _svg_number(height), css_class, label)
+
+
+def _text(x: float, y: float, text: str, anchor: str = "middle", css_class: str = "") -> Text:
+    return Text(_svg_number(x), _svg_number(y), text, anchor, css_class)
 
 
 @dataclass
@@ -119,7 +115,7 @@ def _y_axis(chart: Chart, low: float, high: float, *, unit: str = "") -> None:
         value = low + (high - low) * index / ticks
         y = _y(value, low, high)
         chart.gridlines.append(_svg_number(y))
-        chart.texts.append(Text(LEFT - 6, round(y + 4, 1), _format_tick(value, unit), "end", "tick"))
+        chart.texts.append(_text(LEFT - 6, round(y + 4, 1), _format_tick(value, unit), "end", "tick"))
 
 
 def _x_labels(chart: Chart, labels: list[str], slot: float) -> None:
@@ -128,7 +124,7 @@ def _x_labels(chart: Chart, labels: list[str], slot: float) -> None:
     every = max(1, math.ceil(len(labels) / MAX_X_LABELS))
     for index in range(0, len(labels), every):
         x = LEFT + slot * (index + 0.5)
-        chart.texts.append(Text(round(x, 1), HEIGHT - 10, labels[index], "middle", "tick"))
+        chart.texts.append(_text(round(x, 1), HEIGHT - 10, labels[index], "middle", "tick"))
 
 
 def stacked_bars(
@@ -148,7 +144,7 @@ def stacked_bars(
             if value:
                 y_top = _y(bottom + value, 0, high)
                 chart.rects.append(
-                    Rect(
+                    _rect(
                         round(LEFT + slot * index + (slot - bar_width) / 2, 2),
                         round(y_top, 2),
                         round(bar_width, 2),
@@ -195,28 +191,26 @@ def line(
     if band:
         y_top, y_bottom = _y(band[1], low, high), _y(band[0], low, high)
         chart.rects.append(
-            Rect(LEFT, round(y_top, 2), PLOT_W, round(y_bottom - y_top, 2), "band", band_label)
+            _rect(LEFT, round(y_top, 2), PLOT_W, round(y_bottom - y_top, 2), "band", band_label)
         )
         chart.legend.append(("band", band_label))
     slot = PLOT_W / max(len(labels), 1)
     segments: list[list[tuple[float, float]]] = [[]]
+    shown = ["no data" if value is None else format_value(value) for value in values]
     for index, (label, value) in enumerate(zip(labels, values, strict=True)):
         if value is None:
             if segments[-1]:
                 segments.append([])
             continue
-        point = (round(LEFT + slot * (index + 0.5), 2), round(_y(float(value), low, high), 2))
-        segments[-1].append(point)
-        chart.dots.append(Dot(*point, "series-dot", f"{label}: {format_value(value)}"))
+        x, y = round(LEFT + slot * (index + 0.5), 2), round(_y(float(value), low, high), 2)
+        segments[-1].append((x, y))
+        chart.dots.append(Dot(_svg_number(x), _svg_number(y), "series-dot", f"{label}: {shown[index]}"))
     for segment in segments:
         if len(segment) > 1:
             chart.paths.append(Path("M" + " L".join(f"{x},{y}" for x, y in segment), "series-line"))
     _x_labels(chart, labels, slot)
     chart.table_headers = ["Period", value_header]
-    chart.table_rows = [
-        [label, "no data" if value is None else format_value(value)]
-        for label, value in zip(labels, values, strict=True)
-    ]
+    chart.table_rows = [[label, text] for label, text in zip(labels, shown, strict=True)]
     return chart
 
 
@@ -240,12 +234,12 @@ def horizontal_bars(
         y = TOP + index * row_height
         length = bar_space * count / high
         shown = name if len(name) <= 24 else name[:23] + "…"
-        chart.texts.append(Text(label_width - 8, y + 16, shown, "end", "label"))
+        chart.texts.append(_text(label_width - 8, y + 16, shown, "end", "label"))
         if count:
             chart.rects.append(
-                Rect(label_width, y + 4, round(length, 2), 16, css_class, f"{name}: {count:,}")
+                _rect(label_width, y + 4, round(length, 2), 16, css_class, f"{name}: {count:,}")
             )
-        chart.texts.append(Text(round(label_width + length + 6, 2), y + 16, f"{count:,}", "start", "value"))
+        chart.texts.append(_text(round(label_width + length + 6, 2), y + 16, f"{count:,}", "start", "value"))
     chart.table_headers = ["", value_header]
     chart.table_rows = [[name, f"{count:,}"] for name, count in items]
     return chart

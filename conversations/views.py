@@ -157,9 +157,9 @@ class TopicRow:
         return (value is None, value if value is not None else 0)
 
 
-def _drilldown_url(topic: TopicStats, query: DashboardQuery) -> str:
+def _drilldown_window(query: DashboardQuery) -> str:
+    """The admin changelist filters of the dashboard's range (the same for every topic)."""
     params = {
-        "topics__id__exact": topic.topic_id,
         "timestamp__gte": query.period.start.isoformat(),
         "timestamp__lt": query.period.end.isoformat(),
     }
@@ -167,18 +167,23 @@ def _drilldown_url(topic: TopicStats, query: DashboardQuery) -> str:
         params["channel__exact"] = query.filters.channel
     if query.filters.bot_version:
         params["bot_version__exact"] = query.filters.bot_version
-    return f"{reverse('admin:conversations_conversation_changelist')}?{urlencode(params)}"
+    return urlencode(params)
 
 
 def topic_rows(dash: Dashboard, query: DashboardQuery) -> list[TopicRow]:
-    rows = [TopicRow(trend, _drilldown_url(trend.stats, query)) for trend in dash.topic_trends]
+    changelist = reverse("admin:conversations_conversation_changelist")
+    window = _drilldown_window(query)
+    rows = [
+        TopicRow(trend, f"{changelist}?{urlencode({'topics__id__exact': trend.stats.topic_id})}&{window}")
+        for trend in dash.topic_trends
+    ]
     field = query.sort.removeprefix("-")
     descending = query.sort.startswith("-")
-    known = [row for row in rows if row.sort_key(field)[0] is False]
-    unknown = [row for row in rows if row.sort_key(field)[0] is True]
-    known.sort(key=lambda row: row.topic.topic)  # stable tie-break by name
-    known.sort(key=lambda row: row.sort_key(field)[1], reverse=descending)
-    return known + unknown
+    keyed = [(row.sort_key(field), row) for row in rows]
+    known = [(value, row) for (unknown, value), row in keyed if not unknown]
+    known.sort(key=lambda pair: pair[1].topic.topic)  # stable tie-break by name
+    known.sort(key=lambda pair: pair[0], reverse=descending)
+    return [row for _, row in known] + [row for (unknown, _), row in keyed if unknown]
 
 
 # --- Charts -------------------------------------------------------------------------------
