@@ -1,5 +1,6 @@
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -9,7 +10,9 @@ from tqdm import tqdm
 
 from conversations import services
 from conversations.errors import validation_errors
+from conversations.ingest_validation import conversation_from_item
 from conversations.serializers import ConversationInputSerializer
+from conversations.services import ConversationIn
 
 BATCH_SIZE = 1_000
 
@@ -61,31 +64,39 @@ class Command(BaseCommand):
                 if not raw.strip():
                     totals["blank"] += 1
                     continue
-                item, reason = self._parse(raw, serializer)
+                conversation, reason = self._parse(raw, serializer, received_at=received_at)
                 if reason:
                     totals["bad"] += 1
                     progress.write(f"{path}:{number}: {reason}", file=self.stderr._out)
                     continue
-                batch.append(serializer.to_conversation_in(item, received_at=received_at))
+                batch.append(conversation)
                 if len(batch) >= BATCH_SIZE:
                     self._flush(batch, totals)
             self._flush(batch, totals)
 
     @staticmethod
-    def _parse(raw: bytes, serializer: ConversationInputSerializer) -> tuple[dict | None, str | None]:
+    def _parse(
+        raw: bytes, serializer: ConversationInputSerializer, *, received_at: datetime
+    ) -> tuple[ConversationIn | None, str | None]:
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError) as error:
             return None, f"not valid JSON ({error})"
         if not isinstance(data, dict):
             return None, "not a JSON object"
+        # Plain-Python checks first (conversations/ingest_validation.py); the serializer
+        # decides, and words the reason, whenever they are not sure.
+        conversation = conversation_from_item(data, received_at=received_at, now=timezone.now())
+        if conversation is not None:
+            return conversation, None
         # One serializer for all lines, as ListSerializer does with its child: building a
         # serializer deep-copies its fields, which cost more than validating the line.
         try:
-            return serializer.run_validation(data), None
+            attrs = serializer.run_validation(data)
         except ValidationError as error:
             errors = validation_errors(error.detail, per_item=False)
             return None, "; ".join(f"{e['field'] or 'line'}: {e['message']}" for e in errors)
+        return serializer.to_conversation_in(attrs, received_at=received_at), None
 
     @staticmethod
     def _flush(batch: list, totals: dict) -> None:
