@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ from conversations.models import (
     Topic,
     TopicRollup,
 )
+from conversations.rollups import METRICS as ROLLUP_METRICS
 
 TOP_TOPICS_LIMIT = 10
 
@@ -187,15 +188,33 @@ def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _P
 # more than PostgreSQL took to run them). The statements below are put together from fixed
 # fragments only (table and column names, the metric definitions of conversations.metrics);
 # every value (times, spans, channel, bot version, topic name, time zone, part numbers) is a
-# bound parameter, never formatted into the text. One statement reads all the parts of
-# a window (rollup rows ± raw rows at its edges), or of several windows at once (a
-# period and the one before it), as a UNION ALL tagged with each part's number.
+# bound parameter, never formatted into the text.
+#
+# One statement (`_Read`) reads every part of one or more windows (a period and the one
+# before it): rollup rows and the raw rows at the edges, for the totals, the topics or a time
+# series. Each part is a materialized CTE and the statement the UNION ALL of them, each row
+# tagged with its window's number. The CTEs are a planner fence on purpose: over a UNION ALL
+# of two costly branches (a topic rollup scan beside the topic links of the raw rows at a
+# window's edges) PostgreSQL plans a Parallel Append, and starting its workers took longer
+# (10–25 ms measured on 2 busy cores) than the whole read. A CTE scan is parallel restricted,
+# so a UNION ALL of CTEs never is. The raw rows at a window's edges are a CTE too: read once
+# for the totals and the topic links.
 
 _CONVERSATIONS = Conversation._meta.db_table
 _LINKS = ConversationTopic._meta.db_table
 _TOPICS = Topic._meta.db_table
 _ROLLUP_COLUMNS = ", ".join(ROLLUP_SQL)
 _RAW_COLUMNS = ", ".join(RAW_SQL)
+# After the conversation count, for topic counts. Typed: a CTE's NULL column would be text.
+_NO_METRICS = ", ".join(["NULL::bigint"] * (len(ROLLUP_METRICS) - 1))
+# The columns of every part: which window, its topic (NULL for the window's totals), its
+# time series bucket (NULL unless a series), the sign of raw rows, the metrics (ROLLUP_METRICS
+# order), the histogram's counts (rollup rows) or response-time buckets (raw rows).
+_PART_COLUMNS = f"part, topic_id, bucket, sign, {', '.join(ROLLUP_METRICS)}, histogram, buckets"
+# What the metrics and the topic links need of a raw conversation.
+_EDGE_COLUMNS = (
+    "c.id, c.timestamp, c.resolved_by_ai, c.turns, c.csat, c.ai_cost, c.avg_response_ms, c.response_ms_bucket"
+)
 
 
 def _fetch(sql: str, params: list) -> list[tuple]:
@@ -278,81 +297,173 @@ def _edges_where(plan: _Plan, filters: Filters, *, topic: bool = True) -> tuple[
     return sign, sign_params, " AND ".join(conditions), params
 
 
-def _window_totals(periods: list[Period], filters: Filters) -> list[Totals]:
-    """The additive figures of each window, in one statement."""
-    parts, params = [], []
-    for index, period in enumerate(periods):
-        plan = _plan(period)
-        if (rollups := _rollups_where(plan, filters, per_topic=False)) is not None:
-            table, where, where_params = rollups
-            parts.append(
-                f"SELECT %s, 1, {_ROLLUP_COLUMNS}, {ROLLUP_HISTOGRAM_SQL}, NULL::smallint[]"
-                f" FROM {table} r WHERE {where} HAVING count(*) > 0"
-            )
-            params += [index, *where_params]
-        if (edges := _edges_where(plan, filters)) is not None:
-            sign, sign_params, where, where_params = edges
-            parts.append(
-                f"SELECT %s, {sign}, {_RAW_COLUMNS}, NULL::bigint[], {RAW_BUCKETS_SQL}"
-                f" FROM {_CONVERSATIONS} c WHERE {where} GROUP BY 2"
-            )
-            params += [index, *sign_params, *where_params]
-    totals = [Totals() for _ in periods]
-    if parts:
-        for index, sign, *values, counts, buckets in _fetch(" UNION ALL ".join(parts), params):
-            totals[index] += Totals.from_columns(values, histogram_counts=counts, buckets=buckets, sign=sign)
-    return totals
+class _Read:
+    """One statement being put together: its CTEs and their parameters, in text order."""
+
+    def __init__(self) -> None:
+        self.ctes: list[str] = []
+        self.params: list = []
+        self.parts: list[str] = []
+        self.with_topics = False
+
+    def window(
+        self,
+        part: int,
+        plan: _Plan,
+        filters: Filters,
+        *,
+        totals: bool = True,
+        topics: str | None = None,
+        series: tuple[str, str] | None = None,
+    ) -> None:
+        """Adds the parts of one window: its totals (per bucket when `series` is given as
+        (granularity, time zone): date_trunc's names for the granularities are the same
+        words), and its topics, "counts" (conversations only) or "all" figures (no histogram:
+        no percentile per topic). With a topic filter, only that topic."""
+        if series:
+            bucket_rollup = "date_trunc(%s, r.start AT TIME ZONE %s)"
+            bucket_raw = "date_trunc(%s, c.timestamp AT TIME ZONE %s)"
+            bucket_params = list(series)
+        else:
+            bucket_rollup = bucket_raw = "NULL::timestamp"
+            bucket_params = []
+        edges = self._edges(part, plan, filters)
+        if totals:
+            if (rollups := _rollups_where(plan, filters, per_topic=False)) is not None:
+                table, where, where_params = rollups
+                self._part(
+                    f"SELECT %s, NULL::bigint, {bucket_rollup}, 1, {_ROLLUP_COLUMNS}, {ROLLUP_HISTOGRAM_SQL},"
+                    f" NULL::smallint[] FROM {table} r WHERE {where}"
+                    + (" GROUP BY 3" if series else " HAVING count(*) > 0"),
+                    [part, *bucket_params, *where_params],
+                )
+            if edges is not None:
+                source, source_params = edges
+                self._part(
+                    f"SELECT %s, NULL::bigint, {bucket_raw}, c.sign, {_RAW_COLUMNS}, NULL::bigint[],"
+                    f" {RAW_BUCKETS_SQL} FROM {source} c GROUP BY 3, 4",
+                    [part, *bucket_params, *source_params],
+                )
+        if topics:
+            self.with_topics = True
+            if topics == "all":
+                rollup_columns, raw_columns = _ROLLUP_COLUMNS, _RAW_COLUMNS
+            else:
+                rollup_columns, raw_columns = (
+                    f"{ROLLUP_SQL[0]}, {_NO_METRICS}",
+                    f"{RAW_SQL[0]}, {_NO_METRICS}",
+                )
+            if (rollups := _rollups_where(plan, filters, per_topic=True)) is not None:
+                table, where, where_params = rollups
+                self._part(
+                    f"SELECT %s, r.topic_id, NULL::timestamp, 1, {rollup_columns}, NULL::bigint[],"
+                    f" NULL::smallint[] FROM {table} r WHERE {where} GROUP BY r.topic_id",
+                    [part, *where_params],
+                )
+            if edges is not None:
+                source, source_params = edges
+                links, link_params = f"{_LINKS} ct ON ct.conversation_id = c.id", []
+                if filters.topic:
+                    links += f" AND ct.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)"
+                    link_params.append(filters.topic)
+                self._part(
+                    f"SELECT %s, ct.topic_id, NULL::timestamp, c.sign, {raw_columns}, NULL::bigint[],"
+                    f" NULL::smallint[] FROM {source} c JOIN {links} GROUP BY 2, 4",
+                    [part, *source_params, *link_params],
+                )
+
+    def _edges(self, part: int, plan: _Plan, filters: Filters) -> tuple[str, list] | None:
+        """Where the parts read a window's raw edge rows `c` (with their sign) from: a CTE,
+        or, when the window has no rollup rows, the rows themselves (then they are the whole
+        window, perhaps long: a time series in a zone off the hour, better not kept in memory)."""
+        if (edges := _edges_where(plan, filters)) is None:
+            return None
+        sign, sign_params, where, where_params = edges
+        sql = f"SELECT {sign} AS sign, {_EDGE_COLUMNS} FROM {_CONVERSATIONS} c WHERE {where}"
+        if not plan.hours and not plan.days:
+            return f"({sql})", [*sign_params, *where_params]
+        self._cte(f"edges_{part}", sql, [*sign_params, *where_params])
+        return f"edges_{part}", []
+
+    def _cte(self, name: str, sql: str, params: list) -> None:
+        self.ctes.append(f"{name} AS MATERIALIZED ({sql})")
+        self.params += params
+
+    def _part(self, sql: str, params: list) -> None:
+        name = f"part_{len(self.parts)}"
+        self._cte(f"{name} ({_PART_COLUMNS})", sql, params)
+        self.parts.append(name)
+
+    def rows(self) -> list[tuple]:
+        """(part, topic_id, bucket, sign, *metrics, histogram, buckets[, topic name]) rows."""
+        if not self.parts:
+            return []
+        union = " UNION ALL ".join(f"SELECT * FROM {name}" for name in self.parts)
+        if self.with_topics:
+            union = f"SELECT x.*, t.name FROM ({union}) AS x LEFT JOIN {_TOPICS} t ON t.id = x.topic_id"
+        return _fetch(f"WITH {', '.join(self.ctes)} {union}", self.params)
 
 
-def _topic_totals(
-    periods: list[Period], filters: Filters, *, counts_only: bool = False
-) -> list[dict[int, tuple[str, Totals]]]:
-    """Per topic of each window, {topic id: (name, figures)}, in one statement. With a
-    topic filter, only that topic. The figures carry no histogram (no percentile per topic);
-    with `counts_only`, only the conversation counts."""
-    rollup_columns = ROLLUP_SQL[0] if counts_only else _ROLLUP_COLUMNS
-    raw_columns = RAW_SQL[0] if counts_only else _RAW_COLUMNS
-    parts, params = [], []
-    for index, period in enumerate(periods):
-        plan = _plan(period)
-        if (rollups := _rollups_where(plan, filters, per_topic=True)) is not None:
-            table, where, where_params = rollups
-            parts.append(
-                f"SELECT %s AS part, r.topic_id, 1 AS sign, {rollup_columns}"
-                f" FROM {table} r WHERE {where} GROUP BY r.topic_id"
-            )
-            params += [index, *where_params]
-        if (edges := _edges_where(plan, filters, topic=False)) is not None:
-            sign, sign_params, where, where_params = edges
-            if filters.topic:
-                where += f" AND ct.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)"
-                where_params = [*where_params, filters.topic]
-            parts.append(
-                f"SELECT %s, ct.topic_id, {sign}, {raw_columns}"
-                f" FROM {_LINKS} ct JOIN {_CONVERSATIONS} c ON c.id = ct.conversation_id"
-                f" WHERE {where} GROUP BY 2, 3"
-            )
-            params += [index, *sign_params, *where_params]
-    if not parts:
-        return [{} for _ in periods]
-    # The names joined once per topic, after the sums.
-    sql = f"SELECT t.name, x.* FROM ({' UNION ALL '.join(parts)}) AS x JOIN {_TOPICS} t ON t.id = x.topic_id"
-    # Signed sums per topic first (a topic has a rollup row and up to two raw ones), then one
-    # Totals each.
-    sums: list[dict[int, tuple[str, list]]] = [{} for _ in periods]
-    for name, index, topic_id, sign, *values in _fetch(sql, params):
-        _, topic_sums = sums[index].setdefault(topic_id, (name, [0] * len(ROLLUP_SQL)))
-        for position, value in enumerate(values):
-            topic_sums[position] += sign * (value or 0)
-    return [
-        {topic_id: (name, Totals.from_columns(values)) for topic_id, (name, values) in window.items()}
-        for window in sums
-    ]
+@dataclass
+class _Figures:
+    """What a read found for one window."""
+
+    totals: Totals = field(default_factory=Totals)
+    topics: dict[int, tuple[str, Totals]] = field(default_factory=dict)
+    series: dict[datetime, Totals] = field(default_factory=lambda: defaultdict(Totals))
+
+
+def _read(
+    periods: list[Period],
+    filters: Filters,
+    *,
+    totals: bool = True,
+    topics: str | None = None,
+    series: tuple[str, ZoneInfo] | None = None,
+    plan: _Plan | None = None,
+) -> list[_Figures]:
+    """The figures of each window, in one statement (see `_Read.window`). A series's buckets
+    are keyed by their start in UTC: Python never finds two datetimes in different zones
+    equal during a repeated (DST fall-back) hour, so a display-zone key would miss its row."""
+    read = _Read()
+    for part, period in enumerate(periods):
+        read.window(
+            part,
+            plan or _plan(period),
+            filters,
+            totals=totals,
+            topics=topics,
+            series=(series[0], str(series[1])) if series else None,
+        )
+    figures = [_Figures() for _ in periods]
+    # A topic's signed sums first (it has a rollup row and up to two raw ones), then one Totals.
+    topic_sums: list[dict[int, tuple[str, list]]] = [{} for _ in periods]
+    metrics = len(ROLLUP_METRICS)
+    for row in read.rows():
+        part, topic_id, bucket, sign = row[:4]
+        values, (counts, buckets) = row[4 : 4 + metrics], row[4 + metrics : 6 + metrics]
+        if topic_id is not None:
+            name = row[6 + metrics]
+            _, sums = topic_sums[part].setdefault(topic_id, (name, [0] * len(ROLLUP_METRICS)))
+            for position, value in enumerate(values):
+                sums[position] += sign * (value or 0)
+            continue
+        window_totals = Totals.from_columns(values, histogram_counts=counts, buckets=buckets, sign=sign)
+        if bucket is None:
+            figures[part].totals += window_totals
+        else:
+            key = bucket.replace(tzinfo=series[1]).astimezone(UTC)
+            figures[part].series[key] += window_totals
+    for part, by_topic in enumerate(topic_sums):
+        figures[part].topics = {
+            topic_id: (name, Totals.from_columns(sums)) for topic_id, (name, sums) in by_topic.items()
+        }
+    return figures
 
 
 def window_totals(*, period: Period, filters: Filters) -> Totals:
     """The additive figures of a window (rollup rows ± raw rows at its edges)."""
-    return _window_totals([period], filters)[0]
+    return _read([period], filters)[0].totals
 
 
 def _ranked(by_topic: dict[int, tuple[str, Totals]], limit: int) -> list[tuple[str, int]]:
@@ -371,8 +482,7 @@ def top_topics(
     if filters.topic:
         totals = totals or window_totals(period=period, filters=filters)
         return [(filters.topic, totals.conversations)] if totals.conversations else []
-    unfiltered_topics = Filters(channel=filters.channel, bot_version=filters.bot_version)
-    return _ranked(_topic_totals([period], unfiltered_topics, counts_only=True)[0], limit)
+    return _ranked(_read([period], filters, totals=False, topics="counts")[0].topics, limit)
 
 
 def _summary(
@@ -395,14 +505,21 @@ def summary(
     cost_settings: CostSettings | None = None,
     with_top_topics: bool = True,
 ) -> Summary:
-    """The whole window at once: the tutorial's summary keys and everything added to them."""
+    """The whole window at once: the tutorial's summary keys and everything added to them.
+
+    One read: the totals and the top topics together (with a topic filter, the top topics
+    are that topic's count: the totals).
+    """
     cost_settings = cost_settings or CostSettings.load()
-    totals = window_totals(period=period, filters=filters)
-    top = (
-        top_topics(period=period, filters=filters, totals=totals)
-        if with_top_topics and totals.conversations
-        else []
-    )
+    read_topics = with_top_topics and not filters.topic
+    [figures] = _read([period], filters, topics="counts" if read_topics else None)
+    totals = figures.totals
+    if read_topics:
+        top = _ranked(figures.topics, TOP_TOPICS_LIMIT)
+    elif with_top_topics:
+        top = top_topics(period=period, filters=filters, totals=totals)
+    else:
+        top = []
     return _summary(period=period, filters=filters, totals=totals, cost_settings=cost_settings, top=top)
 
 
@@ -436,11 +553,12 @@ def topic_breakdown(
     the caller already knows it. With a topic filter, only that topic.
     """
     cost_settings = cost_settings or CostSettings.load()
-    if total is None:
-        total = window_totals(period=period, filters=filters).conversations
     if total == 0:
         return []
-    return _topic_stats(_topic_totals([period], filters)[0], total=total, cost_settings=cost_settings)
+    [figures] = _read([period], filters, totals=total is None, topics="all")
+    if total is None:
+        total = figures.totals.conversations
+    return _topic_stats(figures.topics, total=total, cost_settings=cost_settings)
 
 
 def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneInfo) -> list[datetime]:
@@ -503,32 +621,8 @@ def timeseries(
         use_days=granularity != Granularity.HOUR and str(tz) in _UTC_NAMES,
         all_raw=not _whole_hour_offsets(tz, period),
     )
-    # Buckets as date_trunc(granularity, local time): PostgreSQL's names for the
-    # granularities are the same words.
-    trunc_params = [granularity, str(bucket_tz)]
-    parts, params = [], []
-    if (rollups := _rollups_where(plan, filters, per_topic=False)) is not None:
-        table, where, where_params = rollups
-        parts.append(
-            f"SELECT date_trunc(%s, r.start AT TIME ZONE %s) AS bucket, 1 AS sign, {_ROLLUP_COLUMNS},"
-            f" {ROLLUP_HISTOGRAM_SQL}, NULL::smallint[] FROM {table} r WHERE {where} GROUP BY 1"
-        )
-        params += [*trunc_params, *where_params]
-    if (edges := _edges_where(plan, filters)) is not None:
-        sign, sign_params, where, where_params = edges
-        parts.append(
-            f"SELECT date_trunc(%s, c.timestamp AT TIME ZONE %s), {sign}, {_RAW_COLUMNS},"
-            f" NULL::bigint[], {RAW_BUCKETS_SQL} FROM {_CONVERSATIONS} c WHERE {where} GROUP BY 1, 2"
-        )
-        params += [*trunc_params, *sign_params, *where_params]
-    by_start: dict[datetime, Totals] = defaultdict(Totals)
-    for local_start, sign, *values, counts, buckets in (
-        _fetch(" UNION ALL ".join(parts), params) if parts else ()
-    ):
-        # Keyed in UTC: Python never finds two datetimes in different zones equal during a
-        # repeated (DST fall-back) hour, so the display-zone bucket would miss its row.
-        key = local_start.replace(tzinfo=bucket_tz).astimezone(UTC)
-        by_start[key] += Totals.from_columns(values, histogram_counts=counts, buckets=buckets, sign=sign)
+    [figures] = _read([period], filters, series=(granularity, bucket_tz), plan=plan)
+    by_start = figures.series
     buckets, running = [], Decimal(0)
     for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
         totals = by_start.get(bucket_start.astimezone(UTC), Totals())
@@ -620,19 +714,12 @@ def dashboard(*, period: Period, filters: Filters, granularity: str, tz: ZoneInf
     the period and the one before it together, in a fixed number of queries."""
     cost_settings = CostSettings.load()
     before = previous_period(period)
-    totals, previous_totals = _window_totals([period, before], filters)
-    # The topics of both periods in one read (only of those with conversations).
-    periods = [p for p, t in ((period, totals), (before, previous_totals)) if t.conversations]
-    by_topic = dict(zip(periods, _topic_totals(periods, filters), strict=True)) if periods else {}
-    topics = (
-        _topic_stats(by_topic[period], total=totals.conversations, cost_settings=cost_settings)
-        if totals.conversations
-        else []
-    )
-    previous_topics = (
-        _topic_stats(by_topic[before], total=previous_totals.conversations, cost_settings=cost_settings)
-        if previous_totals.conversations
-        else []
+    # Both periods' totals and topics in one read.
+    now, then = _read([period, before], filters, topics="all")
+    totals, previous_totals = now.totals, then.totals
+    topics = _topic_stats(now.topics, total=totals.conversations, cost_settings=cost_settings)
+    previous_topics = _topic_stats(
+        then.topics, total=previous_totals.conversations, cost_settings=cost_settings
     )
     # The top topics are the first rows of the topics table (with a topic filter, that topic).
     top = [(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]]

@@ -218,9 +218,9 @@ def test_summary_issues_a_bounded_number_of_queries(
     read_client, frozen_now, dataset, django_assert_max_num_queries, hours
 ):
     read_client.get(URL)  # creates the cost settings row
-    # API key, cost settings, the totals (rollup rows and raw partial hours in one statement)
-    # and the top topics (the same): at most 4.
-    with django_assert_max_num_queries(4):
+    # API key, cost settings, then the totals and the top topics (rollup rows and raw partial
+    # hours of both) in one statement.
+    with django_assert_max_num_queries(3):
         assert read_client.get(URL, {"hours": hours}).status_code == 200
 
 
