@@ -42,7 +42,7 @@ from conversations.serializers import (
 )
 from conversations.services import ConversationIn
 
-# The serializer's declarations, read once, so the two can never drift apart silently.
+# Limits the models have no constant for, read from the serializer's own fields.
 _FIELDS = ConversationInputSerializer().fields
 _RAW_TOPIC_MAX_LENGTH = _FIELDS["topics"].child.max_length  # before normalizing
 _AI_COST = _FIELDS["ai_cost"]
