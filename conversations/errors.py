@@ -3,16 +3,34 @@
     {"detail": "<one sentence>", "errors": [{"index": 3, "field": "turns", "message": "..."}]}
 
 `errors` appears on validation failures (400) only; `index` only when the body was an array.
+When PostgreSQL cannot be reached the answer is 503 with a `Retry-After` header, never a 500
+(`DatabaseUnavailable` here for the API, `supportanalytics.outage` for the other pages).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+# What a request meets when PostgreSQL is down, restarting, failing over, out of connections
+# or drops the connection: Django wraps the driver's errors into its own, psycopg's are here
+# for any that reach us unwrapped. All are transient, so the answer is "retry", not a 500.
+# (Bugs in SQL are ProgrammingError/DataError/IntegrityError, and stay errors.)
+DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+# Long enough for a restart or a failover to finish, short enough for the bot's retry queue.
+RETRY_AFTER_SECONDS = 10
+DATABASE_UNAVAILABLE = (
+    "The database is unavailable. Retry in a few seconds (posting a conversation again is safe)."
+)
 
 
 def _flatten(detail: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
@@ -58,8 +76,19 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "request_too_large"
 
 
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = DATABASE_UNAVAILABLE
+    default_code = "database_unavailable"
+    # DRF's exception_handler turns `wait` into the Retry-After header (as for throttling).
+    wait = RETRY_AFTER_SECONDS
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]):
-    if isinstance(exc, RequestDataTooBig):
+    if isinstance(exc, DATABASE_ERRORS):
+        logger.warning("Database unavailable: %s", str(exc).strip() or type(exc).__name__)
+        exc = DatabaseUnavailable()
+    elif isinstance(exc, RequestDataTooBig):
         # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE; left alone it
         # becomes an HTML "Bad Request".
         limit_mb = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)

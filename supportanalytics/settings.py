@@ -72,6 +72,20 @@ if not ALLOWED_HOSTS:
     )
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# HTTPS only in production (`manage.py check --deploy` finds nothing to report); local mode
+# keeps serving plain http://127.0.0.1. /healthz is answered before the redirect and the host
+# check (supportanalytics.health), so a load balancer may probe it over plain HTTP by IP.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not LOCAL_MODE)
+if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO", False):
+    # Behind a TLS-terminating proxy the app sees plain HTTP: trust the proxy's word that the
+    # client used HTTPS, or every request would be redirected again. Only set this when the
+    # proxy sets the header itself (overwriting any the client sent).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Browsers then refuse plain HTTP for this host (and its subdomains) for a year; 0 turns it off.
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS") or (0 if LOCAL_MODE else 31_536_000))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not LOCAL_MODE
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -88,6 +102,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz skips the HTTPS redirect and the ALLOWED_HOSTS check (see its docstring).
+    "supportanalytics.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,6 +112,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so its process_exception sees a view's database error first: 503, not 500.
+    "supportanalytics.outage.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "supportanalytics.urls"
@@ -128,6 +146,16 @@ DATABASES = {
 # queries bind client-side and never prepare either way; allowing them lets the ingestion
 # statements, which take longer to plan than to run, ask for it (conversations.services).
 # Behind a transaction-mode PgBouncer older than 1.21, set DATABASE_PREPARED_STATEMENTS=0.
+# While PostgreSQL is unreachable a request must fail fast (503, supportanalytics.outage)
+# rather than hang: connect_timeout bounds a new connection (libpq counts at least 2 s);
+# tcp_user_timeout (milliseconds, TCP only) drops an open connection whose server stopped
+# acknowledging what we send, instead of waiting out the kernel's ~15 minutes of retries.
+# A long query on a healthy server is not affected (its request was acknowledged).
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5"))
+)
+DATABASES["default"]["OPTIONS"].setdefault("tcp_user_timeout", 10_000)
+
 if os.environ.get("DATABASE_PREPARED_STATEMENTS", "1") != "0":
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
 

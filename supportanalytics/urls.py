@@ -30,6 +30,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
 
+# A database error outside any view (e.g. a middleware saving the session) answers 503, not 500.
+# (/healthz is answered by supportanalytics.health.HealthCheckMiddleware, not by a route.)
+handler500 = "supportanalytics.outage.server_error"
+
 admin.site.site_header = "Support Analytics"
 admin.site.site_title = "Support Analytics admin"
 admin.site.index_title = "Conversations, topics, API keys and cost settings"
