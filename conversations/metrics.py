@@ -32,7 +32,6 @@ from conversations.rollups import METRICS as ROLLUP_METRICS
 
 ONE_DECIMAL = Decimal("0.1")
 TWO_DECIMALS = Decimal("0.01")
-PROMOTER_SCORES = (4, 5)
 
 
 def _round(value: Decimal | None, places: Decimal) -> Decimal | None:
@@ -207,7 +206,7 @@ class Totals:
 
     @property
     def csat_sum(self) -> int:
-        return sum(score * count for score, count in self.csat_distribution.items())
+        return self.csat_1 + 2 * self.csat_2 + 3 * self.csat_3 + 4 * self.csat_4 + 5 * self.csat_5
 
     @property
     def escalated(self) -> int:
@@ -236,7 +235,7 @@ class Totals:
     @property
     def csat_responses(self) -> int:
         """Conversations with a CSAT score."""
-        return sum(self.csat_distribution.values())
+        return self.csat_1 + self.csat_2 + self.csat_3 + self.csat_4 + self.csat_5
 
     @property
     def csat_response_rate(self) -> Decimal | None:
@@ -254,8 +253,7 @@ class Totals:
     @property
     def csat_score(self) -> Decimal | None:
         """The industry's "CSAT score": 100 × ratings of 4 or 5 / all ratings, 1 decimal."""
-        promoters = sum(getattr(self, f"csat_{score}") for score in PROMOTER_SCORES)
-        return percent(promoters, self.csat_responses)
+        return percent(self.csat_4 + self.csat_5, self.csat_responses)
 
     @property
     def avg_csat_ai_resolved(self) -> Decimal | None:
