@@ -268,11 +268,10 @@ def _periods_where(periods: tuple[Period, ...]) -> tuple[str, list]:
     return f"({text})", [value for part in periods for value in (part.start, part.end)]
 
 
-def _edges_where(plan: _Plan, filters: Filters, *, topic: bool = True) -> tuple[str, list, str, list] | None:
+def _edges_where(plan: _Plan, filters: Filters) -> tuple[str, list, str, list] | None:
     """The raw conversations `c` at a plan's edges: (their `sign` and its parameters, the
     condition and its parameters). The sign is +1 for rows added to the rollup rows, −1 for
-    rows taken from them; one read serves both. `topic=False` leaves the topic filter to
-    the caller (topic links filter their own topic)."""
+    rows taken from them; one read serves both."""
     if not plan.raw and not plan.minus:
         return None
     if plan.minus:
@@ -288,7 +287,7 @@ def _edges_where(plan: _Plan, filters: Filters, *, topic: bool = True) -> tuple[
     if filters.bot_version is not None:
         conditions.append("c.bot_version = %s")
         params.append(filters.bot_version)
-    if topic and filters.topic:
+    if filters.topic:
         conditions.append(
             f"EXISTS (SELECT FROM {_LINKS} ct JOIN {_TOPICS} t ON t.id = ct.topic_id"
             " WHERE ct.conversation_id = c.id AND t.name = %s)"
@@ -422,9 +421,10 @@ def _read(
     series: tuple[str, ZoneInfo] | None = None,
     plan: _Plan | None = None,
 ) -> list[_Figures]:
-    """The figures of each window, in one statement (see `_Read.window`). A series's buckets
-    are keyed by their start in UTC: Python never finds two datetimes in different zones
-    equal during a repeated (DST fall-back) hour, so a display-zone key would miss its row."""
+    """The figures of each window, in one statement (see `_Read.window`). `plan` says how to
+    read a single window when not the usual way (time series). A series's buckets are keyed
+    by their start in UTC: Python never finds two datetimes in different zones equal during
+    a repeated (DST fall-back) hour, so a display-zone key would miss its row."""
     read = _Read()
     for part, period in enumerate(periods):
         read.window(
@@ -444,16 +444,16 @@ def _read(
         values, (counts, buckets) = row[4 : 4 + metrics], row[4 + metrics : 6 + metrics]
         if topic_id is not None:
             name = row[6 + metrics]
-            _, sums = topic_sums[part].setdefault(topic_id, (name, [0] * len(ROLLUP_METRICS)))
+            _, sums = topic_sums[part].setdefault(topic_id, (name, [0] * metrics))
             for position, value in enumerate(values):
                 sums[position] += sign * (value or 0)
             continue
-        window_totals = Totals.from_columns(values, histogram_counts=counts, buckets=buckets, sign=sign)
+        part_totals = Totals.from_columns(values, histogram_counts=counts, buckets=buckets, sign=sign)
         if bucket is None:
-            figures[part].totals += window_totals
+            figures[part].totals += part_totals
         else:
             key = bucket.replace(tzinfo=series[1]).astimezone(UTC)
-            figures[part].series[key] += window_totals
+            figures[part].series[key] += part_totals
     for part, by_topic in enumerate(topic_sums):
         figures[part].topics = {
             topic_id: (name, Totals.from_columns(sums)) for topic_id, (name, sums) in by_topic.items()
