@@ -321,6 +321,7 @@ def test_empty_range_with_data_elsewhere_says_so(staff_client, frozen_now):
     text = staff_client.get(URL, {"range": "24h"}).content.decode()
     assert "No conversations in this range" in text
     assert 'data-kpi="conversations"' in text
+    assert topic_table(text) == [["No topics in this range."]]
 
 
 @pytest.mark.parametrize(

@@ -82,3 +82,35 @@ def chart_table_rows(chart) -> SafeString:
             for row in chart.table_rows
         )
     )
+
+
+@register.simple_tag
+def topic_table_rows(rows) -> SafeString:
+    """The body of the topics table: one row per topic (views.TopicRow), built as the charts
+    are (a template loop cost half the page's render time for 40 topics)."""
+    if not rows:
+        return mark_safe('<tr><td colspan="7">No topics in this range.</td></tr>')
+    return mark_safe("".join(_topic_row(row) for row in rows))  # every value escaped
+
+
+def _topic_row(row) -> str:
+    topic, trend, totals = row.topic, row.trend, row.topic.totals
+    rate_change = (
+        f' <span class="muted small">({_escape(signed_points(trend.rate_change))})</span>'
+        if trend.rate_change is not None
+        else ""
+    )
+    ratings = f' <span class="muted small">({totals.csat_responses})</span>' if totals.csat_responses else ""
+    change = (
+        '<span class="muted">new</span>' if trend.change is None else _escape(signed_percent(trend.change))
+    )
+    return (
+        f'<tr><th scope="row"><a data-drilldown href="{_escape(row.drilldown_url)}">'
+        f"{_escape(topic.topic)}</a></th>"
+        f"<td>{_escape(formatting.number(totals.conversations))}</td>"
+        f"<td>{_escape(formatting.rate(topic.share))}</td>"
+        f"<td>{_escape(formatting.rate(totals.ai_resolution_rate))}{rate_change}</td>"
+        f"<td>{_escape(formatting.number(totals.escalated))}</td>"
+        f"<td>{_escape(formatting.number(totals.avg_csat, 2))}{ratings}</td>"
+        f"<td>{change}</td></tr>"
+    )
