@@ -328,7 +328,9 @@ class App:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "supportanalytics.wsgi", "--bind", f"unix:{self.socket}",
-                 "--workers", "1", "--threads", "4", "--graceful-timeout", "2"],
+                 "--workers", "1", "--threads", "4", "--graceful-timeout", "2",
+                 # Not ~/.gunicorn/gunicorn.ctl, which another gunicorn (make bench) may hold.
+                 "--no-control-socket"],
                 cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
