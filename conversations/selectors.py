@@ -339,7 +339,7 @@ class _Read:
             if edges is not None:
                 source, source_params = edges
                 self._part(
-                    f"SELECT %s, NULL::bigint, {bucket_raw}, c.sign, {_RAW_COLUMNS}, NULL::bigint[],"
+                    f"SELECT %s, NULL::bigint, {bucket_raw}, c.sign, {_RAW_COLUMNS}, NULL::integer[],"
                     f" {RAW_BUCKETS_SQL} FROM {source} c GROUP BY 3, 4",
                     [part, *bucket_params, *source_params],
                 )
@@ -355,7 +355,7 @@ class _Read:
             if (rollups := _rollups_where(plan, filters, per_topic=True)) is not None:
                 table, where, where_params = rollups
                 self._part(
-                    f"SELECT %s, r.topic_id, NULL::timestamp, 1, {rollup_columns}, NULL::bigint[],"
+                    f"SELECT %s, r.topic_id, NULL::timestamp, 1, {rollup_columns}, NULL::integer[],"
                     f" NULL::smallint[] FROM {table} r WHERE {where} GROUP BY r.topic_id",
                     [part, *where_params],
                 )
@@ -366,7 +366,7 @@ class _Read:
                     links += f" AND ct.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)"
                     link_params.append(filters.topic)
                 self._part(
-                    f"SELECT %s, ct.topic_id, NULL::timestamp, c.sign, {raw_columns}, NULL::bigint[],"
+                    f"SELECT %s, ct.topic_id, NULL::timestamp, c.sign, {raw_columns}, NULL::integer[],"
                     f" NULL::smallint[] FROM {source} c JOIN {links} GROUP BY 2, 4",
                     [part, *source_params, *link_params],
                 )
