@@ -174,7 +174,7 @@ class Totals:
         cls,
         values: Sequence[Any],
         *,
-        histogram_counts: Sequence[int | None] | None = None,
+        histogram_counts: Sequence[int] | None = None,
         buckets: Sequence[int] | None = None,
         sign: int = 1,
     ) -> Totals:
@@ -184,7 +184,7 @@ class Totals:
         if buckets is not None:
             counts = histogram.from_buckets(buckets)
         elif histogram_counts is not None:
-            counts = [count or 0 for count in histogram_counts]
+            counts = histogram_counts
         else:
             counts = histogram.EMPTY
         if sign == 1:
