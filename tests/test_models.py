@@ -4,8 +4,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 
+from conversations.apps import SESSION_SETTINGS
 from conversations.models import Conversation, CostSettings, Topic
 from tests.conftest import T0
 from tests.factories import ConversationFactory
@@ -217,3 +218,33 @@ def test_queryset_methods_chain():
     chained = Conversation.objects.in_window(START, END).for_channel("email").with_topic(None)
 
     assert session_ids(chained) == {"inside-email"}
+
+
+# --- Connection settings -------------------------------------------------------------------
+
+
+def test_every_connection_gets_the_session_settings():
+    # A fresh connection, as a new worker opens one: JIT off, generic plans for the
+    # prepared ingestion statements, no parallel workers (conversations/apps.py).
+    fresh = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with fresh.cursor() as cursor:
+            for name, value in SESSION_SETTINGS.items():
+                cursor.execute(f"SHOW {name}")
+                assert cursor.fetchone() == (value,), name
+    finally:
+        fresh.close()
+
+
+def test_small_ingestion_batches_use_a_prepared_generic_plan():
+    for number in range(3):
+        ConversationFactory(session_id=f"prepared-{number}")
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%conversations_conversation AS t%"],
+        )
+        [(generic, custom)] = cursor.fetchall()
+    assert generic >= 3
+    assert custom == 0
