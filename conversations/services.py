@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -125,27 +125,24 @@ def _execute(sql: str, params: dict, *, prepare: bool) -> list[tuple]:
 _SESSION_LOCK_CLASS = 0x5341
 
 
-def _session_lock_key(session_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(session_id.encode(), digest_size=4).digest(), "big", signed=True)
-
-
 def _lock_sessions(session_ids: Iterable[str]) -> None:
     """Serialize every writer of these session ids until the transaction ends.
 
     Row locks cannot do this for a session that does not exist yet: two requests posting
     the same new session would both miss it, both insert (one then updating the other's
-    row), and leave both sets of topic links. Advisory locks on a hash of the id, taken in
-    sorted order (so two batches never wait on each other in a cycle), close that gap. A
-    hash collision only makes two unrelated sessions wait for each other.
+    row), and leave both sets of topic links. Advisory locks on a hash of the id (PostgreSQL's
+    hashtext), taken in sorted order (so two batches never wait on each other in a cycle),
+    close that gap. A hash collision only makes two unrelated sessions wait for each other.
 
     The statements that follow read the stored rows afresh (READ COMMITTED: a snapshot per
     statement), so they see whatever the writer we waited for committed.
     """
-    keys = sorted({_session_lock_key(session_id) for session_id in session_ids})
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, key) FROM unnest(%s::integer[]) AS key",
-            [_SESSION_LOCK_CLASS, keys],
+            "SELECT pg_advisory_xact_lock(%s, key) FROM ("
+            " SELECT DISTINCT hashtext(id) AS key FROM jsonb_array_elements_text(%s::jsonb) AS id ORDER BY 1"
+            ") AS keys",
+            [_SESSION_LOCK_CLASS, json.dumps(list(session_ids))],
         )
 
 
@@ -162,34 +159,40 @@ _OLD_WITH_TOPICS = """
             ON t.conversation_id = o.id
     )"""
 
+# The stored versions of the conversations whose ids a statement's `ids` CTE lists.
 _OLD = """
     old AS (
         SELECT id, session_id, timestamp, channel, bot_version, resolved_by_ai, turns, csat, ai_cost,
                avg_response_ms, response_ms_bucket
-        FROM conversations_conversation WHERE session_id = ANY(%(session_ids)s::varchar[])
+        FROM conversations_conversation WHERE session_id IN (SELECT session_id FROM ids)
     )"""
+_IDS = "ids AS (SELECT unnest(%(session_ids)s::varchar[]) AS session_id)"
 
 _CHANGE_VALUES = ", ".join(rollups.CHANGE_COLUMNS[1:])
 
 # One statement: read the stored versions, upsert the conversations, swap topic links, and
 # move the rollups from the old contributions to the new ones. Parameters are parallel
-# arrays (one element per conversation), the topics as (session id, topic id) pairs.
+# arrays (one element per conversation), the topics as (session id, topic id) pairs, sent in
+# PostgreSQL's binary format (%b): the driver's text format quotes each element in Python
+# (~50 µs a conversation), and a JSON document costs the server ~16 µs a conversation to
+# take apart (measured on 2,000: text arrays 57 ms, jsonb 42 ms, binary arrays 21 ms).
 _INGEST_SQL = f"""
 WITH
     new AS (
         SELECT * FROM unnest(
-            %(session_ids)s::varchar[], %(timestamps)s::timestamptz[], %(turns)s::integer[],
-            %(resolved_by_ai)s::boolean[], %(avg_response_ms)s::double precision[],
-            %(response_count)s::integer[], %(response_ms_bucket)s::smallint[], %(csat)s::smallint[],
-            %(csat_given)s::boolean[], %(channel)s::varchar[], %(bot_version)s::varchar[],
-            %(ai_cost)s::numeric[]
+            %(session_ids)b::varchar[], %(timestamps)b::timestamptz[], %(turns)b::integer[],
+            %(resolved_by_ai)b::boolean[], %(avg_response_ms)b::double precision[],
+            %(response_count)b::integer[], %(response_ms_bucket)b::smallint[], %(csat)b::smallint[],
+            %(csat_given)b::boolean[], %(channel)b::varchar[], %(bot_version)b::varchar[],
+            %(ai_cost)b::numeric[]
         ) AS n(session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
                response_ms_bucket, csat, csat_given, channel, bot_version, ai_cost)
     ),
     new_topics AS (
-        SELECT * FROM unnest(%(topic_session_ids)s::varchar[], %(topic_ids)s::bigint[])
+        SELECT * FROM unnest(%(topic_session_ids)b::varchar[], %(topic_ids)b::bigint[])
             AS nt(session_id, topic_id)
     ),
+    ids AS (SELECT session_id FROM new),
     {_OLD},
     {_OLD_WITH_TOPICS},
     merged AS (
@@ -291,6 +294,7 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
 
 _SET_CSAT_SQL = f"""
 WITH
+    {_IDS},
     {_OLD},
     {_OLD_WITH_TOPICS},
     updated AS (
@@ -310,6 +314,7 @@ SELECT id FROM updated
 
 _DELETE_SQL = f"""
 WITH
+    {_IDS},
     {_OLD},
     {_OLD_WITH_TOPICS},
     unlinked AS (DELETE FROM conversations_conversationtopic WHERE id IN (SELECT id FROM old_topics)),
