@@ -2,6 +2,7 @@
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -279,3 +280,41 @@ def test_files_larger_than_one_batch_are_stored_completely(tmp_path, monkeypatch
         "abc-3": 3,
         "abc-4": 4,
     }
+
+
+def test_a_database_error_stops_the_import_and_the_parser_thread(tmp_path, monkeypatch):
+    # Parsing runs in a second thread; when a write fails, the command fails with that
+    # error and the parser, blocked on a full queue, stops too (no hang, no stray thread).
+    monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 2)
+    monkeypatch.setattr(import_jsonl, "QUEUED_BATCHES", 1)
+    real_ingest = import_jsonl.services.conversations_ingest
+    calls = []
+
+    def failing_ingest(*, items):
+        calls.append(len(items))
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return real_ingest(items=items)
+
+    monkeypatch.setattr(import_jsonl.services, "conversations_ingest", failing_ingest)
+    path = write_jsonl(tmp_path / "analytics.jsonl", [tracker_line(f"abc-{n}") for n in range(40)])
+
+    with pytest.raises(RuntimeError, match="database went away"):
+        call_command("import_jsonl", str(path), "--no-progress", stdout=StringIO(), stderr=StringIO())
+
+    assert calls == [2, 2]
+    assert set(Conversation.objects.values_list("session_id", flat=True)) == {"abc-0", "abc-1"}
+    assert not [t for t in threading.enumerate() if t.name == "import-jsonl-parser"]
+
+
+def test_an_error_while_parsing_reaches_the_command(tmp_path, monkeypatch):
+    def broken_parse(*args, **kwargs):
+        raise MemoryError("parser ran out")
+
+    monkeypatch.setattr(import_jsonl.Command, "_parse", staticmethod(broken_parse))
+    path = write_jsonl(tmp_path / "analytics.jsonl", [tracker_line("abc-1")])
+
+    with pytest.raises(MemoryError, match="parser ran out"):
+        call_command("import_jsonl", str(path), "--no-progress", stdout=StringIO(), stderr=StringIO())
+
+    assert not Conversation.objects.exists()

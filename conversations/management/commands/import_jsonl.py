@@ -1,5 +1,8 @@
+import contextlib
 import json
+import queue
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -14,7 +17,15 @@ from conversations.ingest_validation import conversation_from_item
 from conversations.serializers import ConversationInputSerializer
 from conversations.services import ConversationIn
 
-BATCH_SIZE = 1_000
+# Conversations per transaction. Each holds an advisory lock per session id until it commits,
+# and live ingestion shares PostgreSQL's lock table (a few thousand entries by default).
+BATCH_SIZE = 2_000
+# Parsed batches waiting for the writer, at most.
+QUEUED_BATCHES = 4
+
+
+class _Stopped(Exception):
+    """The writer stopped: the parser thread ends."""
 
 
 class Command(BaseCommand):
@@ -45,34 +56,79 @@ class Command(BaseCommand):
             sys.exit(1)
 
     def _import(self, path: Path, totals: dict, *, show_progress: bool) -> None:
-        batch = []
-        received_at = timezone.now()
-        serializer = ConversationInputSerializer()
-        with (
-            path.open("rb") as file,
-            tqdm(
-                total=path.stat().st_size,
-                unit="B",
-                unit_scale=True,
-                desc=path.name,
-                disable=not show_progress,
-            ) as progress,
-        ):
-            for number, raw in enumerate(file, start=1):
-                progress.update(len(raw))
-                totals["lines"] += 1
-                if not raw.strip():
-                    totals["blank"] += 1
+        """Parse in a second thread while this one writes: parsing is Python, a write mostly
+        waits on PostgreSQL (the driver lets go of the GIL), so on two cores the two overlap.
+        The database is only used from this thread (its connection, its transaction).
+        """
+        batches: queue.Queue = queue.Queue(maxsize=QUEUED_BATCHES)  # bounds memory
+        stop = threading.Event()  # set when the writer gives up (a database error)
+        with tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            desc=path.name,
+            disable=not show_progress,
+        ) as progress:
+            parser = threading.Thread(
+                target=self._parse_file,
+                args=(path, totals, progress, batches, stop),
+                name="import-jsonl-parser",
+                daemon=True,
+            )
+            parser.start()
+            try:
+                while (batch := batches.get()) is not None:
+                    if isinstance(batch, BaseException):
+                        raise batch
+                    result = services.conversations_ingest(items=batch)
+                    totals["created"] += result.created
+                    totals["updated"] += result.updated
+            finally:
+                stop.set()
+                parser.join()
+
+    def _parse_file(
+        self, path: Path, totals: dict, progress: tqdm, batches: queue.Queue, stop: threading.Event
+    ) -> None:
+        """The parser thread: batches of valid conversations onto `batches`, then None."""
+
+        def hand_over(item) -> None:
+            while not stop.is_set():
+                try:
+                    batches.put(item, timeout=0.1)
+                    return
+                except queue.Full:
                     continue
-                conversation, reason = self._parse(raw, serializer, received_at=received_at)
-                if reason:
-                    totals["bad"] += 1
-                    progress.write(f"{path}:{number}: {reason}", file=self.stderr._out)
-                    continue
-                batch.append(conversation)
-                if len(batch) >= BATCH_SIZE:
-                    self._flush(batch, totals)
-            self._flush(batch, totals)
+            raise _Stopped
+
+        try:
+            batch: list[ConversationIn] = []
+            received_at = timezone.now()
+            serializer = ConversationInputSerializer()
+            with path.open("rb") as file:
+                for number, raw in enumerate(file, start=1):
+                    progress.update(len(raw))
+                    totals["lines"] += 1
+                    if not raw.strip():
+                        totals["blank"] += 1
+                        continue
+                    conversation, reason = self._parse(raw, serializer, received_at=received_at)
+                    if reason:
+                        totals["bad"] += 1
+                        progress.write(f"{path}:{number}: {reason}", file=self.stderr._out)
+                        continue
+                    batch.append(conversation)
+                    if len(batch) >= BATCH_SIZE:
+                        hand_over(batch)
+                        batch = []
+            if batch:
+                hand_over(batch)
+            hand_over(None)
+        except _Stopped:
+            pass
+        except BaseException as error:  # handed to the writing thread, which raises it
+            with contextlib.suppress(_Stopped):
+                hand_over(error)
 
     @staticmethod
     def _parse(
@@ -97,11 +153,3 @@ class Command(BaseCommand):
             errors = validation_errors(error.detail, per_item=False)
             return None, "; ".join(f"{e['field'] or 'line'}: {e['message']}" for e in errors)
         return serializer.to_conversation_in(attrs, received_at=received_at), None
-
-    @staticmethod
-    def _flush(batch: list, totals: dict) -> None:
-        if batch:
-            result = services.conversations_ingest(items=batch)
-            totals["created"] += result.created
-            totals["updated"] += result.updated
-            batch.clear()
