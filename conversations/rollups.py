@@ -56,6 +56,7 @@ CHANGE_COLUMNS = [
     "topic_ids",
 ]
 
+
 def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
     """CTEs that sum the deltas of `source` (the changed conversations, with a sign, and for
     topics one row per topic) per rollup row and upsert them into `table`.
@@ -84,8 +85,11 @@ def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
         GROUP BY {grain_positions}
     ),
     {prefix}_by_bucket AS (
-        SELECT s.span, CASE WHEN s.span = '{Span.DAY}' THEN date_trunc('day', g.start, 'UTC') ELSE g.start END AS start,
-               {expanded}d.channel, d.bot_version, g.bucket, sum(g.bucket_n)::bigint AS bucket_n, {metric_sums}
+        SELECT s.span,
+               CASE WHEN s.span = '{Span.DAY}' THEN date_trunc('day', g.start, 'UTC')
+                    ELSE g.start END AS start,
+               {expanded}d.channel, d.bot_version, g.bucket, sum(g.bucket_n)::bigint AS bucket_n,
+               {metric_sums}
         FROM {prefix}_grain g
         CROSS JOIN (VALUES ('{Span.HOUR}'), ('{Span.DAY}')) AS s(span)
         -- Its channel × version row, and the row of all channels and versions (NULL, NULL).
@@ -115,13 +119,23 @@ def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
 # Appended to a statement's WITH list after its `changes` CTE (columns: CHANGE_COLUMNS).
 # Every writer uses this same text, so all take the conversation rollup rows first, then the
 # topic rollup rows, each in key order.
+_CONVERSATION_DELTAS = _delta_ctes(
+    "conversation", ConversationRollup._meta.db_table, ["span", "start", "channel", "bot_version"], "changes"
+)
+_TOPIC_DELTAS = _delta_ctes(
+    "topic",
+    TopicRollup._meta.db_table,
+    ["span", "start", "topic_id", "channel", "bot_version"],
+    "topic_changes",
+)
 CHANGES_TO_ROLLUPS = f"""
     topic_changes AS (
         SELECT c.*, topic_id FROM changes c CROSS JOIN LATERAL unnest(c.topic_ids) AS topic_id
     ),
-    {_delta_ctes("conversation", ConversationRollup._meta.db_table, ["span", "start", "channel", "bot_version"], "changes")},
-    {_delta_ctes("topic", TopicRollup._meta.db_table, ["span", "start", "topic_id", "channel", "bot_version"], "topic_changes")}
+    {_CONVERSATION_DELTAS},
+    {_TOPIC_DELTAS}
 """
+
 
 def rebuild() -> dict[str, int]:
     """Recompute every rollup row from the raw conversations; returns the row counts.
