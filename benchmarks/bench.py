@@ -34,6 +34,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 WORKERS = 2
+# Threads per worker (gunicorn's gthread worker): a request waiting on PostgreSQL (a commit's
+# WAL flush, say) leaves its worker free for the next one. THREADS=1 runs sync workers.
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 READ_REPEATS = 30
 WARMUP = 5
 INGEST_SECONDS = 10.0
@@ -206,6 +209,8 @@ def start_server(url: str, port: int) -> subprocess.Popen:
             "supportanalytics.wsgi",
             "--workers",
             str(WORKERS),
+            "--threads",
+            str(THREADS),
             "--bind",
             f"127.0.0.1:{port}",
             "--log-level",
@@ -414,8 +419,9 @@ def main() -> int:
     table += ["| " + " | ".join(row) + " |" for row in rows]
     section = (
         f"## {args.size:,} conversations — {stamp}\n\n"
-        f"Machine: {machine()}. Server: gunicorn, {WORKERS} sync workers. "
-        f"Reads: {WARMUP} warm-up + {READ_REPEATS} timed requests each, one client. "
+        f"Machine: {machine()}. Server: gunicorn, {WORKERS} workers"
+        + (f" × {THREADS} threads (gthread). " if THREADS > 1 else " (sync). ")
+        + f"Reads: {WARMUP} warm-up + {READ_REPEATS} timed requests each, one client. "
         f"Ingestion: {INGEST_SECONDS:.0f} s per run, clients in separate processes.\n"
         + (f"Data load: {loaded['seconds']:.0f} s.\n" if loaded["loaded"] else "")
         + "\n"
