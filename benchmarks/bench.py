@@ -202,7 +202,14 @@ def free_port() -> int:
 
 
 def start_server(url: str, port: int) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": url, "DATABASE_CONN_MAX_AGE": "600", "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DATABASE_CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "WARNING",
+        # Plain HTTP on loopback: no redirect to HTTPS (production settings otherwise).
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+    }
     server = subprocess.Popen(
         [
             str(BASE_DIR / ".venv" / "bin" / "gunicorn"),
