@@ -46,6 +46,7 @@ class BatchResultSerializer(serializers.Serializer):
 
 class ConversationIngestApi(APIView):
     permission_classes = [CanIngest]
+    throttle_scope = "ingest"  # conversations.throttling
 
     @extend_schema(
         operation_id="conversations_ingest",
@@ -121,6 +122,7 @@ class ConversationIngestApi(APIView):
 
 class ConversationCsatApi(APIView):
     permission_classes = [CanIngest]
+    throttle_scope = "ingest"
 
     @extend_schema_serializer(component_name="CsatInput")
     class InputSerializer(serializers.Serializer):
@@ -255,6 +257,7 @@ def _cost_block(cost) -> dict:
 
 class AnalyticsSummaryApi(APIView):
     permission_classes = [CanRead]
+    throttle_scope = "read"
 
     @extend_schema_serializer(component_name="AnalyticsSummary")
     class OutputSerializer(serializers.Serializer):
@@ -328,6 +331,7 @@ class TopicStatsSerializer(serializers.Serializer):
 
 class AnalyticsTopicsApi(APIView):
     permission_classes = [CanRead]
+    throttle_scope = "read"
 
     @extend_schema_serializer(component_name="AnalyticsTopics")
     class OutputSerializer(serializers.Serializer):
@@ -387,6 +391,7 @@ class BucketSerializer(serializers.Serializer):
 
 class AnalyticsTimeseriesApi(APIView):
     permission_classes = [CanRead]
+    throttle_scope = "read"
 
     @extend_schema_serializer(component_name="AnalyticsTimeseries")
     class OutputSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ PostgreSQL cluster (`supportanalytics/localdb.py`).
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -99,6 +100,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "conversations",
+    "axes",  # failed-login lockout (after our apps: its admin pages come last)
 ]
 
 MIDDLEWARE = [
@@ -112,6 +114,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns axes' lockout of a login attempt into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
     # Last, so its process_exception sees a view's database error first: 503, not 500.
     "supportanalytics.outage.DatabaseUnavailableMiddleware",
 ]
@@ -165,6 +169,31 @@ if os.environ.get("DJANGO_TEST_DATABASE_NAME"):
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Shared by every worker and server (the API throttle counts here): Django's database cache,
+# table created by conversations/migrations/0006_cache_table.py. Per-process memory would
+# give each gunicorn worker its own count.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "django_cache",
+    }
+}
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username+IP before the password is even checked.
+    "supportanalytics.login_attempts.LoginAttemptsBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed staff logins (/accounts/login/ and /admin/login/), counted per username and IP
+# together, so one attacker cannot lock a colleague out from elsewhere. Behind a proxy the IP
+# is the proxy's (REMOTE_ADDR), which makes it per username. A success resets the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -212,6 +241,17 @@ REST_FRAMEWORK = {
     # Money and rates are Decimals inside; the tutorial's clients expect JSON numbers.
     "COERCE_DECIMAL_TO_STRING": False,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Per API key (staff sessions per user), counted in the database cache: see
+    # conversations/throttling.py. A request is one POST, whether it holds 1 or 1,000
+    # conversations. Ingest: twice the single-POST target of a 2-core server (300/s; measured
+    # ~165/s, docs/benchmarks.md), so a bot never meets it, while a runaway loop on a larger
+    # deployment does; per second, so Retry-After is 1 s. Read: reports and scripts fetch a
+    # few dozen summaries at a time; per minute, so such bursts pass.
+    "DEFAULT_THROTTLE_CLASSES": ["conversations.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "ingest": os.environ.get("API_THROTTLE_INGEST_RATE") or "600/second",
+        "read": os.environ.get("API_THROTTLE_READ_RATE") or "1200/minute",
+    },
 }
 
 SPECTACULAR_SETTINGS = {

@@ -1,0 +1,194 @@
+"""Per-API-key rate limits, counted in the database cache (shared by every worker and server)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from urllib.parse import quote
+
+import pytest
+import time_machine
+from django.conf import settings as django_settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from conversations.models import ApiKey
+from tests.conftest import T0
+
+
+def conversation(session_id: str) -> dict:
+    return {"session_id": session_id, "turns": 2, "resolved_by_ai": True}
+
+
+@pytest.fixture
+def rates(settings):
+    """Low rates for these tests: REST_FRAMEWORK changes reach DRF (and the throttle) at once."""
+
+    def set_rates(*, ingest: str = "600/second", read: str = "1200/minute") -> None:
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"ingest": ingest, "read": read},
+        }
+
+    return set_rates
+
+
+def key_client(scope: str) -> APIClient:
+    _, key = ApiKey.objects.create_key(name=f"throttle-{scope}", scope=scope)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.raw_key = key
+    return client
+
+
+@pytest.mark.django_db
+def test_the_request_after_the_limit_gets_429_with_retry_after_and_other_keys_and_scopes_go_on(rates):
+    rates(ingest="3/minute", read="2/minute")
+    bot, other_bot, everything = key_client("ingest"), key_client("ingest"), key_client("all")
+    # 30 s into a minute: the window (a whole minute) ends in 30 s.
+    with time_machine.travel(T0.replace(second=30), tick=False):
+        statuses = [
+            bot.post("/api/conversations/", conversation(f"s-{n}"), format="json").status_code
+            for n in range(3)
+        ]
+        refused = bot.post("/api/conversations/", conversation("s-3"), format="json")
+        csat_refused = bot.post(
+            "/api/conversations/s-0/csat/", {"csat": 4}, format="json"
+        )  # the same "ingest" count
+        other = other_bot.post("/api/conversations/", conversation("s-4"), format="json")
+        # One key, two scopes, two counts.
+        reads = [everything.get("/api/analytics").status_code for _ in range(3)]
+        ingests = [
+            everything.post("/api/conversations/", conversation("s-5"), format="json").status_code
+            for _ in range(3)
+        ]
+
+    assert statuses == [201, 201, 201]
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "30"
+    assert refused.json() == {"detail": "Request was throttled. Expected available in 30 seconds."}
+    assert csat_refused.status_code == 429
+    assert other.status_code == 201
+    assert reads == [200, 200, 429]
+    assert ingests == [201, 200, 200]
+
+
+@pytest.mark.django_db
+def test_the_next_window_serves_again(rates):
+    rates(ingest="2/second")
+    bot = key_client("ingest")
+    with time_machine.travel(T0, tick=False) as clock:
+        first = [
+            bot.post("/api/conversations/", conversation("a"), format="json").status_code for _ in range(3)
+        ]
+        clock.shift(0.999)
+        still = bot.post("/api/conversations/", conversation("a"), format="json")
+        clock.shift(0.001)
+        next_second = bot.post("/api/conversations/", conversation("a"), format="json")
+
+    assert first == [201, 200, 429]
+    assert (still.status_code, still["Retry-After"]) == (429, "1")
+    assert next_second.status_code == 200
+
+
+@pytest.mark.django_db
+def test_staff_sessions_are_counted_per_user(rates, staff_client, django_user_model):
+    rates(read="2/minute")
+    colleague = APIClient()
+    colleague.force_login(django_user_model.objects.create_user(username="ann", is_staff=True))
+    with time_machine.travel(T0, tick=False):
+        lead = [staff_client.get("/api/analytics/topics/").status_code for _ in range(3)]
+        other = colleague.get("/api/analytics/topics/")
+
+    assert lead == [200, 200, 429]
+    assert other.status_code == 200
+
+
+def test_default_rates_are_generous():
+    assert django_settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] == {
+        "ingest": os.environ.get("API_THROTTLE_INGEST_RATE") or "600/second",
+        "read": os.environ.get("API_THROTTLE_READ_RATE") or "1200/minute",
+    }
+
+
+# A second server process: its own Python, its own database connection, the same database.
+OTHER_PROCESS = """
+import json, os, django
+django.setup()
+from django.test import Client
+client = Client(headers={"authorization": "Bearer " + os.environ["THROTTLE_TEST_KEY"]})
+answers = []
+for number in range(3):
+    body = {"session_id": f"other-process-{number}", "turns": 1, "resolved_by_ai": True}
+    response = client.post("/api/conversations/", body, content_type="application/json")
+    answers.append([response.status_code, response.headers.get("Retry-After")])
+print(json.dumps(answers))
+"""
+
+
+def test_two_processes_share_one_count_in_the_database_cache_table(transactional_db, rates):
+    # Per day: this test cannot straddle two windows (short of running over midnight UTC).
+    rates(ingest="5/day")
+    bot = key_client("ingest")
+    here = [
+        bot.post("/api/conversations/", conversation(f"here-{n}"), format="json").status_code
+        for n in range(3)
+    ]
+
+    database = connection.settings_dict
+    credentials = quote(database["USER"] or "", safe="")
+    if database["PASSWORD"]:
+        credentials += ":" + quote(database["PASSWORD"], safe="")
+    host = quote(database["HOST"], safe="")  # a socket folder, percent-encoded, or a host name
+    port = f":{database['PORT']}" if database["PORT"] else ""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DJANGO_", "DATABASE_", "API_THROTTLE_", "PG"))
+    } | {
+        "DATABASE_URL": f"postgresql://{credentials}@{host}{port}/{database['NAME']}",
+        "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
+        "DJANGO_ALLOWED_HOSTS": "testserver",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_SETTINGS_MODULE": "supportanalytics.settings",
+        "API_THROTTLE_INGEST_RATE": "5/day",
+        "LOG_LEVEL": "WARNING",
+        "THROTTLE_TEST_KEY": bot.raw_key,
+    }
+    other = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS],
+        cwd=django_settings.BASE_DIR, env=environment, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    there = json.loads(other.stdout.splitlines()[-1])
+    back_here = bot.post("/api/conversations/", conversation("here-3"), format="json")
+
+    assert here == [201, 201, 201]
+    # 3 here + 2 there = the 5 of the day; the 6th, in the other process, is refused.
+    assert [status for status, _ in there] == [201, 201, 429]
+    assert 0 < int(there[2][1]) <= 86_400
+    assert back_here.status_code == 429
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM django_cache WHERE cache_key = %s",
+            [f":1:throttle:ingest:key:{ApiKey.objects.get().prefix}"],
+        )
+        assert cursor.fetchone() == (1,)
+
+
+def test_without_the_cache_table_the_api_serves_unthrottled_and_logs_why(transactional_db, settings, caplog):
+    # Outside a test transaction (transactional_db), as in production: the failed cache read
+    # does not spoil the request's later queries.
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "no_such_table"}
+    }
+    bot = key_client("ingest")
+    with caplog.at_level(logging.ERROR, logger="conversations.throttling"):
+        response = bot.post("/api/conversations/", conversation("no-cache"), format="json")
+
+    assert response.status_code == 201
+    assert "the cache table is missing" in caplog.text
