@@ -192,3 +192,11 @@ def test_without_the_cache_table_the_api_serves_unthrottled_and_logs_why(transac
 
     assert response.status_code == 201
     assert "the cache table is missing" in caplog.text
+
+
+@pytest.mark.django_db
+def test_the_cache_table_is_unlogged():
+    # Counters need no WAL; a logged table made every API request wait for a flush at commit.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relpersistence FROM pg_class WHERE relname = 'django_cache'")
+        assert cursor.fetchone() == ("u",)
