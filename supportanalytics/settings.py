@@ -104,7 +104,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: /healthz skips the HTTPS redirect and the ALLOWED_HOSTS check (see its docstring).
+    # Outermost: times and logs every request, with its X-Request-ID (supportanalytics.request_logging).
+    "supportanalytics.request_logging.RequestLogMiddleware",
+    # Then: /healthz skips the HTTPS redirect and the ALLOWED_HOSTS check (see its docstring).
     "supportanalytics.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -280,10 +282,24 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+# One JSON object per line in production (log collectors parse it), plain text locally;
+# LOG_FORMAT=json or LOG_FORMAT=text chooses. Every line carries the request's id.
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("text" if LOCAL_MODE else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "supportanalytics.request_logging.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "supportanalytics.request_logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
