@@ -308,7 +308,7 @@ class App:
 
     HOST = "analytics.example.test"
 
-    def __init__(self, *, database_url: str, folder: Path):
+    def __init__(self, *, database_url: str, folder: Path, workers: int = 1, threads: int = 4):
         self.socket = folder / "app.sock"
         self.log = folder / "gunicorn.log"
         env = {
@@ -328,7 +328,7 @@ class App:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "supportanalytics.wsgi", "--bind", f"unix:{self.socket}",
-                 "--workers", "1", "--threads", "4", "--graceful-timeout", "2",
+                 "--workers", str(workers), "--threads", str(threads), "--graceful-timeout", "2",
                  # Not ~/.gunicorn/gunicorn.ctl, which another gunicorn (make bench) may hold.
                  "--no-control-socket"],
                 cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -57,7 +57,8 @@ def served(cluster, keys, tmp_path, monkeypatch):
     monkeypatch.setenv("API_THROTTLE_INGEST_RATE", "100000/second")
     cluster.create()
     cluster.copy_database(connections["default"].settings_dict)
-    app = App(database_url=cluster.url, folder=tmp_path)
+    # 2 workers x 4 threads: all 8 clients' transactions can be open at once.
+    app = App(database_url=cluster.url, folder=tmp_path, workers=2, threads=4)
     try:
         app.wait_until_serving()
         yield app
@@ -253,7 +254,7 @@ def test_server_killed_with_sigkill_under_ingestion_loses_no_acknowledged_conver
         acknowledged_before_kill = sum(len(c.acknowledged) for c in clients)
         restart = tmp_path / "restart"
         restart.mkdir()
-        apps.append(App(database_url=cluster.url, folder=restart))
+        apps.append(App(database_url=cluster.url, folder=restart, workers=2, threads=4))
         apps[-1].wait_until_serving()
         restarted_with = sum(len(c.acknowledged) for c in clients)
         wait_for(
