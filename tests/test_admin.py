@@ -343,3 +343,28 @@ def test_deleting_conversations_in_the_admin_keeps_the_numbers_right(
     assert after["total_conversations"] == 2
     assert after["escalated_conversations"] == 0
     assert after["top_topics"] == [["billing", 2], ["refund", 1]]
+
+
+def test_html_in_untrusted_text_is_shown_escaped_in_the_admin(superuser_client):
+    # Session ids, channels, bot versions and topics come from the bot: never markup here.
+    script = "<script>alert(1)</script>"
+    conversation = ConversationFactory(
+        session_id=f"s{script}",
+        channel="<b>web</b>",
+        bot_version='"><img src=x onerror=alert(2)>',
+        topics=[script],
+    )
+    change_url = reverse("admin:conversations_conversation_change", args=[quote(conversation.pk)])
+    topic = Topic.objects.get()
+
+    for url in (
+        CONVERSATIONS_URL,
+        change_url,
+        reverse("admin:conversations_topic_changelist"),
+        reverse("admin:conversations_topic_change", args=[topic.pk]),
+    ):
+        page = superuser_client.get(url).content.decode()
+        assert script not in page, url
+        assert "<b>web</b>" not in page, url
+        assert "<img src=x" not in page, url
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, url
