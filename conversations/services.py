@@ -18,7 +18,8 @@ from conversations.models import Conversation, Topic
 
 @dataclass(frozen=True)
 class ConversationIn:
-    """A validated, normalized conversation (see `ConversationIngestApi.InputSerializer`)."""
+    """A validated, normalized conversation (`ingest_validation.conversations_from_body`, or
+    `ConversationInputSerializer.to_conversation_in` when the fast path is not sure)."""
 
     session_id: str
     timestamp: datetime
