@@ -34,10 +34,11 @@ def expired(*, cutoff: datetime):
     return Conversation.objects.filter(timestamp__lt=cutoff)
 
 
-def _oldest_session_ids(*, cutoff: datetime, limit: int) -> list[str]:
+def _oldest(*, cutoff: datetime, limit: int) -> list[tuple[str, datetime]]:
+    """(session id, timestamp) of the oldest conversations that ended before `cutoff`."""
     # Uses index: conversation_timestamp_idx (oldest first, so a batch's conversations
     # share few hours and days of rollup rows).
-    return list(expired(cutoff=cutoff).order_by("timestamp").values_list("session_id", flat=True)[:limit])
+    return list(expired(cutoff=cutoff).order_by("timestamp").values_list("session_id", "timestamp")[:limit])
 
 
 def _delete_empty_rollups(*, first: datetime, last: datetime) -> int:
@@ -63,21 +64,17 @@ def purge_batch(*, cutoff: datetime, limit: int = DEFAULT_BATCH_SIZE) -> PurgedB
     """Delete up to `limit` of the oldest conversations that ended before `cutoff`, in one
     transaction; None when there are none left."""
     with transaction.atomic():
-        session_ids = _oldest_session_ids(cutoff=cutoff, limit=limit)
-        if not session_ids:
+        oldest = _oldest(cutoff=cutoff, limit=limit)
+        if not oldest:
             return None
-        # A session re-posted between the read above and the delete may now end after the
-        # cutoff, and conversations_delete deletes by session id. So: take the writers'
-        # locks on these sessions (held until this batch commits; conversations_delete takes
-        # the same ones again) and read their timestamps afresh. services has no public
-        # "delete if older than" to do this for us.
-        services._lock_sessions(session_ids)
-        confirmed = list(
-            expired(cutoff=cutoff).filter(session_id__in=session_ids).values_list("session_id", "timestamp")
+        # A session re-posted since the read above may now end after the cutoff: the service
+        # checks `ended_before` again under the writers' locks and leaves it.
+        deleted = services.conversations_delete(
+            session_ids=[session_id for session_id, _ in oldest], ended_before=cutoff
         )
-        if not confirmed:
+        if not deleted:
             return PurgedBatch(conversations=0, rollup_rows=0)
-        deleted = services.conversations_delete(session_ids=[session_id for session_id, _ in confirmed])
-        timestamps = [timestamp for _, timestamp in confirmed]
+        # The deleted conversations lie within these times (a re-posted one is not deleted).
+        timestamps = [timestamp for _, timestamp in oldest]
         emptied = _delete_empty_rollups(first=min(timestamps), last=max(timestamps))
     return PurgedBatch(conversations=deleted, rollup_rows=emptied)

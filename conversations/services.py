@@ -315,7 +315,13 @@ SELECT id FROM updated
 
 _DELETE_SQL = f"""
 WITH
-    {_IDS},
+    -- Read after the writers' locks are taken: a session re-posted meanwhile with a later
+    -- timestamp no longer qualifies for `ended_before`.
+    ids AS (
+        SELECT session_id FROM conversations_conversation
+        WHERE session_id = ANY(%(session_ids)s::varchar[])
+          AND timestamp < coalesce(%(ended_before)s::timestamptz, 'infinity')
+    ),
     {_OLD},
     {_OLD_WITH_TOPICS},
     unlinked AS (DELETE FROM conversations_conversationtopic WHERE id IN (SELECT id FROM old_topics)),
@@ -337,11 +343,16 @@ def conversation_set_csat(*, session_id: str, csat: int | None) -> None:
             raise Conversation.DoesNotExist(f"No conversation with session_id {session_id!r}.")
 
 
-def conversations_delete(*, session_ids: Sequence[str]) -> int:
-    """Delete conversations and take their contributions out of the rollups; returns how many."""
+def conversations_delete(*, session_ids: Sequence[str], ended_before: datetime | None = None) -> int:
+    """Delete conversations and take their contributions out of the rollups; returns how many.
+
+    With `ended_before`, only those that still end before it once their writers' locks are
+    held (data retention: a conversation re-posted meanwhile with a newer timestamp stays).
+    """
     if not session_ids:
         return 0
     with transaction.atomic():
         _lock_sessions(session_ids)
-        [(deleted,)] = _execute(_DELETE_SQL, {"session_ids": list(session_ids)}, prepare=False)
+        params = {"session_ids": list(session_ids), "ended_before": ended_before}
+        [(deleted,)] = _execute(_DELETE_SQL, params, prepare=False)
     return deleted

@@ -272,20 +272,21 @@ def test_nothing_to_purge_says_so(stored):
 
 def test_a_session_re_posted_with_a_new_timestamp_during_the_purge_is_kept(stored, monkeypatch):
     # The bot replaces an old session (same id, new end time) between the batch's read of the
-    # oldest ids and their deletion: conversations_delete deletes by id, so the purge must
-    # read the timestamps again under the writers' locks and leave this one alone.
-    oldest = retention._oldest_session_ids
+    # oldest ids and their deletion: the delete must check the timestamps again under the
+    # writers' locks and leave this one alone.
+    oldest = retention._oldest
     re_posted = []
 
     def oldest_then_re_post(*, cutoff, limit):
-        session_ids = oldest(cutoff=cutoff, limit=limit)
+        rows = oldest(cutoff=cutoff, limit=limit)
         if not re_posted:
-            index = int(session_ids[0].removeprefix("purge-"))
+            session_id = rows[0][0]
+            index = int(session_id.removeprefix("purge-"))
             services.conversations_ingest(items=[conversation(index, T0 - timedelta(minutes=5))])
-            re_posted.append(session_ids[0])
-        return session_ids
+            re_posted.append(session_id)
+        return rows
 
-    monkeypatch.setattr(retention, "_oldest_session_ids", oldest_then_re_post)
+    monkeypatch.setattr(retention, "_oldest", oldest_then_re_post)
 
     purge("--older-than", str(DAYS), "--batch-size", "10")
 
