@@ -321,6 +321,23 @@ class ApiKey(AbstractAPIKey):
         return self.scope in (scope, self.Scope.ALL)
 
 
+class RateLimitCounter(models.Model):
+    """Requests counted in the current fixed window, per scope and API key (or staff user).
+
+    Written by conversations.throttling in one upsert per request; one row per caller and
+    scope, reused window after window, so the table stays as small as the number of keys.
+    The table is UNLOGGED (migration 0007): the counts are not data worth a WAL flush per
+    request, and after a crash they simply start again.
+    """
+
+    key = models.CharField(max_length=200, primary_key=True)  # "ingest:key:<prefix>"
+    window_start = models.DateTimeField()
+    count = models.IntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count} since {self.window_start:%Y-%m-%d %H:%M:%S}"
+
+
 def normalize_topic(raw: str) -> str:
     """Trim, collapse inner whitespace, lowercase: " Billing  Issues" -> "billing issues".
 

@@ -171,9 +171,9 @@ if os.environ.get("DJANGO_TEST_DATABASE_NAME"):
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Shared by every worker and server (the API throttle counts here): Django's database cache,
-# table created by conversations/migrations/0006_cache_table.py. Per-process memory would
-# give each gunicorn worker its own count.
+# Shared by every worker and server: Django's database cache, table created by
+# conversations/migrations/0006_cache_table.py (per-process memory would give each gunicorn
+# worker its own copy). The API throttle counts in a table of its own (conversations.throttling).
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
@@ -245,7 +245,7 @@ REST_FRAMEWORK = {
     # Money and rates are Decimals inside; the tutorial's clients expect JSON numbers.
     "COERCE_DECIMAL_TO_STRING": False,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # Per API key (staff sessions per user), counted in the database cache: see
+    # Per API key (staff sessions per user), counted in PostgreSQL: see
     # conversations/throttling.py. A request is one POST, whether it holds 1 or 1,000
     # conversations. Ingest: twice the single-POST target of a 2-core server (300/s; measured
     # ~165/s, docs/benchmarks.md), so a bot never meets it, while a runaway loop on a larger

@@ -1,4 +1,4 @@
-"""Per-API-key rate limits, counted in the database cache (shared by every worker and server)."""
+"""Per-API-key rate limits, counted in PostgreSQL (shared by every worker and server)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
 import time_machine
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, connections
 from rest_framework.test import APIClient
 
-from conversations.models import ApiKey
+from conversations.models import ApiKey, Conversation
 from tests.conftest import T0
 
 
@@ -129,7 +131,7 @@ print(json.dumps(answers))
 """
 
 
-def test_two_processes_share_one_count_in_the_database_cache_table(transactional_db, rates):
+def test_two_processes_share_one_count_in_the_database(transactional_db, rates):
     # Per day: this test cannot straddle two windows (short of running over midnight UTC).
     rates(ingest="5/day")
     bot = key_client("ingest")
@@ -174,29 +176,62 @@ def test_two_processes_share_one_count_in_the_database_cache_table(transactional
     assert back_here.status_code == 429
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM django_cache WHERE cache_key = %s",
-            [f":1:throttle:ingest:key:{ApiKey.objects.get().prefix}"],
+            "SELECT count FROM conversations_ratelimitcounter WHERE key = %s",
+            [f"ingest:key:{ApiKey.objects.get().prefix}"],
         )
-        assert cursor.fetchone() == (1,)
+        # One row for the key, which counted all 7 requests (refused ones too).
+        assert cursor.fetchall() == [(7,)]
 
 
-def test_without_the_cache_table_the_api_serves_unthrottled_and_logs_why(transactional_db, settings, caplog):
-    # Outside a test transaction (transactional_db), as in production: the failed cache read
-    # does not spoil the request's later queries.
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "no_such_table"}
-    }
+def test_without_the_counter_table_the_api_serves_unthrottled_and_logs_why(transactional_db, caplog):
+    # Outside a test transaction (transactional_db), as in production: the failed count
+    # does not spoil the request's later queries. (The table is put back for the next tests.)
     bot = key_client("ingest")
-    with caplog.at_level(logging.ERROR, logger="conversations.throttling"):
-        response = bot.post("/api/conversations/", conversation("no-cache"), format="json")
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE conversations_ratelimitcounter RENAME TO ratelimitcounter_away")
+    try:
+        with caplog.at_level(logging.ERROR, logger="conversations.throttling"):
+            response = bot.post("/api/conversations/", conversation("no-table"), format="json")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE ratelimitcounter_away RENAME TO conversations_ratelimitcounter")
 
     assert response.status_code == 201
-    assert "the cache table is missing" in caplog.text
+    assert "its table is missing" in caplog.text
+
+
+def test_simultaneous_requests_of_one_key_are_each_counted(transactional_db, rates):
+    # 12 requests at once from 6 threads (each its own connection) against a limit of 5:
+    # the upsert counts atomically, so exactly 5 pass. (A read-then-write count lets
+    # several racing requests read the same number and all pass.)
+    rates(ingest="5/day")  # a day: the requests cannot straddle two windows
+    bot = key_client("ingest")
+    start = threading.Barrier(6)
+
+    def post_twice(number: int) -> list[int]:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {bot.raw_key}")
+        start.wait()
+        try:
+            return [
+                client.post(
+                    "/api/conversations/", conversation(f"race-{number}-{n}"), format="json"
+                ).status_code
+                for n in range(2)
+            ]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = [status for answers in pool.map(post_twice, range(6)) for status in answers]
+
+    assert sorted(statuses) == [201] * 5 + [429] * 7
+    assert Conversation.objects.count() == 5
 
 
 @pytest.mark.django_db
-def test_the_cache_table_is_unlogged():
+def test_the_counter_table_is_unlogged():
     # Counters need no WAL; a logged table made every API request wait for a flush at commit.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT relpersistence FROM pg_class WHERE relname = 'django_cache'")
+        cursor.execute("SELECT relpersistence FROM pg_class WHERE relname = 'conversations_ratelimitcounter'")
         assert cursor.fetchone() == ("u",)
