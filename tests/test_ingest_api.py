@@ -310,6 +310,16 @@ def test_bad_key_is_401(anon_client, header):
     assert response.status_code == 401
 
 
+def test_a_known_prefix_with_the_wrong_secret_is_401(anon_client):
+    _, key = ApiKey.objects.create_key(name="bot", scope=ApiKey.Scope.INGEST)
+    prefix = key.partition(".")[0]
+    assert post(anon_client, minimal(), HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 201
+    response = post(anon_client, minimal(), HTTP_AUTHORIZATION=f"Bearer {prefix}.not-the-secret")
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid or revoked API key."}
+    assert Conversation.objects.count() == 1
+
+
 def test_revoked_key_is_401_at_once(ingest_client):
     assert post(ingest_client, minimal(session_id="before")).status_code == 201
     ApiKey.objects.update(revoked=True)
