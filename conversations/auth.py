@@ -16,9 +16,7 @@ KEYWORD = "Bearer"
 # takes ~0.1 ms). Same rule as the library's: a key that is not revoked, found by the prefix
 # before its dot, then checked against its hash.
 _KEY_FIELDS = [field.attname for field in ApiKey._meta.concrete_fields]
-_KEY_SQL = (
-    f"SELECT {', '.join(_KEY_FIELDS)} FROM {ApiKey._meta.db_table} WHERE prefix = %s AND NOT revoked"
-)
+_KEY_SQL = f"SELECT {', '.join(_KEY_FIELDS)} FROM {ApiKey._meta.db_table} WHERE prefix = %s AND NOT revoked"
 
 
 def usable_key(key: str) -> ApiKey | None:
