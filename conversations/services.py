@@ -87,39 +87,52 @@ def _last_per_session(items: Iterable[ConversationIn]) -> list[ConversationIn]:
     return [latest[key] for key in sorted(latest)]
 
 
-def _topic_ids(names: set[str]) -> dict[str, int]:
-    """Ids of these topics, creating the new ones; one statement when all exist."""
-    if not names:
-        return {}
-    ordered = sorted(names)
+def _create_topics(names: Iterable[str], created_at: datetime) -> None:
+    """Create the topics among these that do not exist yet (run after the session locks).
+
+    A topic created by a concurrent writer that has not committed yet makes this insert wait
+    for it (ON CONFLICT), so the statement that follows, with its own snapshot, sees it.
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT name, id FROM {Topic._meta.db_table} WHERE name = ANY(%s::varchar[])", [ordered]
+            f"""
+            INSERT INTO {Topic._meta.db_table} (name, created_at)
+            SELECT n.name, %s FROM unnest(%s::varchar[]) AS n(name)
+            WHERE NOT EXISTS (SELECT 1 FROM {Topic._meta.db_table} t WHERE t.name = n.name)
+            ORDER BY n.name
+            ON CONFLICT (name) DO NOTHING
+            """,
+            [created_at, sorted(names)],
         )
-        ids = dict(cursor.fetchall())
-    missing = [name for name in ordered if name not in ids]
-    if missing:
-        # ignore_conflicts: another writer may create the same topic; the re-read, a new
-        # statement, sees its row once it commits (the insert waits for that).
-        Topic.objects.bulk_create([Topic(name=name) for name in missing], ignore_conflicts=True)
-        ids.update(Topic.objects.filter(name__in=missing).values_list("name", "id"))
-    return ids
 
 
-def _execute(sql: str, params: dict, *, prepare: bool) -> list[tuple]:
-    """Run one of the write statements below on Django's connection (same transaction).
+def _execute(
+    sql: str, params: dict, *, prepare: bool, session_ids: Iterable[str], topics: Iterable[str] = ()
+) -> list[tuple]:
+    """Lock the sessions, create missing topics and run one of the write statements below,
+    on Django's connection (same transaction), in one round trip.
 
-    Server-side binding, and with `prepare` a prepared statement kept per connection: these
-    statements take ~10 ms to plan, several times what a single conversation takes to write.
-    Batches are planned each time instead (prepare=False), with the real array sizes: a
-    plan for one conversation suits 1,000 badly.
+    The three statements go to PostgreSQL together (psycopg's pipeline mode), which still
+    runs them one after the other, each with its own snapshot: the write starts once the
+    locks are held. A single conversation took five round trips before (BEGIN, locks,
+    topics, write, COMMIT), now two (the COMMIT stays Django's).
+
+    The write binds server-side, and with `prepare` a prepared statement is kept per
+    connection: these statements take ~10 ms to plan, several times what a single
+    conversation takes to write. Batches are planned each time instead (prepare=False), with
+    the real array sizes: a plan for one conversation suits 1,000 badly.
     """
     connection.ensure_connection()
+    topics = set(topics)
     # wrap_database_errors: the driver's errors become Django's (IntegrityError, ...), as
-    # for every other query.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=prepare)
-        return cursor.fetchall() if cursor.description else []
+    # for every other query, including those that surface when the pipeline is read.
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        _lock_sessions(session_ids)
+        if topics:
+            _create_topics(topics, timezone.now())
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=prepare)
+            return cursor.fetchall()  # every write statement here returns rows
 
 
 # Advisory-lock namespace of this app ("SA"), so our locks never meet another app's.
@@ -136,7 +149,7 @@ def _lock_sessions(session_ids: Iterable[str]) -> None:
     close that gap. A hash collision only makes two unrelated sessions wait for each other.
 
     The statements that follow read the stored rows afresh (READ COMMITTED: a snapshot per
-    statement), so they see whatever the writer we waited for committed.
+    statement), so they see whatever the writer we waited for committed. Called by `_execute`.
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -189,9 +202,11 @@ WITH
         ) AS n(session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
                response_ms_bucket, csat, csat_given, channel, bot_version, ai_cost)
     ),
+    -- Every topic exists by now (_create_topics ran before this statement).
     new_topics AS (
-        SELECT * FROM unnest(%(topic_session_ids)b::varchar[], %(topic_ids)b::bigint[])
-            AS nt(session_id, topic_id)
+        SELECT nt.session_id, t.id AS topic_id
+        FROM unnest(%(topic_session_ids)b::varchar[], %(topic_names)b::varchar[]) AS nt(session_id, name)
+        JOIN conversations_topic t ON t.name = nt.name
     ),
     ids AS (SELECT session_id FROM new),
     {_OLD},
@@ -263,8 +278,6 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
     result.items = {item.session_id: item for item in batch}
 
     with transaction.atomic():
-        _lock_sessions(result.items)
-        topic_ids = _topic_ids({name for item in batch for name in item.topics})
         params = {
             "session_ids": [item.session_id for item in batch],
             "timestamps": [item.timestamp for item in batch],
@@ -279,10 +292,16 @@ def conversations_ingest(*, items: Sequence[ConversationIn]) -> IngestResult:
             "bot_version": [item.bot_version for item in batch],
             "ai_cost": [item.ai_cost for item in batch],
             "topic_session_ids": [item.session_id for item in batch for _ in item.topics],
-            "topic_ids": [topic_ids[name] for item in batch for name in item.topics],
+            "topic_names": [name for item in batch for name in item.topics],
             "received_at": result.received_at,
         }
-        rows = _execute(_INGEST_SQL, params, prepare=len(batch) <= _PREPARED_BATCH_MAX)
+        rows = _execute(
+            _INGEST_SQL,
+            params,
+            prepare=len(batch) <= _PREPARED_BATCH_MAX,
+            session_ids=result.items,
+            topics={name for item in batch for name in item.topics},
+        )
 
     for session_id, pk, csat, created in rows:
         result.stored[session_id] = StoredConversation(id=pk, csat=csat, created=created)
@@ -338,8 +357,8 @@ def conversation_set_csat(*, session_id: str, csat: int | None) -> None:
     Raises Conversation.DoesNotExist for an unknown session id.
     """
     with transaction.atomic():
-        _lock_sessions([session_id])
-        if not _execute(_SET_CSAT_SQL, {"session_ids": [session_id], "csat": csat}, prepare=True):
+        params = {"session_ids": [session_id], "csat": csat}
+        if not _execute(_SET_CSAT_SQL, params, prepare=True, session_ids=[session_id]):
             raise Conversation.DoesNotExist(f"No conversation with session_id {session_id!r}.")
 
 
@@ -352,7 +371,6 @@ def conversations_delete(*, session_ids: Sequence[str], ended_before: datetime |
     if not session_ids:
         return 0
     with transaction.atomic():
-        _lock_sessions(session_ids)
         params = {"session_ids": list(session_ids), "ended_before": ended_before}
-        [(deleted,)] = _execute(_DELETE_SQL, params, prepare=False)
+        [(deleted,)] = _execute(_DELETE_SQL, params, prepare=False, session_ids=session_ids)
     return deleted
