@@ -109,7 +109,7 @@ class ConversationIngestApi(APIView):
         # Plain-Python checks first; anything doubtful goes through ConversationInputSerializer,
         # whose ValidationError (and so the 400) is the same as without the fast path.
         items = conversations_from_body(data, received_at=timezone.now())
-        result = services.conversations_ingest(items=items)
+        result = services.conversations_ingest(items=items, details=not many)
 
         if many:
             return Response({"created": result.created, "updated": result.updated})

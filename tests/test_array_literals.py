@@ -1,0 +1,55 @@
+"""services._array writes the PostgreSQL array literals that carry a batch to the database:
+every value must come back from PostgreSQL exactly as it went in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conversations.services import _array
+
+pytestmark = pytest.mark.django_db
+
+# PostgreSQL text holds any character but NUL (and UTF-8 no lone surrogates: validation
+# refuses both).
+texts = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=30)
+
+
+def round_trip(literal: str, sql_type: str) -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT %s::{sql_type}[]", [literal])
+        return cursor.fetchone()[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), texts), max_size=20))
+def test_strings_with_quotes_backslashes_braces_and_unicode_come_back_unchanged(values):
+    assert round_trip(_array(values), "varchar") == values
+
+
+def test_the_strings_that_look_like_syntax_stay_strings():
+    values = ["NULL", "null", "", " ", "{}", "a,b", '"', "\\", '\\"', '{a,"b"}', "é€😀", "\t\n"]
+    assert round_trip(_array(values), "varchar") == values
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)), max_size=20))
+def test_floats_come_back_as_the_same_double(values):
+    assert round_trip(_array(values), "double precision") == values
+
+
+def test_integers_booleans_decimals_and_times():
+    moments = [datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC), datetime(1900, 1, 1, tzinfo=UTC)]
+    assert round_trip(_array([0, -5, 2**31 - 1, None]), "integer") == [0, -5, 2**31 - 1, None]
+    assert round_trip(_array([True, False, None]), "boolean") == [True, False, None]
+    decimals = [Decimal("0.000000"), Decimal("0.123456"), Decimal("999999.000001"), None]
+    assert round_trip(_array(decimals), "numeric") == decimals
+    local = datetime(2026, 3, 14, 13, 0, tzinfo=UTC).astimezone(ZoneInfo("Europe/Berlin"))
+    back = round_trip(_array([*moments, local]), "timestamptz")
+    assert back[:2] == moments and back[2] - local == timedelta(0)
