@@ -15,7 +15,12 @@ from conversations.management.commands import import_jsonl
 from conversations.models import Conversation, ConversationTopic
 from tests.conftest import T0
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
+pytestmark = [
+    # The writes run in writer threads with connections of their own: real commits, so the
+    # test database is emptied after each test instead of rolled back.
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("frozen_now"),
+]
 
 
 def tracker_line(session_id: str, **overrides) -> str:
@@ -282,29 +287,49 @@ def test_files_larger_than_one_batch_are_stored_completely(tmp_path, monkeypatch
     }
 
 
-def test_a_database_error_stops_the_import_and_the_parser_thread(tmp_path, monkeypatch):
-    # Parsing runs in a second thread; when a write fails, the command fails with that
-    # error and the parser, blocked on a full queue, stops too (no hang, no stray thread).
+def test_a_database_error_stops_the_import_and_every_writer_thread(tmp_path, monkeypatch):
+    # Writes run in writer threads; when one fails, the command fails with that error, the
+    # other writer stops too, and so does parsing, blocked on a full queue (no hang, no
+    # stray thread). Batches written before the error stay (each is its own transaction).
     monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 2)
     monkeypatch.setattr(import_jsonl, "QUEUED_BATCHES", 1)
     real_ingest = import_jsonl.services.conversations_ingest
     calls = []
+    lock = threading.Lock()
 
     def failing_ingest(*, items):
-        calls.append(len(items))
-        if len(calls) == 2:
+        with lock:
+            calls.append(len(items))
+            fail = len(calls) == 3
+        if fail:
             raise RuntimeError("database went away")
         return real_ingest(items=items)
 
     monkeypatch.setattr(import_jsonl.services, "conversations_ingest", failing_ingest)
-    path = write_jsonl(tmp_path / "analytics.jsonl", [tracker_line(f"abc-{n}") for n in range(40)])
+    path = write_jsonl(tmp_path / "analytics.jsonl", [tracker_line(f"abc-{n}") for n in range(400)])
 
     with pytest.raises(RuntimeError, match="database went away"):
         call_command("import_jsonl", str(path), "--no-progress", stdout=StringIO(), stderr=StringIO())
 
-    assert calls == [2, 2]
-    assert set(Conversation.objects.values_list("session_id", flat=True)) == {"abc-0", "abc-1"}
-    assert not [t for t in threading.enumerate() if t.name == "import-jsonl-parser"]
+    # The third batch failed; the other writer may have had one more in hand by then, but
+    # no more were started (200 batches in the file), and every other batch was stored whole.
+    assert 3 <= len(calls) <= 5
+    assert Conversation.objects.count() == 2 * (len(calls) - 1)
+    assert not [t for t in threading.enumerate() if t.name.startswith("import-jsonl-")]
+
+
+def test_the_lines_of_one_session_go_to_one_writer_in_file_order(tmp_path, monkeypatch):
+    # Two writers: each session's lines must be written in file order (the last one wins),
+    # which holds because all of a session's lines go to the same writer.
+    monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 3)
+    sessions = [f"s-{n}" for n in range(10)]
+    lines = [tracker_line(session, turns=round_) for round_ in range(1, 6) for session in sessions]
+    path = write_jsonl(tmp_path / "analytics.jsonl", lines)
+
+    run = run_import(path)
+
+    assert run.exit_code == 0
+    assert dict(Conversation.objects.values_list("session_id", "turns")) == dict.fromkeys(sessions, 5)
 
 
 def test_an_error_while_parsing_reaches_the_command(tmp_path, monkeypatch):

@@ -1,12 +1,14 @@
-import contextlib
 import json
 import queue
 import sys
 import threading
+import zlib
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from tqdm import tqdm
@@ -17,15 +19,25 @@ from conversations.ingest_validation import conversation_from_item
 from conversations.serializers import ConversationInputSerializer
 from conversations.services import ConversationIn
 
-# Conversations per transaction. Each holds an advisory lock per session id until it commits,
-# and live ingestion shares PostgreSQL's lock table (a few thousand entries by default).
+# Conversations per transaction (per writer). Each holds an advisory lock per session id until
+# it commits, and live ingestion shares PostgreSQL's lock table (a few thousand entries by
+# default).
 BATCH_SIZE = 2_000
 # Parsed batches waiting for the writer, at most.
 QUEUED_BATCHES = 4
 
 
+# The clock for the 5-minute future limit is read every this many lines (reading it costs
+# more than the rest of a line's checks; a few thousand lines take well under a second).
+CLOCK_LINES = 1_000
+
+# Writer threads, each with its own connection: PostgreSQL writes two batches at once.
+WRITERS = 2
+_TOTALS_LOCK = threading.Lock()
+
+
 class _Stopped(Exception):
-    """The writer stopped: the parser thread ends."""
+    """A writer stopped: parsing ends."""
 
 
 class Command(BaseCommand):
@@ -56,93 +68,129 @@ class Command(BaseCommand):
             sys.exit(1)
 
     def _import(self, path: Path, totals: dict, *, show_progress: bool) -> None:
-        """Parse in a second thread while this one writes: parsing is Python, a write mostly
-        waits on PostgreSQL (the driver lets go of the GIL), so on two cores the two overlap.
-        The database is only used from this thread (its connection, its transaction).
+        """Parse in this thread while WRITERS threads write, each on its own connection.
+
+        Parsing is Python; a write mostly waits on PostgreSQL (the driver lets go of the
+        GIL), so on two cores PostgreSQL runs two batches while the next ones are parsed.
+        A conversation goes to the writer its session id hashes to: the lines of one session
+        are written by one writer, in file order, so the last line still wins, and two
+        writers never wait on each other's session locks.
         """
-        batches: queue.Queue = queue.Queue(maxsize=QUEUED_BATCHES)  # bounds memory
-        stop = threading.Event()  # set when the writer gives up (a database error)
-        with tqdm(
-            total=path.stat().st_size,
-            unit="B",
-            unit_scale=True,
-            desc=path.name,
-            disable=not show_progress,
-        ) as progress:
-            parser = threading.Thread(
-                target=self._parse_file,
-                args=(path, totals, progress, batches, stop),
-                name="import-jsonl-parser",
+        queues = [queue.Queue(maxsize=QUEUED_BATCHES) for _ in range(WRITERS)]  # bound memory
+        stop = threading.Event()  # set when a writer gives up (a database error)
+        errors: list[BaseException] = []
+        writers = [
+            threading.Thread(
+                target=self._write,
+                args=(batches, totals, stop, errors),
+                name=f"import-jsonl-writer-{number}",
                 daemon=True,
             )
-            parser.start()
-            try:
-                while (batch := batches.get()) is not None:
-                    if isinstance(batch, BaseException):
-                        raise batch
-                    result = services.conversations_ingest(items=batch)
-                    totals["created"] += result.created
-                    totals["updated"] += result.updated
-            finally:
-                stop.set()
-                parser.join()
+            for number, batches in enumerate(queues)
+        ]
+        for writer in writers:
+            writer.start()
+        try:
+            with tqdm(
+                total=path.stat().st_size,
+                unit="B",
+                unit_scale=True,
+                desc=path.name,
+                disable=not show_progress,
+            ) as progress:
+                self._parse_file(path, totals, progress, queues, stop)
+        except _Stopped:
+            pass  # a writer failed: its error is raised below
+        except BaseException:
+            stop.set()  # the writers drop what they have not started
+            raise
+        finally:
+            for writer in writers:
+                writer.join()
+        if errors:
+            raise errors[0]
 
-    def _parse_file(
-        self, path: Path, totals: dict, progress: tqdm, batches: queue.Queue, stop: threading.Event
+    def _write(
+        self, batches: queue.Queue, totals: dict, stop: threading.Event, errors: list[BaseException]
     ) -> None:
-        """The parser thread: batches of valid conversations onto `batches`, then None."""
-
-        def hand_over(item) -> None:
+        """A writer thread: stores batches until None, or until any thread stops."""
+        try:
             while not stop.is_set():
                 try:
-                    batches.put(item, timeout=0.1)
+                    batch = batches.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if batch is None:
+                    return
+                result = services.conversations_ingest(items=batch)
+                with _TOTALS_LOCK:
+                    totals["created"] += result.created
+                    totals["updated"] += result.updated
+        except BaseException as error:  # raised by the command once every thread has stopped
+            errors.append(error)
+            stop.set()
+        finally:
+            connection.close()  # this thread's own connection
+
+    def _parse_file(
+        self, path: Path, totals: dict, progress: tqdm, queues: list[queue.Queue], stop: threading.Event
+    ) -> None:
+        """Batches of valid conversations onto the writers' queues, then None to each."""
+
+        def hand_over(writer: int, item) -> None:
+            while not stop.is_set():
+                try:
+                    queues[writer].put(item, timeout=0.1)
                     return
                 except queue.Full:
                     continue
             raise _Stopped
 
-        try:
-            batch: list[ConversationIn] = []
-            received_at = timezone.now()
-            serializer = ConversationInputSerializer()
-            with path.open("rb") as file:
-                for number, raw in enumerate(file, start=1):
-                    progress.update(len(raw))
-                    totals["lines"] += 1
-                    if not raw.strip():
-                        totals["blank"] += 1
-                        continue
-                    conversation, reason = self._parse(raw, serializer, received_at=received_at)
-                    if reason:
-                        totals["bad"] += 1
-                        progress.write(f"{path}:{number}: {reason}", file=self.stderr._out)
-                        continue
-                    batch.append(conversation)
-                    if len(batch) >= BATCH_SIZE:
-                        hand_over(batch)
-                        batch = []
+        batches: list[list[ConversationIn]] = [[] for _ in queues]
+        received_at = now = timezone.now()
+        serializer = ConversationInputSerializer()
+        with path.open("rb") as file:
+            for number, raw in enumerate(file, start=1):
+                if number % CLOCK_LINES == 0:
+                    now = timezone.now()
+                progress.update(len(raw))
+                totals["lines"] += 1
+                if not raw.strip():
+                    totals["blank"] += 1
+                    continue
+                conversation, reason = self._parse(raw, serializer, received_at=received_at, now=now)
+                if reason:
+                    totals["bad"] += 1
+                    progress.write(f"{path}:{number}: {reason}", file=self.stderr._out)
+                    continue
+                writer = zlib.crc32(conversation.session_id.encode()) % len(queues)
+                batches[writer].append(conversation)
+                if len(batches[writer]) >= BATCH_SIZE:
+                    hand_over(writer, batches[writer])
+                    batches[writer] = []
+        for writer, batch in enumerate(batches):
             if batch:
-                hand_over(batch)
-            hand_over(None)
-        except _Stopped:
-            pass
-        except BaseException as error:  # handed to the writing thread, which raises it
-            with contextlib.suppress(_Stopped):
-                hand_over(error)
+                hand_over(writer, batch)
+            hand_over(writer, None)
 
     @staticmethod
     def _parse(
-        raw: bytes, serializer: ConversationInputSerializer, *, received_at: datetime
+        raw: bytes, serializer: ConversationInputSerializer, *, received_at: datetime, now: datetime
     ) -> tuple[ConversationIn | None, str | None]:
         try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError) as error:
-            return None, f"not valid JSON ({error})"
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            # The standard library decides (and words the error): it also reads what orjson
+            # refuses but the tracker may have written (NaN, integers beyond 64 bits).
+            try:
+                data = json.loads(raw)
+            except (ValueError, RecursionError) as error:
+                return None, f"not valid JSON ({error})"
         if not isinstance(data, dict):
             return None, "not a JSON object"
         # Plain-Python checks first (conversations/ingest_validation.py); the serializer
         # decides, and words the reason, whenever they are not sure.
-        conversation = conversation_from_item(data, received_at=received_at, now=timezone.now())
+        conversation = conversation_from_item(data, received_at=received_at, now=now)
         if conversation is not None:
             return conversation, None
         # One serializer for all lines, as ListSerializer does with its child: building a
