@@ -12,6 +12,7 @@ to docs/benchmarks.md with the date and the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -343,6 +344,18 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def settle(url: str) -> None:
+    """Vacuum and checkpoint before a measurement, so that it does not pay for the previous
+    phase's dead rows (autovacuum starting mid-run) or dirty buffers (a checkpoint)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE)")
+        # An external server's user may not be allowed to checkpoint: measure without.
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            connection.execute("CHECKPOINT")
+
+
 def time_import(lines: int, admin_url: str, url: str) -> float:
     """Seconds for `manage.py import_jsonl` of a tutorial-format file of `lines` lines into an
     empty database (a tutorial user's first import): the file's 90 days of conversations, in
@@ -420,6 +433,7 @@ def main() -> int:
         print(f"Loaded in {loaded['seconds']:.0f} s")
         return 0
     remove_ingested()  # left by an interrupted run
+    settle(url)
     session, key = staff_session(), api_key()
     from django.db import connections
 
@@ -457,6 +471,7 @@ def main() -> int:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         print(f"  removed the {remove_ingested():,} conversations the ingestion runs posted", flush=True)
+        settle(url)
     if args.import_lines:
         import_url = urlunsplit(urlsplit(url)._replace(path="/supportanalytics_bench_import"))
         seconds = time_import(args.import_lines, admin_url, import_url)
