@@ -54,7 +54,12 @@ class IngestResult:
     stored: dict[str, StoredConversation] = field(default_factory=dict)
 
     def conversation(self, session_id: str) -> Conversation:
-        """The stored conversation, as the API answers it (built here, not re-read)."""
+        """The stored conversation, as the API answers it (built here, not re-read).
+
+        Only for a result of `conversations_ingest(..., details=True)`.
+        """
+        if session_id not in self.stored:
+            raise ValueError(f"No details for {session_id!r}: ingest with details=True to have them.")
         item, stored = self.items[session_id], self.stored[session_id]
         conversation = Conversation(
             id=stored.id,
@@ -126,13 +131,14 @@ def _execute(
     topics = set(topics)
     # wrap_database_errors: the driver's errors become Django's (IntegrityError, ...), as
     # for every other query, including those that surface when the pipeline is read.
-    with connection.wrap_database_errors, connection.connection.pipeline():
-        _lock_sessions(session_ids)
-        if topics:
-            _create_topics(topics, timezone.now())
-        with psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        with connection.connection.pipeline():
+            _lock_sessions(session_ids)
+            if topics:
+                _create_topics(topics, timezone.now())
             cursor.execute(sql, params, prepare=prepare)
-            return cursor.fetchall()  # every write statement here returns rows
+        # Read once the pipeline is closed: its one sync brought every result back.
+        return cursor.fetchall()  # every write statement here returns rows
 
 
 # Advisory-lock namespace of this app ("SA"), so our locks never meet another app's.
@@ -190,11 +196,11 @@ def _quoted(text: str) -> str:
 
 
 # How each type is written in an array literal.
-_ARRAY_ELEMENT = {
+_ARRAY_ELEMENT = {  # bool before int: a bool is an int too
+    bool: lambda value: "t" if value else "f",
     str: _quoted,
     int: str,
     float: repr,  # the shortest text that reads back as the same double
-    bool: lambda value: "t" if value else "f",
     Decimal: str,
     datetime: lambda value: '"' + value.isoformat() + '"',
     type(None): lambda value: "NULL",
@@ -210,7 +216,17 @@ def _array(values: Iterable) -> str:
     text format more), while this is one join per array. Strings are quoted with `"` and
     `\\` escaped, which is all PostgreSQL's array syntax asks inside double quotes.
     """
-    return "{" + ",".join([_ARRAY_ELEMENT[type(value)](value) for value in values]) + "}"
+    return "{" + ",".join([_element(value) for value in values]) + "}"
+
+
+def _element(value) -> str:
+    write = _ARRAY_ELEMENT.get(type(value))
+    if write is None:  # a subclass (a SafeString, an IntEnum...): its base type's way
+        base = next((kind for kind in _ARRAY_ELEMENT if isinstance(value, kind)), None)
+        if base is None:
+            raise TypeError(f"No array literal for {type(value).__name__}: {value!r}")
+        write = _ARRAY_ELEMENT[base]
+    return write(value)
 
 
 # One statement: read the stored versions, upsert the conversations, swap topic links, and

@@ -4,7 +4,9 @@ from decimal import Decimal
 
 import pytest
 
+from conversations import services
 from conversations.models import ApiKey, Conversation, ConversationTopic, Topic
+from conversations.services import ConversationIn
 from tests.conftest import T0
 from tests.factories import ConversationFactory
 
@@ -412,3 +414,17 @@ def test_errors_are_json_not_html(ingest_client, frozen_now):
     response = ingest_client.post(URL, "{", content_type="application/json")
     assert response["Content-Type"] == "application/json"
     assert json.loads(response.content)["detail"].startswith("JSON parse error")
+
+
+def test_an_ingest_result_has_per_conversation_details_only_when_asked(frozen_now):
+    # Batches (the API's arrays, the import) only need counts; the single POST asks for more.
+    item = ConversationIn(session_id="d-1", timestamp=T0, turns=2, resolved_by_ai=True, topics=("billing",))
+    counted = services.conversations_ingest(items=[item])
+    detailed = services.conversations_ingest(items=[item], details=True)
+
+    assert (counted.created, counted.updated) == (1, 0)
+    assert (detailed.created, detailed.updated) == (0, 1)
+    stored = detailed.conversation("d-1")
+    assert (stored.pk, stored.turns, stored.topic_names) == (Conversation.objects.get().pk, 2, ["billing"])
+    with pytest.raises(ValueError, match="details=True"):
+        counted.conversation("d-1")
