@@ -20,15 +20,18 @@ from conversations.models import ApiKey, RateLimitCounter
 
 logger = logging.getLogger(__name__)
 
-# Count this request in its caller's row: a new window starts again at 1. The row lock makes
-# concurrent requests of one caller count one after the other, and lasts only as long as the
-# statement (it runs in autocommit, before the view opens its transaction).
+# Count this request in its caller's row: a newer window starts again at 1. A request that
+# read its clock in an older window than the row's (it raced across the boundary, or its
+# server's clock is a little behind) counts in the row's window rather than resetting it. The
+# row lock makes concurrent requests of one caller count one after the other, and lasts only
+# as long as the statement: it runs in autocommit, before the view opens its transaction
+# (ATOMIC_REQUESTS, which would hold it for the whole request, is off).
 _COUNT_SQL = f"""
 INSERT INTO {RateLimitCounter._meta.db_table} AS c (key, window_start, count)
 VALUES (%s, %s, 1)
 ON CONFLICT (key) DO UPDATE SET
-    count = CASE WHEN c.window_start = EXCLUDED.window_start THEN c.count + 1 ELSE 1 END,
-    window_start = EXCLUDED.window_start
+    count = CASE WHEN EXCLUDED.window_start > c.window_start THEN 1 ELSE c.count + 1 END,
+    window_start = greatest(c.window_start, EXCLUDED.window_start)
 RETURNING count
 """
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
@@ -94,6 +95,26 @@ def test_the_next_window_serves_again(rates):
     assert first == [201, 200, 429]
     assert (still.status_code, still["Retry-After"]) == (429, "1")
     assert next_second.status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_request_from_an_older_window_does_not_reset_the_count(rates):
+    # A server whose clock is a little behind (or a request that read the clock just before
+    # the boundary) must not start the newer window's count again.
+    rates(ingest="2/second")
+    bot = key_client("ingest")
+    with time_machine.travel(T0 + timedelta(seconds=1), tick=False):
+        newer = [
+            bot.post("/api/conversations/", conversation("a"), format="json").status_code for _ in range(2)
+        ]
+    with time_machine.travel(T0 + timedelta(seconds=0.9), tick=False):
+        late = bot.post("/api/conversations/", conversation("a"), format="json")
+    with time_machine.travel(T0 + timedelta(seconds=1.5), tick=False):
+        after = bot.post("/api/conversations/", conversation("a"), format="json")
+
+    assert newer == [201, 200]
+    assert late.status_code == 429  # counted in the newer window, which it fills
+    assert after.status_code == 429  # that window is still full
 
 
 @pytest.mark.django_db
