@@ -198,6 +198,26 @@ def test_bad_lines_are_reported_skipped_and_make_the_command_fail(tmp_path):
     assert set(Conversation.objects.values_list("session_id", flat=True)) == {"good-1", "good-2"}
 
 
+def test_integers_beyond_64_bits_are_too_large_not_floats(tmp_path):
+    # orjson would read these as floats ("not an integer"); such lines go to the json module.
+    path = write_jsonl(
+        tmp_path / "analytics.jsonl",
+        [
+            tracker_line("huge", turns=18446744073709551616),
+            tracker_line("very-negative", turns=-9223372036854775809),
+            tracker_line("long-id-digits-" + "1" * 30),
+        ],
+    )
+
+    run = run_import(path)
+
+    assert run.stderr.splitlines() == [
+        f"{path}:1: turns: Ensure this value is less than or equal to 10000.",
+        f"{path}:2: turns: Ensure this value is greater than or equal to 0.",
+    ]
+    assert list(Conversation.objects.values_list("session_id", flat=True)) == ["long-id-digits-" + "1" * 30]
+
+
 def test_timestamps_more_than_five_minutes_ahead_are_rejected(tmp_path):
     at_tolerance = (T0 + timedelta(minutes=5)).replace(tzinfo=None).isoformat()
     past_tolerance = (T0 + timedelta(minutes=5, microseconds=1)).replace(tzinfo=None).isoformat()
@@ -319,10 +339,21 @@ def test_a_database_error_stops_the_import_and_every_writer_thread(tmp_path, mon
 
 
 def test_the_lines_of_one_session_go_to_one_writer_in_file_order(tmp_path, monkeypatch):
-    # Two writers: each session's lines must be written in file order (the last one wins),
-    # which holds because all of a session's lines go to the same writer.
+    # Each session's lines must be written in file order (the last one wins): all of them go
+    # to one writer thread, which writes its batches in order.
     monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 3)
-    sessions = [f"s-{n}" for n in range(10)]
+    real_ingest = import_jsonl.services.conversations_ingest
+    written = []  # (writer thread, session id, turns), in the order the writes happened
+    lock = threading.Lock()
+
+    def recording_ingest(*, items):
+        result = real_ingest(items=items)
+        with lock:
+            written.extend((threading.current_thread().name, item.session_id, item.turns) for item in items)
+        return result
+
+    monkeypatch.setattr(import_jsonl.services, "conversations_ingest", recording_ingest)
+    sessions = [f"s-{n}" for n in range(11)]
     lines = [tracker_line(session, turns=round_) for round_ in range(1, 6) for session in sessions]
     path = write_jsonl(tmp_path / "analytics.jsonl", lines)
 
@@ -330,6 +361,11 @@ def test_the_lines_of_one_session_go_to_one_writer_in_file_order(tmp_path, monke
 
     assert run.exit_code == 0
     assert dict(Conversation.objects.values_list("session_id", "turns")) == dict.fromkeys(sessions, 5)
+    assert len({writer for writer, _, _ in written}) == import_jsonl.WRITERS  # both wrote
+    for session in sessions:
+        writes = [(writer, turns) for writer, session_id, turns in written if session_id == session]
+        assert len({writer for writer, _ in writes}) == 1, session
+        assert [turns for _, turns in writes] == [1, 2, 3, 4, 5], session
 
 
 def test_an_error_while_parsing_reaches_the_command(tmp_path, monkeypatch):
@@ -343,3 +379,4 @@ def test_an_error_while_parsing_reaches_the_command(tmp_path, monkeypatch):
         call_command("import_jsonl", str(path), "--no-progress", stdout=StringIO(), stderr=StringIO())
 
     assert not Conversation.objects.exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("import-jsonl-")]

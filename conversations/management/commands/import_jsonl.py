@@ -1,5 +1,6 @@
 import json
 import queue
+import re
 import sys
 import threading
 import zlib
@@ -19,17 +20,22 @@ from conversations.ingest_validation import conversation_from_item
 from conversations.serializers import ConversationInputSerializer
 from conversations.services import ConversationIn
 
-# Conversations per transaction (per writer). Each holds an advisory lock per session id until
-# it commits, and live ingestion shares PostgreSQL's lock table (a few thousand entries by
-# default).
-BATCH_SIZE = 2_000
-# Parsed batches waiting for the writer, at most.
+# Conversations per transaction. Each holds an advisory lock per session id until it commits,
+# and live ingestion shares PostgreSQL's lock table (max_locks_per_transaction × connections:
+# 6,400 entries by default): the two writers together hold at most 2,000.
+BATCH_SIZE = 1_000
+# Parsed batches waiting for each writer, at most.
 QUEUED_BATCHES = 4
 
 
 # The clock for the 5-minute future limit is read every this many lines (reading it costs
 # more than the rest of a line's checks; a few thousand lines take well under a second).
 CLOCK_LINES = 1_000
+
+# 19 digits in a row: possibly an integer beyond 64 bits, which orjson turns into a float
+# (so "turns": 18446744073709551616 would be "not an integer" instead of "too large"). Such a
+# line, rare, goes to the json module; a long digit run inside a string only costs a slower parse.
+_LONG_NUMBER = re.compile(rb"\d{19}")
 
 # Writer threads, each with its own connection: PostgreSQL writes two batches at once.
 WRITERS = 2
@@ -71,10 +77,10 @@ class Command(BaseCommand):
         """Parse in this thread while WRITERS threads write, each on its own connection.
 
         Parsing is Python; a write mostly waits on PostgreSQL (the driver lets go of the
-        GIL), so on two cores PostgreSQL runs two batches while the next ones are parsed.
+        GIL), so on two cores PostgreSQL works on two batches while the next ones are parsed
+        (they wait for each other only on the rollup rows both touch, briefly, in key order).
         A conversation goes to the writer its session id hashes to: the lines of one session
-        are written by one writer, in file order, so the last line still wins, and two
-        writers never wait on each other's session locks.
+        are written by one writer, in file order, so the last line still wins.
         """
         queues = [queue.Queue(maxsize=QUEUED_BATCHES) for _ in range(WRITERS)]  # bound memory
         stop = threading.Event()  # set when a writer gives up (a database error)
@@ -178,10 +184,13 @@ class Command(BaseCommand):
         raw: bytes, serializer: ConversationInputSerializer, *, received_at: datetime, now: datetime
     ) -> tuple[ConversationIn | None, str | None]:
         try:
+            if _LONG_NUMBER.search(raw):
+                raise orjson.JSONDecodeError("", "", 0)  # orjson reads a huge integer as a float
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             # The standard library decides (and words the error): it also reads what orjson
-            # refuses but the tracker may have written (NaN, integers beyond 64 bits).
+            # refuses or bends but the tracker may have written (NaN, Infinity, integers of
+            # 19 digits or more).
             try:
                 data = json.loads(raw)
             except (ValueError, RecursionError) as error:
