@@ -323,18 +323,19 @@ INGEST_PREFIX = "ingested-"
 
 
 def remove_ingested() -> int:
-    """Delete what the ingestion runs posted, rollups included, so that the next run reads
-    the same database: left in place, 100,000+ conversations in the current hour would sit
-    in the raw edge of the next run's short windows (and the table would grow run by run)."""
+    """Delete every conversation that `load` did not put there (what the ingestion runs
+    posted, and what older versions of this bench left), rollups included, so that the next
+    run reads the same database: left in place, 100,000+ conversations in the current hour
+    would sit in the raw edge of the next run's short windows, and the table would grow run
+    by run."""
     from conversations import services
     from conversations.models import Conversation
 
+    others = Conversation.objects.exclude(session_id__startswith="bench-").values_list(
+        "session_id", flat=True
+    )
     removed = 0
-    while ids := list(
-        Conversation.objects.filter(session_id__startswith=INGEST_PREFIX).values_list(
-            "session_id", flat=True
-        )[:5_000]
-    ):
+    while ids := list(others[:5_000]):
         removed += services.conversations_delete(session_ids=ids)
     return removed
 
@@ -379,24 +380,26 @@ def time_import(lines: int, admin_url: str, url: str) -> float:
     import psycopg
 
     with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
     environment = {**os.environ, "DATABASE_URL": url}
     python = str(BASE_DIR / ".venv" / "bin" / "python")
-    subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=environment, check=True)
-    started = time.monotonic()
-    subprocess.run(
-        [python, "manage.py", "import_jsonl", str(path), "--no-progress"],
-        cwd=BASE_DIR,
-        env=environment,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    elapsed = time.monotonic() - started
-    path.unlink()
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE "{name}"')
-    return elapsed
+    try:
+        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=environment, check=True)
+        started = time.monotonic()
+        subprocess.run(
+            [python, "manage.py", "import_jsonl", str(path), "--no-progress"],
+            cwd=BASE_DIR,
+            env=environment,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        return time.monotonic() - started
+    finally:
+        path.unlink()
+        path.parent.rmdir()
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def machine() -> str:
