@@ -171,9 +171,10 @@ if os.environ.get("DJANGO_TEST_DATABASE_NAME"):
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Shared by every worker and server: Django's database cache, table created by
-# conversations/migrations/0006_cache_table.py (per-process memory would give each gunicorn
-# worker its own copy). The API throttle counts in a table of its own (conversations.throttling).
+# Django's database cache, table created by conversations/migrations/0006_cache_table.py, so
+# that anything cached is shared by every worker and server (per-process memory would give
+# each gunicorn worker its own copy). Nothing caches at the moment: the API throttle, its
+# first user, now counts in a table of its own (conversations.throttling).
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
