@@ -53,7 +53,24 @@ READS = [
     ("dashboard 30 d", "/dashboard/?range=30d"),
     ("dashboard 90 d", "/dashboard/?range=90d"),
 ]
-TARGET_MS = {name: (30 if name.startswith("analytics") else 150) for name, _ in READS}
+
+
+def worst_edge_reads(now: datetime) -> list[tuple[str, str]]:
+    """Windows that start and end at half past an hour, in the past: each edge is 30 minutes
+    of raw conversations, the most a read takes from the raw rows (conversations.selectors).
+    A window ending now (`hours=N`) has a raw edge of 0 to 30 minutes, depending on the
+    minute it is asked at, so its time varies through the hour; these do not."""
+    end = now.astimezone(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
+    reads = []
+    for label, hours in (("1 h", 1), ("24 h", 24)):
+        start = end - timedelta(hours=hours)
+        query = f"start={start:%Y-%m-%dT%H:%M:%SZ}&end={end:%Y-%m-%dT%H:%M:%SZ}"
+        reads.append((f"analytics {label}, 30-minute edges", f"/api/analytics?{query}"))
+    return reads
+
+
+def target_ms(name: str) -> int:
+    return 30 if name.startswith("analytics") else 150
 
 
 def database_urls(size: int) -> tuple[str, str]:
@@ -446,7 +463,7 @@ def main() -> int:
     server = start_server(url, port)
     rows, results = [], {}
     try:
-        for name, path in READS:
+        for name, path in READS + worst_edge_reads(datetime.now(UTC)):
             headers = (
                 {"Cookie": f"sessionid={session}"}
                 if path.startswith("/dashboard")
@@ -455,8 +472,8 @@ def main() -> int:
             timings = _time_reads(port, path, headers, READ_REPEATS)
             median, p95 = statistics.median(timings), percentile(timings, 0.95)
             results[name] = median
-            rows.append((name, f"{median:.1f} ms", f"{p95:.1f} ms", f"≤ {TARGET_MS[name]} ms",
-                         "yes" if median <= TARGET_MS[name] else "NO"))  # fmt: skip
+            rows.append((name, f"{median:.1f} ms", f"{p95:.1f} ms", f"≤ {target_ms(name)} ms",
+                         "yes" if median <= target_ms(name) else "NO"))  # fmt: skip
             print(f"  {name}: median {median:.1f} ms, p95 {p95:.1f} ms", flush=True)
         memory = [rss_mb(pid) for pid in worker_pids(server)]
         batches = ingest_rate(port, key, clients=2, batch=1000)
