@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -216,17 +216,20 @@ def _array(values: Iterable) -> str:
     text format more), while this is one join per array. Strings are quoted with `"` and
     `\\` escaped, which is all PostgreSQL's array syntax asks inside double quotes.
     """
-    return "{" + ",".join([_element(value) for value in values]) + "}"
+    writers = _ARRAY_ELEMENT
+    return (
+        "{"
+        + ",".join([(writers.get(type(value)) or _subclass_writer(value))(value) for value in values])
+        + "}"
+    )
 
 
-def _element(value) -> str:
-    write = _ARRAY_ELEMENT.get(type(value))
-    if write is None:  # a subclass (a SafeString, an IntEnum...): its base type's way
-        base = next((kind for kind in _ARRAY_ELEMENT if isinstance(value, kind)), None)
-        if base is None:
-            raise TypeError(f"No array literal for {type(value).__name__}: {value!r}")
-        write = _ARRAY_ELEMENT[base]
-    return write(value)
+def _subclass_writer(value) -> Callable[[object], str]:
+    """How to write a subclass of a supported type (a SafeString, an IntEnum...)."""
+    for kind, write in _ARRAY_ELEMENT.items():
+        if isinstance(value, kind):
+            return write
+    raise TypeError(f"No array literal for {type(value).__name__}: {value!r}")
 
 
 # One statement: read the stored versions, upsert the conversations, swap topic links, and
