@@ -1,4 +1,4 @@
-"""The database cache's table (settings.CACHES), which the API throttle counts in.
+"""The database cache's table (settings.CACHES), which the API throttle counted in until 0007.
 
 `createcachetable` is not a migration by itself; running it here means every `migrate`
 (make run, make test's test database, production set-up) creates it. It does nothing when
