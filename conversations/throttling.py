@@ -19,6 +19,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from conversations.models import ApiKey, RateLimitCounter
 
 logger = logging.getLogger(__name__)
+_missing_table_reported = False
 
 # Count this request in its caller's row: a newer window starts again at 1. A request that
 # read its clock in an older window than the row's (it raced across the boundary, or its
@@ -83,8 +84,12 @@ class ApiKeyRateThrottle(ScopedRateThrottle):
                 (count,) = cursor.fetchone()
         except ProgrammingError:
             # No counter table (a deployment that skipped `migrate`): serve unthrottled rather
-            # than fail every API request. (A database that is down still answers 503.)
-            logger.exception("API throttling is off: its table is missing; run `manage.py migrate`.")
+            # than fail every API request. (A database that is down still answers 503.) Said
+            # once per process, not once per request.
+            global _missing_table_reported
+            if not _missing_table_reported:
+                _missing_table_reported = True
+                logger.exception("API throttling is off: its table is missing; run `manage.py migrate`.")
             return True
         return count <= self.num_requests
 
