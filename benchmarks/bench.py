@@ -161,7 +161,7 @@ def load(size: int) -> dict:
     from conversations.models import Conversation
 
     call_command("migrate", verbosity=0)
-    # Its own rows. A run removes what it ingests (remove_ingested) and imports elsewhere.
+    # Its own rows. A run removes what it ingests (remove_unloaded) and imports elsewhere.
     stored = Conversation.objects.filter(session_id__startswith="bench-").count()
     if stored == size:
         return {"loaded": 0, "seconds": 0.0}
@@ -339,7 +339,7 @@ def ingest_rate(port: int, key: str, *, clients: int, batch: int) -> float:
 INGEST_PREFIX = "ingested-"
 
 
-def remove_ingested() -> int:
+def remove_unloaded() -> int:
     """Delete every conversation that `load` did not put there (what the ingestion runs
     posted, and what older versions of this bench left), rollups included, so that the next
     run reads the same database: left in place, 100,000+ conversations in the current hour
@@ -452,7 +452,7 @@ def main() -> int:
     if args.load_only:
         print(f"Loaded in {loaded['seconds']:.0f} s")
         return 0
-    remove_ingested()  # left by an interrupted run
+    remove_unloaded()  # left by an interrupted run
     settle(url)
     session, key = staff_session(), api_key()
     from django.db import connections
@@ -490,7 +490,7 @@ def main() -> int:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-        print(f"  removed the {remove_ingested():,} conversations the ingestion runs posted", flush=True)
+        print(f"  removed the {remove_unloaded():,} conversations the ingestion runs posted", flush=True)
         settle(url)
     if args.import_lines:
         import_url = urlunsplit(urlsplit(url)._replace(path="/supportanalytics_bench_import"))
