@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -20,7 +19,7 @@ from conversations import selectors, services
 from conversations.auth import CanIngest, CanRead
 from conversations.ingest_validation import conversations_from_body
 from conversations.metrics import Totals
-from conversations.models import SESSION_ID_MAX_LENGTH, Conversation, Topic
+from conversations.models import SESSION_ID_MAX_LENGTH, Conversation
 from conversations.serializers import (
     AnalyticsQuerySerializer,
     ConversationInputSerializer,
@@ -33,9 +32,7 @@ MAX_BATCH = 1_000
 
 
 def _stored_conversation(session_id: str) -> Conversation:
-    return Conversation.objects.prefetch_related(Prefetch("topics", queryset=Topic.objects.only("name"))).get(
-        session_id=session_id
-    )
+    return Conversation.objects.with_topic_names().get(session_id=session_id)
 
 
 @extend_schema_serializer(component_name="IngestBatchResult")

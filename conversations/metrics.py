@@ -71,9 +71,9 @@ def _mean(total: int | Decimal, count: int, places: Decimal) -> Decimal | None:
 def raw_aggregates(*, prefix: str = "", with_histogram: bool = True) -> dict[str, Aggregate]:
     """ORM aggregates over conversations, keyed by `Totals` field: a full scan's figures.
 
-    `prefix` reaches the conversation through a relation (e.g. "conversation__" from
-    ConversationTopic) so topic statistics use the very same definitions. These match, column
-    for column, the rollups' definitions in conversations.rollups and RAW_SQL below.
+    `prefix` reaches the conversation through a relation (e.g. "conversation__" from a
+    model that points at it). These match, column for column, the rollups' definitions in
+    conversations.rollups and RAW_SQL below.
     """
 
     def f(name: str) -> str:

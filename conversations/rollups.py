@@ -176,7 +176,7 @@ def _rebuild_sql(table: str, *, per_topic: bool) -> str:
     # Every stored conversation counts once (sign +1), per topic in the topic rollups.
     source = (
         "(SELECT c.*, ct.topic_id, 1 AS sign FROM conversations_conversation c"
-        " JOIN conversations_conversationtopic ct ON ct.conversation_id = c.id) c"
+        " CROSS JOIN LATERAL unnest(c.topic_ids) AS ct(topic_id)) c"
         if per_topic
         else "(SELECT c.*, 1 AS sign FROM conversations_conversation c) c"
     )

@@ -27,7 +27,6 @@ from conversations.models import (
     FUTURE_TOLERANCE,
     Conversation,
     ConversationRollup,
-    ConversationTopic,
     CostSettings,
     Span,
     Topic,
@@ -201,7 +200,6 @@ def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _P
 # for the totals and the topic links.
 
 _CONVERSATIONS = Conversation._meta.db_table
-_LINKS = ConversationTopic._meta.db_table
 _TOPICS = Topic._meta.db_table
 _ROLLUP_COLUMNS = ", ".join(ROLLUP_SQL)
 _RAW_COLUMNS = ", ".join(RAW_SQL)
@@ -211,9 +209,10 @@ _NO_METRICS = ", ".join(["NULL::bigint"] * (len(ROLLUP_METRICS) - 1))
 # time series bucket (NULL unless a series), the sign of raw rows, the metrics (ROLLUP_METRICS
 # order), the histogram's counts (rollup rows) or response-time buckets (raw rows).
 _PART_COLUMNS = f"part, topic_id, bucket, sign, {', '.join(ROLLUP_METRICS)}, histogram, buckets"
-# What the metrics and the topic links need of a raw conversation.
+# What the metrics and the topic counts need of a raw conversation.
 _EDGE_COLUMNS = (
-    "c.id, c.timestamp, c.resolved_by_ai, c.turns, c.csat, c.ai_cost, c.avg_response_ms, c.response_ms_bucket"
+    "c.timestamp, c.resolved_by_ai, c.turns, c.csat, c.ai_cost, c.avg_response_ms, c.response_ms_bucket,"
+    " c.topic_ids"
 )
 
 
@@ -288,10 +287,8 @@ def _edges_where(plan: _Plan, filters: Filters) -> tuple[str, list, str, list] |
         conditions.append("c.bot_version = %s")
         params.append(filters.bot_version)
     if filters.topic:
-        conditions.append(
-            f"EXISTS (SELECT FROM {_LINKS} ct JOIN {_TOPICS} t ON t.id = ct.topic_id"
-            " WHERE ct.conversation_id = c.id AND t.name = %s)"
-        )
+        # {NULL} for an unknown name: contained in no array.
+        conditions.append(f"c.topic_ids @> ARRAY[(SELECT id FROM {_TOPICS} WHERE name = %s)]")
         params.append(filters.topic)
     return sign, sign_params, " AND ".join(conditions), params
 
@@ -361,14 +358,18 @@ class _Read:
                 )
             if edges is not None:
                 source, source_params = edges
-                links, link_params = f"{_LINKS} ct ON ct.conversation_id = c.id", []
+                # Each raw row once per topic it has (the ids are in the row: no join).
+                topic_rows, topic_params = (
+                    f"{source} c CROSS JOIN LATERAL unnest(c.topic_ids) AS ct(topic_id)",
+                    [],
+                )
                 if filters.topic:
-                    links += f" AND ct.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)"
-                    link_params.append(filters.topic)
+                    topic_rows += f" WHERE ct.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)"
+                    topic_params.append(filters.topic)
                 self._part(
                     f"SELECT %s, ct.topic_id, NULL::timestamp, c.sign, {raw_columns}, NULL::integer[],"
-                    f" NULL::smallint[] FROM {source} c JOIN {links} GROUP BY 2, 4",
-                    [part, *source_params, *link_params],
+                    f" NULL::smallint[] FROM {topic_rows} GROUP BY 2, 4",
+                    [part, *source_params, *topic_params],
                 )
 
     def _edges(self, part: int, plan: _Plan, filters: Filters) -> tuple[str, list] | None:

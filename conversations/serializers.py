@@ -20,6 +20,7 @@ from conversations.models import (
     MAX_TURNS,
     SESSION_ID_MAX_LENGTH,
     TOPIC_MAX_LENGTH,
+    Topic,
     normalize_topic,
 )
 from conversations.selectors import Filters, Granularity, Period
@@ -235,9 +236,13 @@ class ConversationOutputSerializer(serializers.Serializer):
     received_at = serializers.DateTimeField()
 
     def get_topics(self, conversation) -> list[str]:
-        if hasattr(conversation, "topic_names"):  # set by the ingestion service
-            return conversation.topic_names
-        return sorted(topic.name for topic in conversation.topics.all())
+        if hasattr(conversation, "topic_names"):  # set by the ingestion service, or annotated
+            return conversation.topic_names  # (Conversation.objects.with_topic_names())
+        return list(
+            Topic.objects.filter(id__in=conversation.topic_ids)
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
 
 
 # --- Analytics queries -----------------------------------------------------------------

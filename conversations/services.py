@@ -166,24 +166,11 @@ def _lock_sessions(session_ids: Iterable[str]) -> None:
         )
 
 
-# The stored conversations of a statement's `old` CTE with their topic ids, as `changes` rows.
-_OLD_WITH_TOPICS = """
-    old_topics AS (
-        SELECT ct.id, ct.conversation_id, ct.topic_id, o.session_id
-        FROM conversations_conversationtopic ct JOIN old o ON ct.conversation_id = o.id
-    ),
-    old_contributions AS (
-        SELECT o.*, coalesce(t.topic_ids, '{}') AS topic_ids
-        FROM old o
-        LEFT JOIN (SELECT conversation_id, array_agg(topic_id) AS topic_ids FROM old_topics GROUP BY 1) t
-            ON t.conversation_id = o.id
-    )"""
-
 # The stored versions of the conversations whose ids a statement's `ids` CTE lists.
 _OLD = """
     old AS (
         SELECT id, session_id, timestamp, channel, bot_version, resolved_by_ai, turns, csat, ai_cost,
-               avg_response_ms, response_ms_bucket
+               avg_response_ms, response_ms_bucket, topic_ids
         FROM conversations_conversation WHERE session_id IN (SELECT session_id FROM ids)
     )"""
 _IDS = "ids AS (SELECT unnest(%(session_ids)s::varchar[]) AS session_id)"
@@ -232,8 +219,8 @@ def _subclass_writer(value) -> Callable[[object], str]:
     raise TypeError(f"No array literal for {type(value).__name__}: {value!r}")
 
 
-# One statement: read the stored versions, upsert the conversations, swap topic links, and
-# move the rollups from the old contributions to the new ones. Parameters are parallel
+# One statement: read the stored versions, upsert the conversations (their topic ids with
+# them), and move the rollups from the old contributions to the new ones. Parameters are parallel
 # arrays (one element per conversation), the topics as (session id, topic name) pairs, each
 # array sent as one array literal (`_array`): measured on batches of 2,000, psycopg's own
 # list dumping cost ~20 µs of Python per conversation in binary format, more in text, and a
@@ -250,57 +237,44 @@ WITH
         ) AS n(session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
                response_ms_bucket, csat, csat_given, channel, bot_version, ai_cost)
     ),
-    -- Every topic exists by now (_create_topics ran before this statement).
+    -- Each conversation's topic ids, sorted. Every topic exists by now (_create_topics ran
+    -- before this statement).
     new_topics AS (
-        SELECT nt.session_id, t.id AS topic_id
+        SELECT nt.session_id, array_agg(DISTINCT t.id ORDER BY t.id) AS topic_ids
         FROM unnest(%(topic_session_ids)s::varchar[], %(topic_names)s::varchar[]) AS nt(session_id, name)
         JOIN conversations_topic t ON t.name = nt.name
+        GROUP BY 1
     ),
     ids AS (SELECT session_id FROM new),
     {_OLD},
-    {_OLD_WITH_TOPICS},
     merged AS (
         -- An item without a csat field keeps the stored score (see conversations_ingest).
         SELECT n.*, o.id AS old_id,
-               CASE WHEN n.csat_given OR o.id IS NULL THEN n.csat ELSE o.csat END AS stored_csat
-        FROM new n LEFT JOIN old o USING (session_id)
+               CASE WHEN n.csat_given OR o.id IS NULL THEN n.csat ELSE o.csat END AS stored_csat,
+               coalesce(nt.topic_ids, '{{}}') AS topic_ids
+        FROM new n LEFT JOIN old o USING (session_id) LEFT JOIN new_topics nt USING (session_id)
     ),
     upserted AS (
         INSERT INTO conversations_conversation AS t (
             session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
-            response_ms_bucket, csat, channel, bot_version, ai_cost, received_at)
+            response_ms_bucket, csat, channel, bot_version, ai_cost, topic_ids, received_at)
         SELECT session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
-               response_ms_bucket, stored_csat, channel, bot_version, ai_cost, %(received_at)s
+               response_ms_bucket, stored_csat, channel, bot_version, ai_cost, topic_ids, %(received_at)s
         FROM merged ORDER BY session_id
         ON CONFLICT (session_id) DO UPDATE SET
             timestamp = EXCLUDED.timestamp, turns = EXCLUDED.turns,
             resolved_by_ai = EXCLUDED.resolved_by_ai, avg_response_ms = EXCLUDED.avg_response_ms,
             response_count = EXCLUDED.response_count, response_ms_bucket = EXCLUDED.response_ms_bucket,
             csat = EXCLUDED.csat, channel = EXCLUDED.channel, bot_version = EXCLUDED.bot_version,
-            ai_cost = EXCLUDED.ai_cost, received_at = EXCLUDED.received_at
+            ai_cost = EXCLUDED.ai_cost, topic_ids = EXCLUDED.topic_ids, received_at = EXCLUDED.received_at
         RETURNING t.id, t.session_id
     ),
-    -- Links of a replaced conversation: drop those not posted again, add the new ones.
-    unlinked AS (
-        DELETE FROM conversations_conversationtopic ct USING old_topics ot
-        WHERE ct.id = ot.id AND NOT EXISTS (
-            SELECT 1 FROM new_topics nt WHERE nt.session_id = ot.session_id AND nt.topic_id = ot.topic_id)
-    ),
-    linked AS (
-        INSERT INTO conversations_conversationtopic (conversation_id, topic_id)
-        SELECT u.id, nt.topic_id FROM upserted u JOIN new_topics nt USING (session_id)
-        WHERE NOT EXISTS (
-            SELECT 1 FROM old_topics ot WHERE ot.session_id = nt.session_id AND ot.topic_id = nt.topic_id)
-        ORDER BY 1, 2
-    ),
     changes AS (
-        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old_contributions
+        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
         UNION ALL
-        SELECT 1, m.timestamp, m.channel, m.bot_version, m.resolved_by_ai, m.turns, m.stored_csat,
-               m.ai_cost, m.avg_response_ms, m.response_ms_bucket, coalesce(t.topic_ids, '{{}}')
-        FROM merged m
-        LEFT JOIN (SELECT session_id, array_agg(topic_id) AS topic_ids FROM new_topics GROUP BY 1) t
-            USING (session_id)
+        SELECT 1, timestamp, channel, bot_version, resolved_by_ai, turns, stored_csat, ai_cost,
+               avg_response_ms, response_ms_bucket, topic_ids
+        FROM merged
     ),
     {rollups.CHANGES_TO_ROLLUPS}
 """
@@ -385,17 +359,16 @@ _SET_CSAT_SQL = f"""
 WITH
     {_IDS},
     {_OLD},
-    {_OLD_WITH_TOPICS},
     updated AS (
         UPDATE conversations_conversation c SET csat = %(csat)s
         FROM old WHERE c.id = old.id RETURNING c.id
     ),
     changes AS (
-        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old_contributions
+        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
         UNION ALL
         SELECT 1, timestamp, channel, bot_version, resolved_by_ai, turns, %(csat)s::smallint, ai_cost,
                avg_response_ms, response_ms_bucket, topic_ids
-        FROM old_contributions
+        FROM old
     ),
     {rollups.CHANGES_TO_ROLLUPS}
 SELECT id FROM updated
@@ -411,10 +384,8 @@ WITH
           AND timestamp < coalesce(%(ended_before)s::timestamptz, 'infinity')
     ),
     {_OLD},
-    {_OLD_WITH_TOPICS},
-    unlinked AS (DELETE FROM conversations_conversationtopic WHERE id IN (SELECT id FROM old_topics)),
     deleted AS (DELETE FROM conversations_conversation WHERE id IN (SELECT id FROM old) RETURNING id),
-    changes AS (SELECT -1 AS sign, {_CHANGE_VALUES} FROM old_contributions),
+    changes AS (SELECT -1 AS sign, {_CHANGE_VALUES} FROM old),
     {rollups.CHANGES_TO_ROLLUPS}
 SELECT count(*) FROM deleted
 """

@@ -174,7 +174,7 @@ def topic_rows(dash: Dashboard, query: DashboardQuery) -> list[TopicRow]:
     changelist = reverse("admin:conversations_conversation_changelist")
     window = _drilldown_window(query)
     rows = [
-        TopicRow(trend, f"{changelist}?{urlencode({'topics__id__exact': trend.stats.topic_id})}&{window}")
+        TopicRow(trend, f"{changelist}?{urlencode({'topic': trend.stats.topic_id})}&{window}")
         for trend in dash.topic_trends
     ]
     field = query.sort.removeprefix("-")

@@ -22,15 +22,15 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from django.db.models import Count
 from django.utils import timezone
 
 from conversations import selectors
 from conversations.metrics import Totals, raw_aggregates
-from conversations.models import ApiKey, ConversationTopic
+from conversations.models import ApiKey, Conversation
 from conversations.selectors import Filters, Period
 from supportanalytics import localdb
 from tests import test_health_and_outage as outage
+from tests.scans import per_topic, topic_links
 from tests.test_health_and_outage import App, database_at, wait_for
 
 cluster = outage.cluster  # the fixture: a throwaway PostgreSQL cluster
@@ -158,9 +158,7 @@ def test_eight_clients_with_overlapping_sessions_store_each_once_with_its_last_w
     with psycopg.connect(cluster.url) as db:
         stored = db.execute(
             "SELECT c.session_id, c.turns, c.resolved_by_ai, c.csat, c.channel,"
-            " array(SELECT t.name FROM conversations_conversationtopic ct"
-            "       JOIN conversations_topic t ON t.id = ct.topic_id"
-            "       WHERE ct.conversation_id = c.id ORDER BY t.name)"
+            " array(SELECT t.name FROM conversations_topic t WHERE t.id = ANY(c.topic_ids) ORDER BY t.name)"
             " FROM conversations_conversation c"
         ).fetchall()
     assert len(stored) == len({row[0] for row in stored}) == SESSIONS
@@ -184,18 +182,14 @@ def test_eight_clients_with_overlapping_sessions_store_each_once_with_its_last_w
         assert selectors.window_totals(period=all_time, filters=everything) == recount
         assert summary.totals == recount
         assert recount.conversations == SESSIONS
-        links = ConversationTopic.objects.all()
+        stored = Conversation.objects.all()
         topics_recount = {
-            row["topic__name"]: Totals.from_row(row)
-            for row in links.values("topic__name").annotate(
-                **raw_aggregates(prefix="conversation__", with_histogram=False)
-            )
+            name: Totals.from_row(row)
+            for name, row in per_topic(stored, raw_aggregates(with_histogram=False)).items()
         }
         breakdown = selectors.topic_breakdown(period=all_time, filters=everything)
         assert {topic.topic: topic.totals for topic in breakdown} == topics_recount
-        assert sum(row["n"] for row in links.values("topic").annotate(n=Count("id"))) == sum(
-            topic.totals.conversations for topic in breakdown
-        )
+        assert topic_links() == sum(topic.totals.conversations for topic in breakdown)
 
 
 class Ingestion(threading.Thread):

@@ -19,7 +19,6 @@ from conversations.metrics import Totals, raw_aggregates
 from conversations.models import (
     Conversation,
     ConversationRollup,
-    ConversationTopic,
     CostSettings,
     Span,
     TopicRollup,
@@ -27,6 +26,7 @@ from conversations.models import (
 from conversations.selectors import Filters, Granularity, Period, Summary
 from conversations.services import ConversationIn
 from tests.conftest import T0
+from tests.scans import per_topic
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 
@@ -112,8 +112,7 @@ def recounted_summary(period: Period, filters: Filters) -> Summary:
         top = [(filters.topic, totals.conversations)]
     else:
         raw = selectors.conversations_in(period=period, filters=filters)
-        counts = ConversationTopic.objects.filter(conversation__in=raw).values("topic__name")
-        counts = counts.annotate(n=Count("conversation_id")).values_list("topic__name", "n")
+        counts = [(name, row["n"]) for name, row in per_topic(raw, {"n": Count("id")}).items()]
         top = sorted(counts, key=lambda pair: (-pair[1], pair[0]))[: selectors.TOP_TOPICS_LIMIT]
     return Summary(
         period=period, filters=filters, totals=totals, cost=totals.cost(CostSettings.load()), top_topics=top
@@ -122,23 +121,16 @@ def recounted_summary(period: Period, filters: Filters) -> Summary:
 
 def recounted_topics(period: Period, filters: Filters) -> dict[str, Totals]:
     raw = selectors.conversations_in(period=period, filters=filters)
-    links = ConversationTopic.objects.filter(conversation__in=raw)
-    if filters.topic:
-        links = links.filter(topic__name=filters.topic)
     return {
-        row["topic__name"]: Totals.from_row(row)
-        for row in links.values("topic__name").annotate(
-            **raw_aggregates(prefix="conversation__", with_histogram=False)
-        )
+        name: Totals.from_row(row)
+        for name, row in per_topic(raw, raw_aggregates(with_histogram=False), topic=filters.topic).items()
     }
 
 
 def conversations_from(moment) -> list[tuple]:
-    """Every stored field, and the topics, of the conversations at or after `moment`."""
+    """Every stored field (the topics too) of the conversations at or after `moment`."""
     fields = [field.attname for field in Conversation._meta.concrete_fields]
-    rows = Conversation.objects.filter(timestamp__gte=moment).order_by("id").values_list(*fields)
-    links = ConversationTopic.objects.filter(conversation__timestamp__gte=moment)
-    return [*rows, *links.order_by("id").values_list("id", "conversation_id", "topic_id")]
+    return list(Conversation.objects.filter(timestamp__gte=moment).order_by("id").values_list(*fields))
 
 
 def rollup_rows(*, untouched: bool = False, with_id: bool = True) -> set[tuple]:

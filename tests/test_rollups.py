@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from conversations import histogram, selectors, services
 from conversations.metrics import Totals, raw_aggregates
-from conversations.models import Conversation, ConversationRollup, ConversationTopic, Topic, TopicRollup
+from conversations.models import Conversation, ConversationRollup, Topic, TopicRollup
 from conversations.selectors import Filters, Granularity, Period
 from conversations.services import ConversationIn
+from tests.scans import per_topic
 
 pytestmark = pytest.mark.django_db
 
@@ -93,7 +94,7 @@ def apply(ops) -> None:
 
 
 def reset() -> None:
-    for model in (TopicRollup, ConversationRollup, ConversationTopic, Conversation, Topic):
+    for model in (TopicRollup, ConversationRollup, Conversation, Topic):
         model.objects.all().delete()
 
 
@@ -139,24 +140,14 @@ def test_topics_and_top_topics_equal_a_full_scan(ops, period, window_filters):
     reset()
     apply(ops)
     raw = selectors.conversations_in(period=period, filters=window_filters)
-    links = ConversationTopic.objects.filter(conversation__in=raw)
-    if window_filters.topic:
-        links = links.filter(topic__name=window_filters.topic)
-    expected = {
-        row["topic__name"]: Totals.from_row(row)
-        # Topic statistics carry no response-time histogram (no percentile per topic).
-        for row in links.values("topic__name").annotate(
-            **raw_aggregates(prefix="conversation__", with_histogram=False)
-        )
-    }
+    # Topic statistics carry no response-time histogram (no percentile per topic).
+    scanned = per_topic(raw, raw_aggregates(with_histogram=False), topic=window_filters.topic)
+    expected = {name: Totals.from_row(row) for name, row in scanned.items()}
     fast = selectors.topic_breakdown(period=period, filters=window_filters)
     assert {topic.topic: topic.totals for topic in fast} == expected
 
     if not window_filters.topic:
-        counts = {
-            row["topic__name"]: row["n"]
-            for row in links.values("topic__name").annotate(n=Count("conversation_id"))
-        }
+        counts = {name: row["n"] for name, row in per_topic(raw, {"n": Count("id")}).items()}
         ranked = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
         assert selectors.top_topics(period=period, filters=window_filters) == ranked[:10]
 

@@ -4,10 +4,8 @@ from django.db import migrations, models
 
 
 def build_rollups(apps, schema_editor):
-    # Adds the "all channels and versions" rows (see 0003 for why the live code is used).
-    from conversations import rollups
-
-    rollups.rebuild()
+    # Built by 0008 (see 0003).
+    pass
 
 
 class Migration(migrations.Migration):

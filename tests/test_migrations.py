@@ -1,0 +1,98 @@
+"""Migration 0008: topic links become topic ids in the conversation row, and back."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from conversations import rollups
+from conversations.models import ConversationRollup, TopicRollup
+
+BEFORE = ("conversations", "0007_rate_limit_counter")
+AFTER = ("conversations", "0008_topic_ids_in_row")
+T = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
+
+
+def migrate(target):
+    executor = MigrationExecutor(connection)
+    executor.migrate([target])
+    return MigrationExecutor(connection).loader.project_state([target]).apps
+
+
+def rows(sql: str) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+
+@pytest.fixture
+def at_0007():
+    yield migrate(BEFORE)
+    call_command("migrate", verbosity=0)  # the latest schema again, for the tests that follow
+
+
+@pytest.mark.django_db(transaction=True)
+def test_links_move_into_the_rows_sorted_and_back(at_0007):
+    apps = at_0007
+    Topic = apps.get_model("conversations", "Topic")
+    Conversation = apps.get_model("conversations", "Conversation")
+    Link = apps.get_model("conversations", "ConversationTopic")
+    billing, refund, login = (Topic.objects.create(name=name) for name in ("billing", "refund", "login"))
+    fields = {"timestamp": T, "turns": 3, "resolved_by_ai": True, "received_at": T}
+    two, one, _ = (Conversation.objects.create(session_id=s, **fields) for s in ("two", "one", "none"))
+    # Inserted out of order: the array is sorted by id whatever the order of the links.
+    Link.objects.create(conversation=two, topic=login)
+    Link.objects.create(conversation=two, topic=billing)
+    Link.objects.create(conversation=one, topic=refund)
+
+    migrate(AFTER)
+
+    assert dict(rows("SELECT session_id, topic_ids FROM conversations_conversation")) == {
+        "two": sorted([billing.pk, login.pk]),
+        "one": [refund.pk],
+        "none": [],
+    }
+    assert not rows("SELECT FROM pg_class WHERE relname = 'conversations_conversationtopic'")
+
+    migrate(BEFORE)
+
+    links = rows(
+        "SELECT c.session_id, t.name FROM conversations_conversationtopic l"
+        " JOIN conversations_conversation c ON c.id = l.conversation_id"
+        " JOIN conversations_topic t ON t.id = l.topic_id"
+    )
+    assert sorted(links) == [("one", "refund"), ("two", "billing"), ("two", "login")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_rollups_are_built_and_match_a_rebuild(at_0007):
+    """A database that comes from before 0003 reaches 0008 with conversations and no rollups."""
+    apps = at_0007
+    Topic = apps.get_model("conversations", "Topic")
+    Conversation = apps.get_model("conversations", "Conversation")
+    Link = apps.get_model("conversations", "ConversationTopic")
+    billing = Topic.objects.create(name="billing")
+    for number in range(5):
+        conversation = Conversation.objects.create(
+            session_id=f"s{number}", timestamp=T, turns=number, resolved_by_ai=number % 2 == 0,
+            csat=1 + number, channel="web", received_at=T,
+        )  # fmt: skip
+        Link.objects.create(conversation=conversation, topic=billing)
+    assert not rows("SELECT FROM conversations_conversationrollup")
+
+    migrate(AFTER)
+
+    def snapshot():
+        return {
+            model: set(model.objects.values_list("span", "start", "channel", "conversations", "turns_sum"))
+            for model in (ConversationRollup, TopicRollup)
+        }
+
+    built = snapshot()
+    # The hour and day rows, each per channel and for all channels.
+    assert len(built[ConversationRollup]) == len(built[TopicRollup]) == 4
+    assert (("h", datetime(2026, 3, 14, 9, tzinfo=UTC), None, 5, 10)) in built[TopicRollup]
+    rollups.rebuild()
+    assert snapshot() == built
