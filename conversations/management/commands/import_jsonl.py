@@ -34,7 +34,9 @@ CLOCK_LINES = 1_000
 
 # 19 digits in a row: possibly an integer beyond 64 bits, which orjson turns into a float
 # (so "turns": 18446744073709551616 would be "not an integer" instead of "too large"). Such a
-# line, rare, goes to the json module; a long digit run inside a string only costs a slower parse.
+# float never makes a valid conversation (every integer field has a limit far below), so the
+# line is looked at again with the json module only when it is refused: the reason then
+# names the real number. Searching every line cost ~4 µs of the ~18 µs of parsing one.
 _LONG_NUMBER = re.compile(rb"\d{19}")
 
 # Writer threads, each with its own connection: PostgreSQL writes two batches at once.
@@ -184,8 +186,6 @@ class Command(BaseCommand):
         raw: bytes, serializer: ConversationInputSerializer, *, received_at: datetime, now: datetime
     ) -> tuple[ConversationIn | None, str | None]:
         try:
-            if _LONG_NUMBER.search(raw):
-                raise orjson.JSONDecodeError("", "", 0)  # orjson reads a huge integer as a float
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             # The standard library decides (and words the error): it also reads what orjson
@@ -202,6 +202,8 @@ class Command(BaseCommand):
         conversation = conversation_from_item(data, received_at=received_at, now=now)
         if conversation is not None:
             return conversation, None
+        if _LONG_NUMBER.search(raw):
+            data = json.loads(raw)  # the integers as written (orjson read one as a float)
         # One serializer for all lines, as ListSerializer does with its child: building a
         # serializer deep-copies its fields, which cost more than validating the line.
         try:
