@@ -61,14 +61,17 @@ def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
     """CTEs that sum the deltas of `source` (the changed conversations, with a sign, and for
     topics one row per topic) per rollup row and upsert them into `table`.
 
-    The metrics are computed once per conversation, at the finest grain (UTC hour × keys ×
-    response-time bucket); the day rows and the "all channels and versions" rows (NULL,
-    NULL) are sums of those few grain rows, and the histogram is the grain rows' bucket
-    counts. Rows whose delta is all zero (a re-post of the same values) are not written.
+    The metrics are computed once per conversation, at the finest grain (UTC hour × keys);
+    the day rows and the "all channels and versions" rows (NULL, NULL) are sums of those few
+    grain rows. The histogram takes the same path apart, from counts per grain and
+    response-time bucket: summing the fifteen metrics per bucket too (as before) made ten
+    times the groups, most of a batch's rollup work. Rows whose delta is all zero (a re-post
+    of the same values) are not written.
     """
     grain_keys = [key for key in keys if key not in ("span", "start")]  # topic_id?, channel, bot_version
+    grain_columns = ", ".join(f"c.{key}" for key in grain_keys)
+    grain_positions = ", ".join(str(index + 1) for index in range(len(grain_keys) + 1))
     partials = ", ".join(f"coalesce({sql}, 0) AS {name}" for name, sql in _METRIC_SQL.items())
-    grain_positions = ", ".join(str(index + 1) for index in range(len(grain_keys) + 2))
     dimensions = [key for key in grain_keys if key not in ("channel", "bot_version")]
     expanded = ", ".join(f"g.{key}" for key in dimensions) + (", " if dimensions else "")
     key_list = ", ".join(keys)
@@ -77,33 +80,53 @@ def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
     nonzero = " OR ".join(f"{name} <> 0" for name in METRICS)
     order = ", ".join(f"{key} NULLS FIRST" for key in keys)
     updates = ", ".join(f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS)
+    # Each grain row counts in its hour and its day, for its channel × version and for all.
+    spread = f"""CROSS JOIN (VALUES ('{Span.HOUR}'), ('{Span.DAY}')) AS s(span)
+        CROSS JOIN LATERAL (VALUES (g.channel, g.bot_version), (NULL, NULL)) AS d(channel, bot_version)"""
+    spread_keys = f"""s.span,
+               CASE WHEN s.span = '{Span.DAY}' THEN date_trunc('day', g.start, 'UTC')
+                    ELSE g.start END AS start,
+               {expanded}d.channel, d.bot_version"""
+    # The same row of the two paths: NULL (all channels and versions) matches NULL.
+    same_row = " AND ".join(
+        f"h.{key} IS NOT DISTINCT FROM m.{key}" if key in ("channel", "bot_version") else f"h.{key} = m.{key}"
+        for key in keys
+    )
     return f"""
     {prefix}_grain AS (
-        SELECT date_trunc('hour', c.timestamp, 'UTC') AS start, {", ".join(f"c.{key}" for key in grain_keys)},
-               c.response_ms_bucket::integer AS bucket, sum(c.sign) AS bucket_n, {partials}
+        SELECT date_trunc('hour', c.timestamp, 'UTC') AS start, {grain_columns}, {partials}
         FROM {source} c
         GROUP BY {grain_positions}
     ),
-    {prefix}_by_bucket AS (
-        SELECT s.span,
-               CASE WHEN s.span = '{Span.DAY}' THEN date_trunc('day', g.start, 'UTC')
-                    ELSE g.start END AS start,
-               {expanded}d.channel, d.bot_version, g.bucket, sum(g.bucket_n)::bigint AS bucket_n,
-               {metric_sums}
+    {prefix}_grain_buckets AS (
+        SELECT date_trunc('hour', c.timestamp, 'UTC') AS start, {grain_columns},
+               c.response_ms_bucket::integer AS bucket, sum(c.sign) AS n
+        FROM {source} c
+        WHERE c.response_ms_bucket IS NOT NULL
+        GROUP BY {grain_positions}, {len(grain_keys) + 2}
+    ),
+    {prefix}_metrics AS (
+        SELECT {spread_keys}, {metric_sums}
         FROM {prefix}_grain g
-        CROSS JOIN (VALUES ('{Span.HOUR}'), ('{Span.DAY}')) AS s(span)
-        -- Its channel × version row, and the row of all channels and versions (NULL, NULL).
-        CROSS JOIN LATERAL (VALUES (g.channel, g.bot_version), (NULL, NULL)) AS d(channel, bot_version)
-        GROUP BY {key_positions}, {len(keys) + 1}
+        {spread}
+        GROUP BY {key_positions}
+    ),
+    {prefix}_histograms AS (
+        SELECT {key_list},
+               sa_histogram_from(array_agg(bucket) FILTER (WHERE n <> 0), array_agg(n) FILTER (WHERE n <> 0))
+                   AS histogram
+        FROM (
+            SELECT {spread_keys}, g.bucket, sum(g.n)::bigint AS n
+            FROM {prefix}_grain_buckets g
+            {spread}
+            GROUP BY {key_positions}, {len(keys) + 1}
+        ) b
+        GROUP BY {key_positions}
     ),
     {prefix}_deltas AS (
-        SELECT {key_list}, {metric_sums},
-               sa_histogram_from(
-                   array_agg(bucket) FILTER (WHERE bucket IS NOT NULL AND bucket_n <> 0),
-                   array_agg(bucket_n) FILTER (WHERE bucket IS NOT NULL AND bucket_n <> 0)
-               ) AS histogram
-        FROM {prefix}_by_bucket
-        GROUP BY {key_positions}
+        -- Every histogram row has its metrics row (the same conversations, those with a
+        -- response time).
+        SELECT m.*, h.histogram FROM {prefix}_metrics m LEFT JOIN {prefix}_histograms h ON {same_row}
     ),
     {prefix}_upserted AS (
         INSERT INTO {table} AS t ({key_list}, {", ".join(METRICS)}, {HISTOGRAM})
