@@ -1,0 +1,62 @@
+"""A write outside any transaction is its own transaction, BEGIN to COMMIT in one pipeline."""
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import DataError, connection, transaction
+
+from conversations import services
+from conversations.models import Conversation, Topic
+from conversations.services import ConversationIn
+from tests.conftest import T0
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def item(session_id: str, *, topics=("billing",)) -> ConversationIn:
+    return ConversationIn(
+        session_id=session_id, timestamp=T0 - timedelta(hours=1), turns=2, resolved_by_ai=True, topics=topics
+    )
+
+
+def status() -> psycopg.pq.TransactionStatus:
+    return connection.connection.info.transaction_status
+
+
+def seen_by_another_connection() -> set[str]:
+    settings = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"] or None
+    ) as other:
+        return {row[0] for row in other.execute("SELECT session_id FROM conversations_conversation")}
+
+
+def test_it_is_committed_when_it_returns():
+    assert connection.get_autocommit()
+    result = services.conversations_ingest(items=[item("a")], details=True)
+
+    assert result.created == 1
+    assert status() == psycopg.pq.TransactionStatus.IDLE  # no transaction left open
+    assert seen_by_another_connection() == {"a"}
+
+
+def test_a_failing_write_leaves_nothing_and_the_connection_usable(monkeypatch):
+    monkeypatch.setattr(services, "_INGEST_COUNTS_SQL", "SELECT 1 / 0")  # fails after the topics
+
+    with pytest.raises(DataError, match="division by zero"):
+        services.conversations_ingest(items=[item("a", topics=("fresh",))])
+
+    assert status() == psycopg.pq.TransactionStatus.IDLE  # rolled back, not left aborted
+    assert not Topic.objects.filter(name="fresh").exists()  # created in the same transaction
+    monkeypatch.undo()
+    services.conversations_ingest(items=[item("b")])
+    assert seen_by_another_connection() == {"b"}
+
+
+def test_inside_a_transaction_the_caller_commits_or_rolls_back():
+    with transaction.atomic():
+        services.conversations_ingest(items=[item("a")])
+        assert seen_by_another_connection() == set()  # not committed yet
+        transaction.set_rollback(True)
+    assert not Conversation.objects.exists()
