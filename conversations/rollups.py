@@ -34,8 +34,9 @@ _METRIC_SQL = {
     "csat_count_ai_resolved": "sum(c.sign) FILTER (WHERE c.resolved_by_ai AND c.csat IS NOT NULL)",
     "ai_cost_sum": "sum(c.sign * c.ai_cost)",
     "ai_cost_missing": "sum(c.sign) FILTER (WHERE c.ai_cost IS NULL)",
-    # avg_response_ms is kept to the microsecond, so this numeric sum is exact.
-    "response_ms_sum": "sum(c.sign * c.avg_response_ms::numeric)",
+    # avg_response_ms is kept to the microsecond, so this sum of whole microseconds is exact
+    # (and cheaper than casting each value to numeric, which goes through text).
+    "response_ms_sum": "sum(c.sign * round(c.avg_response_ms * 1000)::bigint) * 0.001",
     "response_ms_count": "sum(c.sign) FILTER (WHERE c.avg_response_ms IS NOT NULL)",
 }
 METRICS = list(_METRIC_SQL)
@@ -153,7 +154,8 @@ _TOPIC_DELTAS = _delta_ctes(
 )
 CHANGES_TO_ROLLUPS = f"""
     topic_changes AS (
-        SELECT c.*, topic_id FROM changes c CROSS JOIN LATERAL unnest(c.topic_ids) AS topic_id
+        -- unnest in the select list: no function scan (and its tuplestore) per row
+        SELECT c.*, unnest(c.topic_ids) AS topic_id FROM changes c
     ),
     {_CONVERSATION_DELTAS},
     {_TOPIC_DELTAS}
@@ -198,8 +200,7 @@ def _rebuild_sql(table: str, *, per_topic: bool) -> str:
     keys = (["topic_id"] if per_topic else []) + ["channel", "bot_version"]
     # Every stored conversation counts once (sign +1), per topic in the topic rollups.
     source = (
-        "(SELECT c.*, ct.topic_id, 1 AS sign FROM conversations_conversation c"
-        " CROSS JOIN LATERAL unnest(c.topic_ids) AS ct(topic_id)) c"
+        "(SELECT c.*, unnest(c.topic_ids) AS topic_id, 1 AS sign FROM conversations_conversation c) c"
         if per_topic
         else "(SELECT c.*, 1 AS sign FROM conversations_conversation c) c"
     )

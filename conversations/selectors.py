@@ -358,16 +358,16 @@ class _Read:
                 )
             if edges is not None:
                 source, source_params = edges
-                # Each raw row once per topic it has (the ids are in the row: no join).
-                topic_rows, topic_params = (
-                    f"{source} c CROSS JOIN LATERAL unnest(c.topic_ids) AS ct(topic_id)",
-                    [],
-                )
+                # Each raw row once per topic it has (the ids are in the row: no join). An
+                # unnest in the select list, not a LATERAL function scan, which builds a
+                # tuplestore per row (measured on 4,635 rows: 4.6 vs 8.8 ms).
+                topic_rows = f"(SELECT unnest(c.topic_ids) AS topic_id, c.* FROM {source} c) c"
+                topic_params = []
                 if filters.topic:
-                    topic_rows += f" WHERE ct.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)"
+                    topic_rows += f" WHERE c.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)"
                     topic_params.append(filters.topic)
                 self._part(
-                    f"SELECT %s, ct.topic_id, NULL::timestamp, c.sign, {raw_columns}, NULL::integer[],"
+                    f"SELECT %s, c.topic_id, NULL::timestamp, c.sign, {raw_columns}, NULL::integer[],"
                     f" NULL::smallint[] FROM {topic_rows} GROUP BY 2, 4",
                     [part, *source_params, *topic_params],
                 )
