@@ -21,10 +21,13 @@ class TopicFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() is None:
             return queryset
-        if not self.value().isdigit():
-            raise IncorrectLookupParameters(f"Not a topic id: {self.value()!r}")
+        # ASCII digits only (str.isdigit() also takes "²", which int() refuses), and within
+        # bigint (a longer number fails in PostgreSQL): else the admin's "bad lookup" page.
+        value = self.value()
+        if not (value.isascii() and value.isdigit() and 0 < int(value) < 2**63):
+            raise IncorrectLookupParameters(f"Not a topic id: {value!r}")
         # Uses index: conversation_topic_ids_idx (GIN, `@>`).
-        return queryset.filter(topic_ids__contains=[int(self.value())])
+        return queryset.filter(topic_ids__contains=[int(value)])
 
 
 @admin.register(Conversation)
@@ -94,7 +97,7 @@ class TopicAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
-        # Its conversations' links and its rollups hang on it: deleting would rewrite history.
+        # Conversations name it by id and its rollups hang on it: deleting would rewrite history.
         return False
 
     def get_queryset(self, request):
