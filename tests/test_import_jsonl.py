@@ -219,6 +219,22 @@ def test_integers_beyond_64_bits_are_too_large_not_floats(tmp_path):
     assert list(Conversation.objects.values_list("session_id", flat=True)) == ["long-id-digits-" + "1" * 30]
 
 
+def test_a_refused_line_too_deep_for_the_json_module_is_reported_not_fatal(tmp_path):
+    # orjson reads up to 1,024 levels; the json module, asked again because of the 19 digits,
+    # gives up near 1,000 (RecursionError).
+    entry = json.loads(tracker_line("deep-1234567890123456789"))
+    entry.pop("turns")  # refused: no turns
+    line = json.dumps(entry)[:-1] + ', "extra": ' + "[" * 1020 + "]" * 1020 + "}"
+    path = write_jsonl(tmp_path / "analytics.jsonl", [line, tracker_line("fine")])
+
+    run = run_import(path)
+
+    assert run.exit_code == 1
+    [reason] = run.stderr.splitlines()
+    assert reason.startswith(f"{path}:1: not valid JSON (maximum recursion depth exceeded")
+    assert list(Conversation.objects.values_list("session_id", flat=True)) == ["fine"]
+
+
 def test_timestamps_more_than_five_minutes_ahead_are_rejected(tmp_path):
     at_tolerance = (T0 + timedelta(minutes=5)).replace(tzinfo=None).isoformat()
     past_tolerance = (T0 + timedelta(minutes=5, microseconds=1)).replace(tzinfo=None).isoformat()

@@ -203,7 +203,10 @@ class Command(BaseCommand):
         if conversation is not None:
             return conversation, None
         if _LONG_NUMBER.search(raw):
-            data = json.loads(raw)  # the integers as written (orjson read one as a float)
+            try:
+                data = json.loads(raw)  # the integers as written (orjson read one as a float)
+            except (ValueError, RecursionError) as error:  # e.g. nested deeper than json goes
+                return None, f"not valid JSON ({error})"
         # One serializer for all lines, as ListSerializer does with its child: building a
         # serializer deep-copies its fields, which cost more than validating the line.
         try:
