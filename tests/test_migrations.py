@@ -7,7 +7,6 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from conversations import rollups
 from conversations.models import ConversationRollup, TopicRollup
 
 BEFORE = ("conversations", "0007_rate_limit_counter")
@@ -66,10 +65,7 @@ def test_links_move_into_the_rows_sorted_and_back(at_0007):
     assert sorted(links) == [("one", "refund"), ("two", "billing"), ("two", "login")]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_missing_rollups_are_built_and_match_a_rebuild(at_0007):
-    """A database that comes from before 0003 reaches 0008 with conversations and no rollups."""
-    apps = at_0007
+def five_billing_conversations(apps) -> None:
     Topic = apps.get_model("conversations", "Topic")
     Conversation = apps.get_model("conversations", "Conversation")
     Link = apps.get_model("conversations", "ConversationTopic")
@@ -80,19 +76,60 @@ def test_missing_rollups_are_built_and_match_a_rebuild(at_0007):
             csat=1 + number, channel="web", received_at=T,
         )  # fmt: skip
         Link.objects.create(conversation=conversation, topic=billing)
+
+
+def rollup_rows() -> dict:
+    return {
+        model: set(model.objects.values_list("span", "start", "channel", "conversations", "turns_sum"))
+        for model in (ConversationRollup, TopicRollup)
+    }
+
+
+# Five conversations of one hour, turns 0..4: the hour and the day, for "web" and for all.
+HOUR, DAY = datetime(2026, 3, 14, 9, tzinfo=UTC), datetime(2026, 3, 14, tzinfo=UTC)
+EXPECTED = {
+    ("h", HOUR, "web", 5, 10),
+    ("h", HOUR, None, 5, 10),
+    ("d", DAY, "web", 5, 10),
+    ("d", DAY, None, 5, 10),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_rollups_are_built(at_0007):
+    """A database that comes from before 0003 reaches 0008 with conversations and no rollups."""
+    five_billing_conversations(at_0007)
     assert not rows("SELECT FROM conversations_conversationrollup")
 
     migrate(AFTER)
 
-    def snapshot():
-        return {
-            model: set(model.objects.values_list("span", "start", "channel", "conversations", "turns_sum"))
-            for model in (ConversationRollup, TopicRollup)
-        }
+    assert rollup_rows() == {ConversationRollup: EXPECTED, TopicRollup: EXPECTED}
 
-    built = snapshot()
-    # The hour and day rows, each per channel and for all channels.
-    assert len(built[ConversationRollup]) == len(built[TopicRollup]) == 4
-    assert (("h", datetime(2026, 3, 14, 9, tzinfo=UTC), None, 5, 10)) in built[TopicRollup]
-    rollups.rebuild()
-    assert snapshot() == built
+
+@pytest.mark.django_db(transaction=True)
+def test_rollups_without_the_all_channels_rows_are_rebuilt(at_0007):
+    """One that 0003 built (per channel only) and that never ran 0004's rebuild."""
+    five_billing_conversations(at_0007)
+    Rollup = at_0007.get_model("conversations", "ConversationRollup")
+    zeros = [0] * 101
+    for span, start in (("h", HOUR), ("d", DAY)):
+        Rollup.objects.create(span=span, start=start, channel="web", bot_version="", conversations=5,
+                              turns_sum=10, response_ms_histogram=zeros)  # fmt: skip
+
+    migrate(AFTER)
+
+    assert rollup_rows() == {ConversationRollup: EXPECTED, TopicRollup: EXPECTED}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_complete_rollups_are_left_as_they_are(at_0007):
+    """Every database that ran 0004: no rebuild (at 10M it would take minutes)."""
+    five_billing_conversations(at_0007)
+    Rollup = at_0007.get_model("conversations", "ConversationRollup")
+    # Deliberately not what a rebuild would give, to see that none ran.
+    Rollup.objects.create(span="h", start=HOUR, channel=None, bot_version=None, conversations=99,
+                          turns_sum=0, response_ms_histogram=[0] * 101)  # fmt: skip
+
+    migrate(AFTER)
+
+    assert rollup_rows()[ConversationRollup] == {("h", HOUR, None, 99, 0)}
