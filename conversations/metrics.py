@@ -68,34 +68,30 @@ def _mean(total: int | Decimal, count: int, places: Decimal) -> Decimal | None:
     return _round(Decimal(total) / Decimal(count), places)
 
 
-def raw_aggregates(*, prefix: str = "", with_histogram: bool = True) -> dict[str, Aggregate]:
+def raw_aggregates(*, with_histogram: bool = True) -> dict[str, Aggregate]:
     """ORM aggregates over conversations, keyed by `Totals` field: a full scan's figures.
 
-    `prefix` reaches the conversation through a relation (e.g. "conversation__" from a
-    model that points at it). These match, column for column, the rollups' definitions in
-    conversations.rollups and RAW_SQL below.
+    These match, column for column, the rollups' definitions in conversations.rollups and
+    RAW_SQL below.
     """
 
-    def f(name: str) -> str:
-        return f"{prefix}{name}"
-
-    resolved = Q(**{f("resolved_by_ai"): True})
+    resolved = Q(resolved_by_ai=True)
     result: dict[str, Aggregate] = {
-        "conversations": Count(f("id")),
-        "ai_resolved": Count(f("id"), filter=resolved),
-        "turns_sum": Sum(f("turns")),
-        "csat_sum_ai_resolved": Sum(f("csat"), filter=resolved),
-        "csat_count_ai_resolved": Count(f("csat"), filter=resolved),
-        "ai_cost_sum": Sum(f("ai_cost")),
-        "ai_cost_missing": Count(f("id"), filter=Q(**{f("ai_cost__isnull"): True})),
-        "response_ms_sum": Sum(Cast(f("avg_response_ms"), DecimalField(max_digits=30, decimal_places=3))),
-        "response_ms_count": Count(f("avg_response_ms")),
+        "conversations": Count("id"),
+        "ai_resolved": Count("id", filter=resolved),
+        "turns_sum": Sum("turns"),
+        "csat_sum_ai_resolved": Sum("csat", filter=resolved),
+        "csat_count_ai_resolved": Count("csat", filter=resolved),
+        "ai_cost_sum": Sum("ai_cost"),
+        "ai_cost_missing": Count("id", filter=Q(ai_cost__isnull=True)),
+        "response_ms_sum": Sum(Cast("avg_response_ms", DecimalField(max_digits=30, decimal_places=3))),
+        "response_ms_count": Count("avg_response_ms"),
     }
     for score in CSAT_SCORES:
-        result[f"csat_{score}"] = Count(f("id"), filter=Q(**{f("csat"): score}))
+        result[f"csat_{score}"] = Count("id", filter=Q(csat=score))
     if with_histogram:
         result["response_ms_buckets"] = ArrayAgg(
-            f("response_ms_bucket"), filter=Q(**{f("response_ms_bucket__isnull"): False})
+            "response_ms_bucket", filter=Q(response_ms_bucket__isnull=False)
         )
     return result
 

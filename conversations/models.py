@@ -76,7 +76,8 @@ class ConversationQuerySet(models.QuerySet):
         return self.annotate(
             topic_names=RawSQL(
                 f"ARRAY(SELECT t.name FROM {Topic._meta.db_table} t"
-                f" WHERE t.id = ANY({Conversation._meta.db_table}.topic_ids) ORDER BY t.name)",
+                # COLLATE "C": code point order, as Python's sorted() gives the API's POST reply
+                f' WHERE t.id = ANY({Conversation._meta.db_table}.topic_ids) ORDER BY t.name COLLATE "C")',
                 [],
                 output_field=ArrayField(models.CharField()),
             )

@@ -193,11 +193,11 @@ def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _P
 # before it): rollup rows and the raw rows at the edges, for the totals, the topics or a time
 # series. Each part is a materialized CTE and the statement the UNION ALL of them, each row
 # tagged with its window's number. The CTEs are a planner fence on purpose: over a UNION ALL
-# of two costly branches (a topic rollup scan beside the topic links of the raw rows at a
+# of two costly branches (a topic rollup scan beside the topic counts of the raw rows at a
 # window's edges) PostgreSQL plans a Parallel Append, and starting its workers took longer
 # (10–25 ms measured on 2 busy cores) than the whole read. A CTE scan is parallel restricted,
 # so a UNION ALL of CTEs never is. The raw rows at a window's edges are a CTE too: read once
-# for the totals and the topic links.
+# for the totals and the topic counts.
 
 _CONVERSATIONS = Conversation._meta.db_table
 _TOPICS = Topic._meta.db_table

@@ -238,11 +238,8 @@ class ConversationOutputSerializer(serializers.Serializer):
     def get_topics(self, conversation) -> list[str]:
         if hasattr(conversation, "topic_names"):  # set by the ingestion service, or annotated
             return conversation.topic_names  # (Conversation.objects.with_topic_names())
-        return list(
-            Topic.objects.filter(id__in=conversation.topic_ids)
-            .order_by("name")
-            .values_list("name", flat=True)
-        )
+        # sorted() in Python: code point order, as the other replies (whatever the collation)
+        return sorted(Topic.objects.filter(id__in=conversation.topic_ids).values_list("name", flat=True))
 
 
 # --- Analytics queries -----------------------------------------------------------------

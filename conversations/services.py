@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -142,8 +141,11 @@ def _execute(
         # The error aborted the transaction and skipped the COMMIT: end it here.
         pgconn = connection.connection
         if not pgconn.closed and pgconn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            with contextlib.suppress(psycopg.Error):
+            try:
                 pgconn.execute("ROLLBACK")
+            except psycopg.Error:
+                # Broken: Django checks the connection before its next use and replaces it.
+                connection.errors_occurred = True
         raise
 
 
@@ -176,7 +178,7 @@ def _lock_sessions(session_ids: Iterable[str]) -> None:
 
     Row locks cannot do this for a session that does not exist yet: two requests posting
     the same new session would both miss it, both insert (one then updating the other's
-    row), and leave both sets of topic links. Advisory locks on a hash of the id (PostgreSQL's
+    row), and count both in the rollups. Advisory locks on a hash of the id (PostgreSQL's
     hashtext), taken in sorted order (so two batches never wait on each other in a cycle),
     close that gap. A hash collision only makes two unrelated sessions wait for each other.
 
