@@ -10,8 +10,8 @@ The links are copied into the arrays (sorted ids), and back again when migrating
 Rollups are built here for a database that comes from before 0003 or 0004 (see build_rollups).
 
 Plan a maintenance window on a large database: the migration is one transaction that holds
-the conversation table's lock while it rewrites every row (measured here: the 1.9M-row demo
-database in well under a minute; ~10 minutes expected at 10M), and ingestion waits for it.
+the conversation table's lock while it rewrites every row (measured here on a database of
+1.9M conversations: 49 s forwards, 29 s backwards), and ingestion waits for it.
 Run `VACUUM ANALYZE conversations_conversation` afterwards to reclaim the old row versions.
 """
 
