@@ -123,8 +123,9 @@ def _execute(
     and the COMMIT travel in the same pipeline: the rollup rows of the current hour, which
     every writer updates, stay locked only until the commit is flushed, not also while the
     result travels to Python and the COMMIT comes back (concurrent single POSTs all update
-    those same rows, so each waits for the previous writer's commit). Inside a transaction (`transaction.atomic`, a purge
-    batch, a test), the statements run in a savepoint of it and the caller commits.
+    those same rows, so each waits for the previous writer's commit). Inside a transaction
+    (`transaction.atomic`, a purge batch, a test), the statements run in a savepoint of it
+    and the caller commits.
 
     The write binds server-side, and with `prepare` a prepared statement is kept per
     connection: these statements take ~10 ms to plan, several times what a single
