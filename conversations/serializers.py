@@ -20,7 +20,6 @@ from conversations.models import (
     MAX_TURNS,
     SESSION_ID_MAX_LENGTH,
     TOPIC_MAX_LENGTH,
-    Topic,
     normalize_topic,
 )
 from conversations.selectors import Filters, Granularity, Period
@@ -236,10 +235,9 @@ class ConversationOutputSerializer(serializers.Serializer):
     received_at = serializers.DateTimeField()
 
     def get_topics(self, conversation) -> list[str]:
-        if hasattr(conversation, "topic_names"):  # set by the ingestion service, or annotated
-            return conversation.topic_names  # (Conversation.objects.with_topic_names())
-        # sorted() in Python: code point order, as the other replies (whatever the collation)
-        return sorted(Topic.objects.filter(id__in=conversation.topic_ids).values_list("name", flat=True))
+        # Set by the ingestion service (IngestResult.conversation) or annotated
+        # (Conversation.objects.with_topic_names()): the two ways a reply gets its conversation.
+        return conversation.topic_names
 
 
 # --- Analytics queries -----------------------------------------------------------------
