@@ -339,12 +339,31 @@ def conversations_ingest(*, items: Sequence[ConversationIn], details: bool = Fal
     The result counts the new and replaced conversations; with `details`, it also holds
     what was stored for each (`IngestResult.conversation`).
     """
-    batch = _last_per_session(items)
-    result = IngestResult(received_at=timezone.now())
-    if not batch:
-        return result
-    result.items = {item.session_id: item for item in batch}
+    return conversations_ingest_write(conversations_ingest_prepare(items=items, details=details))
 
+
+@dataclass(frozen=True)
+class PreparedIngest:
+    """A batch made ready to write by `conversations_ingest_prepare`: the write statement's
+    parameters, built in Python, without touching the database."""
+
+    items: dict[str, ConversationIn]  # the last item per session id, sorted by session id
+    received_at: datetime
+    details: bool
+    params: dict = field(repr=False)
+    topics: frozenset[str] = frozenset()
+
+
+def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bool = False) -> PreparedIngest:
+    """The first half of `conversations_ingest`: all of its Python work, none of its queries.
+
+    `import_jsonl` prepares the next batches in its parsing thread while its writers wait on
+    PostgreSQL, so that a writer's connection is sent its next statement as soon as the
+    last one ends (measured: with the building done in the writer, each connection sat
+    idle for 37% of an import, waiting for it).
+    """
+    batch = _last_per_session(items)
+    received_at = timezone.now()
     columns = {
         "session_ids": [item.session_id for item in batch],
         "timestamps": [item.timestamp for item in batch],
@@ -362,16 +381,31 @@ def conversations_ingest(*, items: Sequence[ConversationIn], details: bool = Fal
         "topic_names": [name for item in batch for name in item.topics],
     }
     params = {name: _array(values) for name, values in columns.items()}
-    params["received_at"] = result.received_at
-    rows = _execute(
-        _INGEST_ROWS_SQL if details else _INGEST_COUNTS_SQL,
-        params,
-        prepare=len(batch) <= _PREPARED_BATCH_MAX,
-        session_ids=result.items,
-        topics={name for item in batch for name in item.topics},
+    params["received_at"] = received_at
+    return PreparedIngest(
+        items={item.session_id: item for item in batch},
+        received_at=received_at,
+        details=details,
+        params=params,
+        topics=frozenset(name for item in batch for name in item.topics),
     )
 
-    if not details:
+
+def conversations_ingest_write(prepared: PreparedIngest) -> IngestResult:
+    """The second half of `conversations_ingest`: write a prepared batch (one transaction)."""
+    result = IngestResult(received_at=prepared.received_at)
+    if not prepared.items:
+        return result
+    result.items = prepared.items
+    rows = _execute(
+        _INGEST_ROWS_SQL if prepared.details else _INGEST_COUNTS_SQL,
+        prepared.params,
+        prepare=len(prepared.items) <= _PREPARED_BATCH_MAX,
+        session_ids=prepared.items,
+        topics=prepared.topics,
+    )
+
+    if not prepared.details:
         [(result.created, result.updated)] = rows
         return result
     for session_id, pk, csat, created in rows:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -330,19 +331,19 @@ def test_a_database_error_stops_the_import_and_every_writer_thread(tmp_path, mon
     # stray thread). Batches written before the error stay (each is its own transaction).
     monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 2)
     monkeypatch.setattr(import_jsonl, "QUEUED_BATCHES", 1)
-    real_ingest = import_jsonl.services.conversations_ingest
+    real_write = import_jsonl.services.conversations_ingest_write
     calls = []
     lock = threading.Lock()
 
-    def failing_ingest(*, items):
+    def failing_write(prepared):
         with lock:
-            calls.append(len(items))
+            calls.append(len(prepared.items))
             fail = len(calls) == 3
         if fail:
             raise RuntimeError("database went away")
-        return real_ingest(items=items)
+        return real_write(prepared)
 
-    monkeypatch.setattr(import_jsonl.services, "conversations_ingest", failing_ingest)
+    monkeypatch.setattr(import_jsonl.services, "conversations_ingest_write", failing_write)
     path = write_jsonl(tmp_path / "analytics.jsonl", [tracker_line(f"abc-{n}") for n in range(400)])
 
     with pytest.raises(RuntimeError, match="database went away"):
@@ -359,17 +360,18 @@ def test_the_lines_of_one_session_go_to_one_writer_in_file_order(tmp_path, monke
     # Each session's lines must be written in file order (the last one wins): all of them go
     # to one writer thread, which writes its batches in order.
     monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 3)
-    real_ingest = import_jsonl.services.conversations_ingest
+    real_write = import_jsonl.services.conversations_ingest_write
     written = []  # (writer thread, session id, turns), in the order the writes happened
     lock = threading.Lock()
 
-    def recording_ingest(*, items):
-        result = real_ingest(items=items)
+    def recording_write(prepared):
+        result = real_write(prepared)
         with lock:
-            written.extend((threading.current_thread().name, item.session_id, item.turns) for item in items)
+            writer = threading.current_thread().name
+            written.extend((writer, item.session_id, item.turns) for item in prepared.items.values())
         return result
 
-    monkeypatch.setattr(import_jsonl.services, "conversations_ingest", recording_ingest)
+    monkeypatch.setattr(import_jsonl.services, "conversations_ingest_write", recording_write)
     sessions = [f"s-{n}" for n in range(11)]
     lines = [tracker_line(session, turns=round_) for round_ in range(1, 6) for session in sessions]
     path = write_jsonl(tmp_path / "analytics.jsonl", lines)
@@ -383,6 +385,21 @@ def test_the_lines_of_one_session_go_to_one_writer_in_file_order(tmp_path, monke
         writes = [(writer, turns) for writer, session_id, turns in written if session_id == session]
         assert len({writer for writer, _ in writes}) == 1, session
         assert [turns for _, turns in writes] == [1, 2, 3, 4, 5], session
+
+
+def test_the_import_gives_back_pythons_switch_interval(tmp_path):
+    # The import shortens it while its threads run (import_jsonl.SWITCH_INTERVAL), then
+    # restores it, error or not.
+    before = sys.getswitchinterval()
+    assert before != import_jsonl.SWITCH_INTERVAL
+    good = write_jsonl(tmp_path / "good.jsonl", [tracker_line("abc-1")])
+    bad = write_jsonl(tmp_path / "bad.jsonl", [tracker_line("abc-2"), "{"])
+
+    assert run_import(good).exit_code == 0
+    assert sys.getswitchinterval() == before
+    assert run_import(bad).exit_code == 1
+    assert sys.getswitchinterval() == before
+    assert Conversation.objects.count() == 2
 
 
 def test_an_error_while_parsing_reaches_the_command(tmp_path, monkeypatch):

@@ -60,3 +60,17 @@ def test_inside_a_transaction_the_caller_commits_or_rolls_back():
         assert seen_by_another_connection() == set()  # not committed yet
         transaction.set_rollback(True)
     assert not Conversation.objects.exists()
+
+
+def test_preparing_a_batch_touches_no_database_and_writing_it_stores_it(django_assert_num_queries):
+    # import_jsonl prepares batches in its parsing thread, which has no connection of its own.
+    with django_assert_num_queries(0):
+        prepared = services.conversations_ingest_prepare(items=[item("b"), item("a"), item("b", topics=())])
+
+    assert list(prepared.items) == ["a", "b"]  # the last item of each session, sorted
+    assert prepared.topics == {"billing"}
+    result = services.conversations_ingest_write(prepared)
+
+    assert (result.created, result.updated) == (2, 0)
+    assert seen_by_another_connection() == {"a", "b"}
+    assert Conversation.objects.get(session_id="b").topic_ids == []  # its last item had none
