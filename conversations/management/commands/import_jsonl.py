@@ -1,9 +1,10 @@
+import itertools
 import json
 import queue
 import re
 import sys
 import threading
-import zlib
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -53,6 +54,56 @@ class _Stopped(Exception):
     """A writer stopped: parsing ends."""
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """A prepared batch, numbered in file order, and the earlier batches (of other writers)
+    that hold some of its session ids: its writer waits until those are committed."""
+
+    number: int
+    prepared: services.PreparedIngest
+    after: frozenset[int]
+
+
+class _InFlight:
+    """The batches handed to writers and not committed yet, with their session ids.
+
+    Batches go to the writers in turn, so each writer gets whole stretches of the file: the
+    two write different hours (a file is in time order), and do not update the same rollup
+    rows one after the other (as they did with the sessions shared out by hash: each batch
+    then spanned twice the hours; 1M lines took 63.8 s instead of 56.2, medians of 3 and 4
+    runs alternated). A session whose lines fall in two stretches must still be
+    written in file order: a batch that shares a session id with an uncommitted batch of
+    another writer waits for it (a batch only ever waits for earlier ones: no cycle).
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._batches: dict[int, tuple[int, frozenset[str]]] = {}  # number: (writer, session ids)
+
+    def add(self, number: int, writer: int, prepared: services.PreparedIngest) -> _Batch:
+        session_ids = frozenset(prepared.items)
+        with self._changed:
+            after = frozenset(
+                earlier
+                for earlier, (other, ids) in self._batches.items()
+                if other != writer and not ids.isdisjoint(session_ids)
+            )
+            self._batches[number] = (writer, session_ids)
+        return _Batch(number=number, prepared=prepared, after=after)
+
+    def wait_for(self, batch: _Batch, stop: threading.Event) -> None:
+        with self._changed:
+            while any(number in self._batches for number in batch.after):
+                if stop.is_set():
+                    raise _Stopped
+                self._changed.wait(0.1)
+
+    def done(self, batch: _Batch) -> None:
+        with self._changed:
+            del self._batches[batch.number]
+            self._changed.notify_all()
+
+
 class Command(BaseCommand):
     help = (
         "Import the tutorial tracker's analytics.jsonl files. Idempotent by session_id (a re-import "
@@ -86,18 +137,19 @@ class Command(BaseCommand):
         Parsing is Python; a write mostly waits on PostgreSQL (the driver lets go of the
         GIL), so on two cores PostgreSQL works on two batches while the next ones are parsed
         (they wait for each other only on the rollup rows both touch, briefly, in key order).
-        A conversation goes to the writer its session id hashes to: the lines of one session
-        are written by one writer, in file order, so the last line still wins. This thread
-        also builds each batch's statement parameters (`conversations_ingest_prepare`), so a
-        writer only sends them: its connection starts the next batch as soon as the last ends.
+        Batches of consecutive lines go to the writers in turn (`_InFlight` keeps each
+        session's lines in file order, so the last line still wins). This thread also builds
+        each batch's statement parameters (`conversations_ingest_prepare`), so a writer only
+        sends them: its connection starts the next batch as soon as the last ends.
         """
         queues = [queue.Queue(maxsize=QUEUED_BATCHES) for _ in range(WRITERS)]  # bound memory
         stop = threading.Event()  # set when a writer gives up (a database error)
         errors: list[BaseException] = []
+        in_flight = _InFlight()
         writers = [
             threading.Thread(
                 target=self._write,
-                args=(batches, totals, stop, errors),
+                args=(batches, in_flight, totals, stop, errors),
                 name=f"import-jsonl-writer-{number}",
                 daemon=True,
             )
@@ -115,7 +167,7 @@ class Command(BaseCommand):
                 desc=path.name,
                 disable=not show_progress,
             ) as progress:
-                self._parse_file(path, totals, progress, queues, stop)
+                self._parse_file(path, totals, progress, queues, in_flight, stop)
         except _Stopped:
             pass  # a writer failed: its error is raised below
         except BaseException:
@@ -129,7 +181,12 @@ class Command(BaseCommand):
             raise errors[0]
 
     def _write(
-        self, batches: queue.Queue, totals: dict, stop: threading.Event, errors: list[BaseException]
+        self,
+        batches: queue.Queue,
+        in_flight: _InFlight,
+        totals: dict,
+        stop: threading.Event,
+        errors: list[BaseException],
     ) -> None:
         """A writer thread: stores batches until None, or until any thread stops."""
         try:
@@ -140,10 +197,14 @@ class Command(BaseCommand):
                     continue
                 if batch is None:
                     return
-                result = services.conversations_ingest_write(batch)
+                in_flight.wait_for(batch, stop)
+                result = services.conversations_ingest_write(batch.prepared)
+                in_flight.done(batch)
                 with _TOTALS_LOCK:
                     totals["created"] += result.created
                     totals["updated"] += result.updated
+        except _Stopped:
+            pass  # another thread failed
         except BaseException as error:  # raised by the command once every thread has stopped
             errors.append(error)
             stop.set()
@@ -151,11 +212,17 @@ class Command(BaseCommand):
             connection.close()  # this thread's own connection
 
     def _parse_file(
-        self, path: Path, totals: dict, progress: tqdm, queues: list[queue.Queue], stop: threading.Event
+        self,
+        path: Path,
+        totals: dict,
+        progress: tqdm,
+        queues: list[queue.Queue],
+        in_flight: _InFlight,
+        stop: threading.Event,
     ) -> None:
-        """Batches of valid conversations onto the writers' queues, then None to each."""
+        """Batches of valid conversations onto the writers' queues in turn, then None to each."""
 
-        def hand_over(writer: int, item) -> None:
+        def put(writer: int, item) -> None:
             while not stop.is_set():
                 try:
                     queues[writer].put(item, timeout=0.1)
@@ -164,7 +231,14 @@ class Command(BaseCommand):
                     continue
             raise _Stopped
 
-        batches: list[list[ConversationIn]] = [[] for _ in queues]
+        numbers = itertools.count()
+
+        def hand_over(items: list[ConversationIn]) -> None:
+            number = next(numbers)
+            writer = number % len(queues)
+            put(writer, in_flight.add(number, writer, services.conversations_ingest_prepare(items=items)))
+
+        batch: list[ConversationIn] = []
         received_at = now = timezone.now()
         serializer = ConversationInputSerializer()
         with path.open("rb") as file:
@@ -181,15 +255,14 @@ class Command(BaseCommand):
                     totals["bad"] += 1
                     progress.write(f"{path}:{number}: {reason}", file=self.stderr._out)
                     continue
-                writer = zlib.crc32(conversation.session_id.encode()) % len(queues)
-                batches[writer].append(conversation)
-                if len(batches[writer]) >= BATCH_SIZE:
-                    hand_over(writer, services.conversations_ingest_prepare(items=batches[writer]))
-                    batches[writer] = []
-        for writer, batch in enumerate(batches):
-            if batch:
-                hand_over(writer, services.conversations_ingest_prepare(items=batch))
-            hand_over(writer, None)
+                batch.append(conversation)
+                if len(batch) >= BATCH_SIZE:
+                    hand_over(batch)
+                    batch = []
+        if batch:
+            hand_over(batch)
+        for writer in range(len(queues)):
+            put(writer, None)
 
     @staticmethod
     def _parse(
