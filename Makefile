@@ -8,7 +8,7 @@ DEMO_DATA ?= 1
 DEMO_CONVERSATIONS ?= 20000
 DEMO_DAYS ?= 90
 
-.PHONY: run test lint format db db-stop browser bench venv venv-dev clean help
+.PHONY: run test lint format db db-stop browser bench bench-floor venv venv-dev clean help
 
 help:
 	@echo "make run      start the app with demo data on http://127.0.0.1:$(PORT)"
@@ -17,6 +17,8 @@ help:
 	@echo "make db-stop  stop it"
 	@echo "make lint     ruff check + format check"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
+	@echo "make bench    the performance benchmark (SIZE=10000000 for ten million conversations)"
+	@echo "make bench-floor  what the stack costs a single POST before our write"
 
 # Reinstall only when a requirements file changes.
 $(VENV)/.installed-runtime: requirements.txt
@@ -80,3 +82,7 @@ SIZE ?= 1000000
 IMPORT_LINES ?= 1000000
 bench: venv-dev db
 	$(PY) benchmarks/bench.py --size $(SIZE) --import-lines $(IMPORT_LINES)
+
+# What the stack costs a single POST before our write (needs the database `make bench` loads)
+bench-floor: venv-dev db
+	$(PY) benchmarks/floor.py --size $(SIZE)

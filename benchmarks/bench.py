@@ -275,7 +275,7 @@ def _time_reads(port: int, path: str, headers: dict, repeats: int) -> list[float
 
 
 def _ingest_client(args) -> int:
-    port, key, batch, seconds, prefix = args
+    port, key, batch, seconds, prefix, path = args
     connection = HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     stored, number, deadline = 0, 0, time.monotonic() + seconds
@@ -296,7 +296,7 @@ def _ingest_client(args) -> int:
             for i in range(batch)
         ]
         body = json.dumps(items if batch > 1 else items[0])
-        connection.request("POST", "/api/conversations/", body=body, headers=headers)
+        connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
         response.read()
         if response.status not in (200, 201):
@@ -307,13 +307,15 @@ def _ingest_client(args) -> int:
     return stored
 
 
-def ingest_rate(port: int, key: str, *, clients: int, batch: int) -> float:
+def ingest_rate(port: int, key: str, *, clients: int, batch: int, path: str = "/api/conversations/") -> float:
+    """Conversations stored per second by `clients` processes posting batches of `batch` (a
+    single object when 1) to `path` for INGEST_SECONDS."""
     run = INGEST_PREFIX + uuid.uuid4().hex[:8]
     with multiprocessing.Pool(clients) as pool:
         started = time.monotonic()
         counts = pool.map(
             _ingest_client,
-            [(port, key, batch, INGEST_SECONDS, f"{run}-{client}") for client in range(clients)],
+            [(port, key, batch, INGEST_SECONDS, f"{run}-{client}", path) for client in range(clients)],
         )
         elapsed = time.monotonic() - started
     return sum(counts) / elapsed
