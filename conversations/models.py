@@ -290,6 +290,33 @@ class TopicRollup(RollupMetrics):
         )
 
 
+class RollupDelta(models.Model):
+    """A change to the rollups not folded into them yet (conversations.rollups).
+
+    A single-conversation write appends its contributions here, the old one taken out (sign
+    −1) and the new one put in (+1), in the statement that writes the conversation, instead
+    of updating the rollup rows itself: every such write updated the current hour's rows,
+    which every other writer was waiting to update too. `rollups.fold` moves what is here into
+    the rollups, many writes at a time, and reads add what is not folded yet, so every figure
+    stays exact. Append-only until folded: no writer waits for another here.
+    """
+
+    sign = models.SmallIntegerField()
+    timestamp = models.DateTimeField()
+    channel = models.CharField(max_length=LABEL_MAX_LENGTH)
+    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH)
+    resolved_by_ai = models.BooleanField()
+    turns = models.IntegerField()
+    csat = models.SmallIntegerField(null=True)
+    ai_cost = models.DecimalField(max_digits=12, decimal_places=6, null=True)
+    avg_response_ms = models.FloatField(null=True)
+    response_ms_bucket = models.SmallIntegerField(null=True)
+    topic_ids = ArrayField(models.BigIntegerField())
+
+    def __str__(self) -> str:
+        return f"{self.sign:+d} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+
 class CostSettings(models.Model):
     """The cost assumptions behind "money saved"; one row, edited by staff in the admin."""
 

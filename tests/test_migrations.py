@@ -1,4 +1,5 @@
-"""Migration 0008: topic links become topic ids in the conversation row, and back."""
+"""Migration 0008: topic links become topic ids in the conversation row, and back; 0010 builds
+the rollups a database lacks."""
 
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from conversations.models import ConversationRollup, TopicRollup
 
 BEFORE = ("conversations", "0007_rate_limit_counter")
 AFTER = ("conversations", "0008_topic_ids_in_row")
+ROLLUPS_BUILT = ("conversations", "0010_rollup_deltas")
 T = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 
 
@@ -97,11 +99,11 @@ EXPECTED = {
 
 @pytest.mark.django_db(transaction=True)
 def test_missing_rollups_are_built(at_0007):
-    """A database that comes from before 0003 reaches 0008 with conversations and no rollups."""
+    """A database that comes from before 0003 reaches 0010 with conversations and no rollups."""
     five_billing_conversations(at_0007)
     assert not rows("SELECT FROM conversations_conversationrollup")
 
-    migrate(AFTER)
+    migrate(ROLLUPS_BUILT)
 
     assert rollup_rows() == {ConversationRollup: EXPECTED, TopicRollup: EXPECTED}
 
@@ -116,7 +118,7 @@ def test_rollups_without_the_all_channels_rows_are_rebuilt(at_0007):
         Rollup.objects.create(span=span, start=start, channel="web", bot_version="", conversations=5,
                               turns_sum=10, response_ms_histogram=zeros)  # fmt: skip
 
-    migrate(AFTER)
+    migrate(ROLLUPS_BUILT)
 
     assert rollup_rows() == {ConversationRollup: EXPECTED, TopicRollup: EXPECTED}
 
@@ -130,6 +132,6 @@ def test_complete_rollups_are_left_as_they_are(at_0007):
     Rollup.objects.create(span="h", start=HOUR, channel=None, bot_version=None, conversations=99,
                           turns_sum=0, response_ms_histogram=[0] * 101)  # fmt: skip
 
-    migrate(AFTER)
+    migrate(ROLLUPS_BUILT)
 
     assert rollup_rows()[ConversationRollup] == {("h", HOUR, None, 99, 0)}

@@ -7,7 +7,7 @@ largest parts of an import and of the worst-case read at 10M conversations. The 
 written by the same statement, and a GIN index serves the topic filter.
 
 The links are copied into the arrays (sorted ids), and back again when migrating backwards.
-Rollups are built here for a database that comes from before 0003 or 0004 (see build_rollups).
+Missing rollups are built by 0010 (it has the schema the live rebuild code needs).
 
 Plan a maintenance window on a large database: the migration is one transaction that holds
 the conversation table's lock while it rewrites every row (measured here on a database of
@@ -18,23 +18,6 @@ Run `VACUUM ANALYZE conversations_conversation` afterwards to reclaim the old ro
 import django.contrib.postgres.fields
 import django.contrib.postgres.indexes
 from django.db import migrations, models
-
-
-def build_rollups(apps, schema_editor):
-    """Build the rollups when they are missing or partial: a database migrated from before
-    0003 (0003 and 0004 now create the tables empty: the live rebuild code needs this
-    schema), or one that 0003 built and that reaches 0008 without 0004's "all channels and
-    versions" rows. Every database that ran 0004 has them, kept right by every write since."""
-    from conversations import rollups
-
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT FROM conversations_conversation) AND NOT EXISTS ("
-            " SELECT FROM conversations_conversationrollup WHERE channel IS NULL AND bot_version IS NULL)"
-        )
-        [(missing,)] = cursor.fetchall()
-    if missing:
-        rollups.rebuild()
 
 
 class Migration(migrations.Migration):
@@ -77,5 +60,4 @@ class Migration(migrations.Migration):
                 fields=["topic_ids"], name="conversation_topic_ids_idx"
             ),
         ),
-        migrations.RunPython(build_rollups, migrations.RunPython.noop),
     ]
