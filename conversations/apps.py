@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import request_finished
 from django.db.backends.signals import connection_created
 
 # Per-connection PostgreSQL settings (see `_configure_session`).
@@ -41,3 +42,7 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         connection_created.connect(_configure_session, dispatch_uid="conversations.configure_session")
+        from conversations import rollups
+
+        # Single conversations' rollup changes are folded in after responses (RollupDelta).
+        request_finished.connect(rollups.fold_if_due, dispatch_uid="conversations.fold_rollup_deltas")

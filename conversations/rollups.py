@@ -12,16 +12,30 @@ them, `col = col + delta`, rows sorted by key: concurrent writers then lock the 
 lost. Doing this in SQL keeps a batch of 1,000 conversations from costing 4,000 Python
 dictionary updates per metric, and a write from costing one round trip per table.
 
+Writes of a few conversations (a single POST, a late CSAT) use `CHANGES_TO_DELTAS` instead:
+the `changes` rows are appended to RollupDelta, and `fold` moves them into the rollups later,
+many at a time (each server process after a response, at most every FOLD_SECONDS; a purge
+before each batch). Concurrent single POSTs all updated the current hour's rows, each
+waiting for the one before to commit; appending, none waits. Reads use LIVE_*_ROLLUPS: the
+rollup rows plus the unfolded deltas summed the same way, so no figure depends on whether a
+fold has run.
+
 `rebuild()` recomputes everything from the raw conversations (manage.py rebuild_rollups),
 with the same metric definitions (sign = +1).
 """
 
 from __future__ import annotations
 
-from django.db import connection
+import logging
+import threading
+import time
+
+from django.db import DatabaseError, connection
 
 from conversations import histogram
-from conversations.models import ConversationRollup, Span, TopicRollup
+from conversations.models import ConversationRollup, RollupDelta, Span, TopicRollup
+
+logger = logging.getLogger(__name__)
 
 # The additive columns, each as a sum over conversations `c` that carry a `sign`: +1 for a
 # contribution put in, −1 for one taken out. One definition for the writes and `rebuild()`.
@@ -58,9 +72,10 @@ CHANGE_COLUMNS = [
 ]
 
 
-def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
+def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
     """CTEs that sum the deltas of `source` (the changed conversations, with a sign, and for
-    topics one row per topic) per rollup row and upsert them into `table`.
+    topics one row per topic) per rollup row: `{prefix}_deltas`, the rollup rows to add
+    (`histogram` NULL when none of them has a response time).
 
     The metrics are computed once per conversation, at the finest grain (UTC hour × keys);
     the day rows and the "all channels and versions" rows (NULL, NULL) are sums of those few
@@ -78,9 +93,6 @@ def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
     key_list = ", ".join(keys)
     key_positions = ", ".join(str(index + 1) for index in range(len(keys)))
     metric_sums = ", ".join(f"sum({name}) AS {name}" for name in METRICS)
-    nonzero = " OR ".join(f"{name} <> 0" for name in METRICS)
-    order = ", ".join(f"{key} NULLS FIRST" for key in keys)
-    updates = ", ".join(f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS)
     # Each grain row counts in its hour and its day, for its channel × version and for all.
     spread = f"""CROSS JOIN (VALUES ('{Span.HOUR}'), ('{Span.DAY}')) AS s(span)
         CROSS JOIN LATERAL (VALUES (g.channel, g.bot_version), (NULL, NULL)) AS d(channel, bot_version)"""
@@ -128,7 +140,17 @@ def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
         -- Every histogram row has its metrics row (the same conversations, those with a
         -- response time).
         SELECT m.*, h.histogram FROM {prefix}_metrics m LEFT JOIN {prefix}_histograms h ON {same_row}
-    ),
+    )"""
+
+
+def _upsert_cte(prefix: str, table: str, keys: list[str]) -> str:
+    """A CTE that adds the rows of `{prefix}_deltas` to `table`, in key order. Rows whose
+    delta is all zero (a re-post of the same values) are not written."""
+    key_list = ", ".join(keys)
+    nonzero = " OR ".join(f"{name} <> 0" for name in METRICS)
+    order = ", ".join(f"{key} NULLS FIRST" for key in keys)
+    updates = ", ".join(f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS)
+    return f"""
     {prefix}_upserted AS (
         INSERT INTO {table} AS t ({key_list}, {", ".join(METRICS)}, {HISTOGRAM})
         SELECT {key_list}, {", ".join(METRICS)}, coalesce(histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
@@ -140,26 +162,144 @@ def _delta_ctes(prefix: str, table: str, keys: list[str], source: str) -> str:
     )"""
 
 
+_CONVERSATION_KEYS = ["span", "start", "channel", "bot_version"]
+_TOPIC_KEYS = ["span", "start", "topic_id", "channel", "bot_version"]
+_CONVERSATION_TABLE = ConversationRollup._meta.db_table
+_TOPIC_TABLE = TopicRollup._meta.db_table
+_DELTA_TABLE = RollupDelta._meta.db_table
+
+
+def _topic_changes(name: str, source: str) -> str:
+    # unnest in the select list: no function scan (and its tuplestore) per row
+    return f"{name} AS (SELECT c.*, unnest(c.topic_ids) AS topic_id FROM {source} c)"
+
+
 # Appended to a statement's WITH list after its `changes` CTE (columns: CHANGE_COLUMNS).
 # Every writer uses this same text, so all take the conversation rollup rows first, then the
 # topic rollup rows, each in key order.
-_CONVERSATION_DELTAS = _delta_ctes(
-    "conversation", ConversationRollup._meta.db_table, ["span", "start", "channel", "bot_version"], "changes"
-)
-_TOPIC_DELTAS = _delta_ctes(
-    "topic",
-    TopicRollup._meta.db_table,
-    ["span", "start", "topic_id", "channel", "bot_version"],
-    "topic_changes",
-)
 CHANGES_TO_ROLLUPS = f"""
-    topic_changes AS (
-        -- unnest in the select list: no function scan (and its tuplestore) per row
-        SELECT c.*, unnest(c.topic_ids) AS topic_id FROM changes c
-    ),
-    {_CONVERSATION_DELTAS},
-    {_TOPIC_DELTAS}
+    {_topic_changes("topic_changes", "changes")},
+    {_delta_ctes("conversation", _CONVERSATION_KEYS, "changes")},
+    {_upsert_cte("conversation", _CONVERSATION_TABLE, _CONVERSATION_KEYS)},
+    {_delta_ctes("topic", _TOPIC_KEYS, "topic_changes")},
+    {_upsert_cte("topic", _TOPIC_TABLE, _TOPIC_KEYS)}
 """
+
+# The same, put off: the changes are appended to RollupDelta, for `fold` to add to the rollups
+# later (see RollupDelta). What a single conversation's write uses.
+CHANGES_TO_DELTAS = f"""
+    deltas_appended AS (
+        INSERT INTO {_DELTA_TABLE} ({", ".join(CHANGE_COLUMNS)})
+        SELECT {", ".join(CHANGE_COLUMNS)} FROM changes
+    )
+"""
+
+
+# The metrics as the rollup tables type them (the sums of deltas come out wider: bigint for
+# integer, numeric for bigint), so that a UNION ALL with the tables keeps their types.
+_typed_metrics = ", ".join(
+    f"{name}::{ConversationRollup._meta.get_field(name).db_type(connection)} AS {name}" for name in METRICS
+)
+
+
+def _live(table: str, keys: list[str], prefix: str) -> str:
+    """What the rollup rows of `table` would be with every unfolded delta folded in: its
+    rows, and the pending deltas summed per rollup row. Rows of both kinds may share a key:
+    a read sums the rows of its window (and its histograms), so either way it adds up."""
+    columns = ", ".join([*keys, *METRICS, HISTOGRAM])
+    source = f"{prefix}_changes"
+    topics = f"{_topic_changes(f'{prefix}_topic_changes', source)}, " if "topic_id" in keys else ""
+    return f"""(
+        SELECT {columns} FROM {table}
+        UNION ALL
+        (
+            WITH {source} AS (SELECT {", ".join(CHANGE_COLUMNS)} FROM {_DELTA_TABLE}),
+                {topics}{_delta_ctes(prefix, keys, f"{prefix}_topic_changes" if topics else source)}
+            SELECT {", ".join(keys)}, {_typed_metrics},
+                   coalesce(histogram, array_fill(0, ARRAY[{histogram.SIZE}])) AS {HISTOGRAM}
+            FROM {prefix}_deltas
+        )
+    )"""
+
+
+# What reads use in place of the rollup tables, `FROM {LIVE_CONVERSATION_ROLLUPS} r`: the
+# rollups with the unfolded deltas in. Their conditions (span, start, channel...) reach both
+# halves; the deltas are few (`fold` runs every FOLD_SECONDS while writes come in).
+LIVE_CONVERSATION_ROLLUPS = _live(_CONVERSATION_TABLE, _CONVERSATION_KEYS, "pending")
+LIVE_TOPIC_ROLLUPS = _live(_TOPIC_TABLE, _TOPIC_KEYS, "pending")
+
+# Advisory-lock class of the fold ("SF"): one fold at a time (services takes "SA" ones).
+_FOLD_LOCK_CLASS = 0x5346
+FOLD_BATCH = 10_000
+
+_FOLD_SQL = f"""
+WITH
+    folding AS (SELECT pg_try_advisory_xact_lock({_FOLD_LOCK_CLASS}, 0) AS ours),
+    changes AS (
+        DELETE FROM {_DELTA_TABLE}
+        WHERE id IN (
+            SELECT id FROM {_DELTA_TABLE} WHERE (SELECT ours FROM folding) ORDER BY id LIMIT %s
+        )
+        RETURNING {", ".join(CHANGE_COLUMNS)}
+    ),
+    {CHANGES_TO_ROLLUPS}
+SELECT count(*) FROM changes
+"""
+
+
+# A process folds at most this often, after a request that left deltas (`fold_if_due`).
+FOLD_SECONDS = 1.0
+_fold_lock = threading.Lock()
+_last_fold = 0.0  # time.monotonic() of this process's last fold
+_pending = False  # deltas written by this process since then
+
+
+def deltas_written() -> None:
+    """Note that this process appended deltas (services, after a small write commits)."""
+    global _pending
+    _pending = True
+
+
+def fold_if_due(**kwargs) -> None:
+    """Fold, when this process wrote deltas and has not folded for FOLD_SECONDS.
+
+    Connected to `request_finished`: it runs once the response has gone out (gunicorn
+    sends it before closing it), so no client waits for a fold; in autocommit, its own
+    transaction. A failed fold only logs:
+    the deltas stay, and reads count them, until the next one.
+    """
+    global _pending, _last_fold
+    if not _pending or time.monotonic() - _last_fold < FOLD_SECONDS:
+        return
+    if connection.in_atomic_block:
+        return  # the request's connection is in a transaction (a test's): not ours to extend
+    if not _fold_lock.acquire(blocking=False):
+        return  # another thread of this process is folding
+    try:
+        _pending, _last_fold = False, time.monotonic()
+        fold()
+    except DatabaseError:
+        logger.warning("Folding the rollup deltas failed; the next fold takes them.", exc_info=True)
+    finally:
+        _fold_lock.release()
+
+
+def fold() -> int:
+    """Move the unfolded deltas into the rollups; returns how many were moved.
+
+    Each batch is one statement: the deltas deleted and the rollups updated together, so a
+    read (one statement, one snapshot) sees every change exactly once, either way. Deltas
+    of writes not committed yet stay for the next fold. When another fold is running this
+    one moves nothing (they would only wait on each other's rows).
+    """
+    folded = 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(_FOLD_SQL, [FOLD_BATCH])
+            (count,) = cursor.fetchone()
+            folded += count
+            if count < FOLD_BATCH:
+                return folded
 
 
 def rebuild() -> dict[str, int]:
@@ -171,6 +311,10 @@ def rebuild() -> dict[str, int]:
     """
     counts = {}
     with connection.cursor() as cursor:
+        # Writers append their deltas after waiting for this lock (until the rebuild
+        # commits); those already appended are in the raw rows read below, so they go.
+        cursor.execute(f"LOCK TABLE {_DELTA_TABLE} IN EXCLUSIVE MODE")
+        cursor.execute(f"DELETE FROM {_DELTA_TABLE}")
         for model in (TopicRollup, ConversationRollup):
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
         for model, per_topic in ((ConversationRollup, False), (TopicRollup, True)):

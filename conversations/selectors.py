@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from conversations import rollups
 from conversations.metrics import (
     RAW_BUCKETS_SQL,
     RAW_SQL,
@@ -26,11 +27,9 @@ from conversations.metrics import (
 from conversations.models import (
     FUTURE_TOLERANCE,
     Conversation,
-    ConversationRollup,
     CostSettings,
     Span,
     Topic,
-    TopicRollup,
 )
 from conversations.rollups import METRICS as ROLLUP_METRICS
 
@@ -233,7 +232,8 @@ def _ranges_where(plan: _Plan) -> tuple[str, list] | None:
 
 
 def _rollups_where(plan: _Plan, filters: Filters, *, per_topic: bool) -> tuple[str, str, list] | None:
-    """The rollup table and rows `r` of a plan: per topic when asked or filtering by topic,
+    """The rollups (with the unfolded deltas: rollups.LIVE_*) and rows `r` of a plan: per
+    topic when asked or filtering by topic,
     else per channel × bot version. Without a channel or version filter, the "all" rows
     (NULL, NULL): one row per hour or day (per topic)."""
     if (ranges := _ranges_where(plan)) is None:
@@ -251,12 +251,12 @@ def _rollups_where(plan: _Plan, filters: Filters, *, per_topic: bool) -> tuple[s
             conditions.append("r.bot_version = %s")
             params.append(filters.bot_version)
     if per_topic or filters.topic:
-        table = TopicRollup._meta.db_table
+        table = rollups.LIVE_TOPIC_ROLLUPS
         if filters.topic:
             conditions.append(f"r.topic_id = (SELECT id FROM {_TOPICS} WHERE name = %s)")
             params.append(filters.topic)
     else:
-        table = ConversationRollup._meta.db_table
+        table = rollups.LIVE_CONVERSATION_ROLLUPS
     return table, " AND ".join(conditions), params
 
 
@@ -325,8 +325,8 @@ class _Read:
             bucket_params = []
         edges = self._edges(part, plan, filters)
         if totals:
-            if (rollups := _rollups_where(plan, filters, per_topic=False)) is not None:
-                table, where, where_params = rollups
+            if (rollup_rows := _rollups_where(plan, filters, per_topic=False)) is not None:
+                table, where, where_params = rollup_rows
                 self._part(
                     f"SELECT %s, NULL::bigint, {bucket_rollup}, 1, {_ROLLUP_COLUMNS}, {ROLLUP_HISTOGRAM_SQL},"
                     f" NULL::smallint[] FROM {table} r WHERE {where}"
@@ -349,8 +349,8 @@ class _Read:
                     f"{ROLLUP_SQL[0]}, {_NO_METRICS}",
                     f"{RAW_SQL[0]}, {_NO_METRICS}",
                 )
-            if (rollups := _rollups_where(plan, filters, per_topic=True)) is not None:
-                table, where, where_params = rollups
+            if (rollup_rows := _rollups_where(plan, filters, per_topic=True)) is not None:
+                table, where, where_params = rollup_rows
                 self._part(
                     f"SELECT %s, r.topic_id, NULL::timestamp, 1, {rollup_columns}, NULL::integer[],"
                     f" NULL::smallint[] FROM {table} r WHERE {where} GROUP BY r.topic_id",
@@ -703,7 +703,7 @@ def _filter_menus(period: Period) -> tuple[set[str], set[str]]:
         return set(), set()
     where, params = ranges
     rows = _fetch(
-        f"SELECT DISTINCT r.channel, r.bot_version FROM {ConversationRollup._meta.db_table} r"
+        f"SELECT DISTINCT r.channel, r.bot_version FROM {rollups.LIVE_CONVERSATION_ROLLUPS} r"
         f" WHERE {where} AND r.channel IS NOT NULL",
         params,
     )
