@@ -1,20 +1,13 @@
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import BigIntegerField, OuterRef, Subquery, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.shortcuts import redirect
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from conversations import services
-from conversations.models import (
-    ApiKey,
-    Conversation,
-    CostSettings,
-    Span,
-    Topic,
-    TopicRollup,
-    TopicRollupDelta,
-)
+from conversations.models import ApiKey, Conversation, CostSettings, RollupDelta, Span, Topic, TopicRollup
 
 
 class TopicFilter(admin.SimpleListFilter):
@@ -117,15 +110,15 @@ class TopicAdmin(admin.ModelAdmin):
             topic=OuterRef("pk"), span=Span.DAY, channel__isnull=True, bot_version__isnull=True
         )
         total = days.values("topic").annotate(total=Sum("conversations")).values("total")
-        # Plus the rows not folded into the rollups yet (TopicRollupDelta: a second's worth).
-        pending = TopicRollupDelta.objects.filter(
-            topic=OuterRef("pk"), span=Span.DAY, channel__isnull=True, bot_version__isnull=True
+        # Plus the changes not folded into the rollups yet (RollupDelta: a few seconds' worth).
+        topics, deltas = Topic._meta.db_table, RollupDelta._meta.db_table
+        pending = RawSQL(
+            f"SELECT coalesce(sum(d.sign), 0) FROM {deltas} d WHERE {topics}.id = ANY(d.topic_ids)",
+            [],
+            output_field=BigIntegerField(),
         )
-        pending_total = pending.values("topic").annotate(total=Sum("conversations")).values("total")
         return (
-            super()
-            .get_queryset(request)
-            .annotate(conversation_count=Coalesce(Subquery(total), 0) + Coalesce(Subquery(pending_total), 0))
+            super().get_queryset(request).annotate(conversation_count=Coalesce(Subquery(total), 0) + pending)
         )
 
     @admin.display(description="conversations", ordering="conversation_count")

@@ -290,42 +290,31 @@ class TopicRollup(RollupMetrics):
         )
 
 
-class ConversationRollupDelta(RollupMetrics):
-    """Rows to add to ConversationRollup, not folded in yet (conversations.rollups).
+class RollupDelta(models.Model):
+    """A change to the rollups not folded into them yet (conversations.rollups).
 
-    A write of a few conversations appends what it changes in the rollups here (the same
-    rows, summed the same way: its hours and days, per channel × version and for all),
-    in the statement that writes the conversations, instead of updating the rollup rows
-    itself: every such write updated the current hour's rows, which every concurrent writer
-    was waiting to update too. `rollups.fold` moves these rows into the rollups, many writes
-    at a time, and reads add the rows not folded yet, so every figure stays exact.
-    Append-only until folded: no writer waits for another here. Few rows (a fold runs about
-    every second while writes come in): no index; reads scan them.
+    A single-conversation write appends its contributions here, the old one taken out (sign
+    −1) and the new one put in (+1), in the statement that writes the conversation, instead
+    of updating the rollup rows itself: every such write updated the current hour's rows,
+    which every other writer was waiting to update too. `rollups.fold` moves what is here into
+    the rollups, many writes at a time, and reads add what is not folded yet, so every figure
+    stays exact. Append-only until folded: no writer waits for another here.
     """
 
-    span = models.CharField(max_length=1, choices=Span.choices)
-    start = models.DateTimeField()
-    channel = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001 - as in the rollup
-    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001
+    sign = models.SmallIntegerField()
+    timestamp = models.DateTimeField()
+    channel = models.CharField(max_length=LABEL_MAX_LENGTH)
+    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH)
+    resolved_by_ai = models.BooleanField()
+    turns = models.IntegerField()
+    csat = models.SmallIntegerField(null=True)
+    ai_cost = models.DecimalField(max_digits=12, decimal_places=6, null=True)
+    avg_response_ms = models.FloatField(null=True)
+    response_ms_bucket = models.SmallIntegerField(null=True)
+    topic_ids = ArrayField(models.BigIntegerField())
 
     def __str__(self) -> str:
-        labels = f"{self.channel}/{self.bot_version}"
-        return f"{self.span} {self.start:%Y-%m-%d %H:%M} {labels}: {self.conversations:+d}"
-
-
-class TopicRollupDelta(RollupMetrics):
-    """Rows to add to TopicRollup, not folded in yet (see ConversationRollupDelta)."""
-
-    span = models.CharField(max_length=1, choices=Span.choices)
-    start = models.DateTimeField()
-    # No foreign-key constraint: its check would lock the topic row on every insert (topics are
-    # never deleted, and TopicRollup, where the rows go, has the constraint).
-    topic = models.ForeignKey(Topic, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False)
-    channel = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001 - as in the rollup
-    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001
-
-    def __str__(self) -> str:
-        return f"{self.span} {self.start:%Y-%m-%d %H:%M} topic {self.topic_id}: {self.conversations:+d}"
+        return f"{self.sign:+d} at {self.timestamp:%Y-%m-%d %H:%M}"
 
 
 class CostSettings(models.Model):

@@ -13,12 +13,12 @@ lost. Doing this in SQL keeps a batch of 1,000 conversations from costing 4,000 
 dictionary updates per metric, and a write from costing one round trip per table.
 
 Writes of a few conversations (a single POST, a late CSAT) use `CHANGES_TO_DELTAS` instead:
-the same rows are appended to ConversationRollupDelta and TopicRollupDelta, and `fold` moves
-them into the rollups later, many at a time (each server process after a response, at most
-every FOLD_SECONDS; a purge before each batch). Concurrent single POSTs all updated the
-current hour's rows, each waiting for the one before to commit; appending, none waits.
-Reads use LIVE_*_ROLLUPS: the rollup rows and the unfolded delta rows together, so no figure
-depends on whether a fold has run.
+the `changes` rows are appended to RollupDelta, and `fold` moves them into the rollups later,
+many at a time (each server process after a response, at most every FOLD_SECONDS; a purge
+before each batch). Concurrent single POSTs all updated the current hour's rows, each
+waiting for the one before to commit; appending, none waits. Reads use LIVE_*_ROLLUPS: the
+rollup rows plus the unfolded deltas summed the same way, so no figure depends on whether a
+fold has run.
 
 `rebuild()` recomputes everything from the raw conversations (manage.py rebuild_rollups),
 with the same metric definitions (sign = +1).
@@ -33,13 +33,7 @@ import time
 from django.db import DatabaseError, connection
 
 from conversations import histogram
-from conversations.models import (
-    ConversationRollup,
-    ConversationRollupDelta,
-    Span,
-    TopicRollup,
-    TopicRollupDelta,
-)
+from conversations.models import ConversationRollup, RollupDelta, Span, TopicRollup
 
 logger = logging.getLogger(__name__)
 
@@ -170,102 +164,86 @@ def _upsert_cte(prefix: str, table: str, keys: list[str]) -> str:
 
 _CONVERSATION_KEYS = ["span", "start", "channel", "bot_version"]
 _TOPIC_KEYS = ["span", "start", "topic_id", "channel", "bot_version"]
-# (prefix of its CTEs, rollup table, table of its unfolded deltas, keys)
-_TABLES = [
-    ("conversation", ConversationRollup._meta.db_table, ConversationRollupDelta._meta.db_table,
-     _CONVERSATION_KEYS),
-    ("topic", TopicRollup._meta.db_table, TopicRollupDelta._meta.db_table, _TOPIC_KEYS),
-]  # fmt: skip
-_NONZERO = " OR ".join(f"{name} <> 0" for name in METRICS)
+_CONVERSATION_TABLE = ConversationRollup._meta.db_table
+_TOPIC_TABLE = TopicRollup._meta.db_table
+_DELTA_TABLE = RollupDelta._meta.db_table
 
 
-def _append_cte(prefix: str, delta_table: str, keys: list[str]) -> str:
-    """A CTE that appends the rows of `{prefix}_deltas` to `delta_table` (all-zero rows left out)."""
-    columns = ", ".join([*keys, *METRICS, HISTOGRAM])
-    return f"""
-    {prefix}_appended AS (
-        INSERT INTO {delta_table} ({columns})
-        SELECT {", ".join([*keys, *METRICS])}, coalesce(histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
-        FROM {prefix}_deltas
-        WHERE histogram IS NOT NULL OR {_NONZERO}
-    )"""
+def _topic_changes(name: str, source: str) -> str:
+    # unnest in the select list: no function scan (and its tuplestore) per row
+    return f"{name} AS (SELECT c.*, unnest(c.topic_ids) AS topic_id FROM {source} c)"
 
-
-_TOPIC_CHANGES = """
-    topic_changes AS (
-        -- unnest in the select list: no function scan (and its tuplestore) per row
-        SELECT c.*, unnest(c.topic_ids) AS topic_id FROM changes c
-    )"""
 
 # Appended to a statement's WITH list after its `changes` CTE (columns: CHANGE_COLUMNS).
 # Every writer uses this same text, so all take the conversation rollup rows first, then the
 # topic rollup rows, each in key order.
-CHANGES_TO_ROLLUPS = ",".join(
-    [_TOPIC_CHANGES]
-    + [
-        _delta_ctes(prefix, keys, "topic_changes" if prefix == "topic" else "changes")
-        + ","
-        + _upsert_cte(prefix, table, keys)
-        for prefix, table, _, keys in _TABLES
-    ]
+CHANGES_TO_ROLLUPS = f"""
+    {_topic_changes("topic_changes", "changes")},
+    {_delta_ctes("conversation", _CONVERSATION_KEYS, "changes")},
+    {_upsert_cte("conversation", _CONVERSATION_TABLE, _CONVERSATION_KEYS)},
+    {_delta_ctes("topic", _TOPIC_KEYS, "topic_changes")},
+    {_upsert_cte("topic", _TOPIC_TABLE, _TOPIC_KEYS)}
+"""
+
+# The same, put off: the changes are appended to RollupDelta, for `fold` to add to the rollups
+# later (see RollupDelta). What a single conversation's write uses.
+CHANGES_TO_DELTAS = f"""
+    deltas_appended AS (
+        INSERT INTO {_DELTA_TABLE} ({", ".join(CHANGE_COLUMNS)})
+        SELECT {", ".join(CHANGE_COLUMNS)} FROM changes
+    )
+"""
+
+
+# The metrics as the rollup tables type them (the sums of deltas come out wider: bigint for
+# integer, numeric for bigint), so that a UNION ALL with the tables keeps their types.
+_typed_metrics = ", ".join(
+    f"{name}::{ConversationRollup._meta.get_field(name).db_type(connection)} AS {name}" for name in METRICS
 )
 
-# The same rows, put off: appended to the delta tables (ConversationRollupDelta,
-# TopicRollupDelta), for `fold` to add to the rollups later. What writes of a few
-# conversations use.
-CHANGES_TO_DELTAS = ",".join(
-    [_TOPIC_CHANGES]
-    + [
-        _delta_ctes(prefix, keys, "topic_changes" if prefix == "topic" else "changes")
-        + ","
-        + _append_cte(prefix, delta_table, keys)
-        for prefix, _, delta_table, keys in _TABLES
-    ]
-)
 
-
-def _live(table: str, delta_table: str, keys: list[str]) -> str:
-    """The rollup rows of `table` as if every unfolded delta were folded in: its rows and
-    the delta rows (same columns, same types: a read's conditions reach both halves of the
-    UNION ALL, and the table's indexes serve them). Rows of both kinds may share a key: a
-    read sums the rows of its window (and their histograms), so either way it adds up."""
+def _live(table: str, keys: list[str], prefix: str) -> str:
+    """What the rollup rows of `table` would be with every unfolded delta folded in: its
+    rows, and the pending deltas summed per rollup row. Rows of both kinds may share a key:
+    a read sums the rows of its window (and its histograms), so either way it adds up."""
     columns = ", ".join([*keys, *METRICS, HISTOGRAM])
-    return f"(SELECT {columns} FROM {table} UNION ALL SELECT {columns} FROM {delta_table})"
+    source = f"{prefix}_changes"
+    topics = f"{_topic_changes(f'{prefix}_topic_changes', source)}, " if "topic_id" in keys else ""
+    return f"""(
+        SELECT {columns} FROM {table}
+        UNION ALL
+        (
+            WITH {source} AS (SELECT {", ".join(CHANGE_COLUMNS)} FROM {_DELTA_TABLE}),
+                {topics}{_delta_ctes(prefix, keys, f"{prefix}_topic_changes" if topics else source)}
+            SELECT {", ".join(keys)}, {_typed_metrics},
+                   coalesce(histogram, array_fill(0, ARRAY[{histogram.SIZE}])) AS {HISTOGRAM}
+            FROM {prefix}_deltas
+        )
+    )"""
 
 
-# What reads use in place of the rollup tables, `FROM {LIVE_CONVERSATION_ROLLUPS} r`.
-LIVE_CONVERSATION_ROLLUPS = _live(*_TABLES[0][1:])
-LIVE_TOPIC_ROLLUPS = _live(*_TABLES[1][1:])
+# What reads use in place of the rollup tables, `FROM {LIVE_CONVERSATION_ROLLUPS} r`: the
+# rollups with the unfolded deltas in. Their conditions (span, start, channel...) reach both
+# halves; the deltas are few (`fold` runs every FOLD_SECONDS while writes come in).
+LIVE_CONVERSATION_ROLLUPS = _live(_CONVERSATION_TABLE, _CONVERSATION_KEYS, "pending")
+LIVE_TOPIC_ROLLUPS = _live(_TOPIC_TABLE, _TOPIC_KEYS, "pending")
 
 # Advisory-lock class of the fold ("SF"): one fold at a time (services takes "SA" ones).
 _FOLD_LOCK_CLASS = 0x5346
-# Delta rows per table moved by one statement, at most.
 FOLD_BATCH = 10_000
-
-
-def _fold_ctes(prefix: str, table: str, delta_table: str, keys: list[str]) -> str:
-    key_list = ", ".join(keys)
-    sums = ", ".join(f"sum({name}) AS {name}" for name in METRICS)
-    return f"""
-    {prefix}_moved AS (
-        DELETE FROM {delta_table}
-        WHERE id IN (
-            SELECT id FROM {delta_table} WHERE (SELECT ours FROM folding) ORDER BY id LIMIT %(batch)s
-        )
-        RETURNING *
-    ),
-    {prefix}_deltas AS (
-        SELECT {key_list}, {sums}, sa_histogram_sum({HISTOGRAM}) AS histogram
-        FROM {prefix}_moved GROUP BY {key_list}
-    ),
-    {_upsert_cte(prefix, table, keys)}"""
-
 
 _FOLD_SQL = f"""
 WITH
     folding AS (SELECT pg_try_advisory_xact_lock({_FOLD_LOCK_CLASS}, 0) AS ours),
-    {",".join(_fold_ctes(*tables) for tables in _TABLES)}
-SELECT (SELECT count(*) FROM conversation_moved), (SELECT count(*) FROM topic_moved)
+    changes AS (
+        DELETE FROM {_DELTA_TABLE}
+        WHERE id IN (
+            SELECT id FROM {_DELTA_TABLE} WHERE (SELECT ours FROM folding) ORDER BY id LIMIT %s
+        )
+        RETURNING {", ".join(CHANGE_COLUMNS)}
+    ),
+    {CHANGES_TO_ROLLUPS}
+SELECT count(*) FROM changes
 """
 
 
@@ -307,7 +285,7 @@ def fold_if_due(**kwargs) -> None:
 
 
 def fold() -> int:
-    """Move the unfolded delta rows into the rollups; returns how many were moved.
+    """Move the unfolded deltas into the rollups; returns how many were moved.
 
     Each batch is one statement: the deltas deleted and the rollups updated together, so a
     read (one statement, one snapshot) sees every change exactly once, either way. Deltas
@@ -317,10 +295,10 @@ def fold() -> int:
     folded = 0
     with connection.cursor() as cursor:
         while True:
-            cursor.execute(_FOLD_SQL, {"batch": FOLD_BATCH})
-            counts = cursor.fetchone()
-            folded += sum(counts)
-            if max(counts) < FOLD_BATCH:
+            cursor.execute(_FOLD_SQL, [FOLD_BATCH])
+            (count,) = cursor.fetchone()
+            folded += count
+            if count < FOLD_BATCH:
                 return folded
 
 
@@ -335,9 +313,8 @@ def rebuild() -> dict[str, int]:
     with connection.cursor() as cursor:
         # Writers append their deltas after waiting for this lock (until the rebuild
         # commits); those already appended are in the raw rows read below, so they go.
-        for _, _, delta_table, _ in _TABLES:
-            cursor.execute(f"LOCK TABLE {delta_table} IN EXCLUSIVE MODE")
-            cursor.execute(f"DELETE FROM {delta_table}")
+        cursor.execute(f"LOCK TABLE {_DELTA_TABLE} IN EXCLUSIVE MODE")
+        cursor.execute(f"DELETE FROM {_DELTA_TABLE}")
         for model in (TopicRollup, ConversationRollup):
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
         for model, per_topic in ((ConversationRollup, False), (TopicRollup, True)):

@@ -1,12 +1,11 @@
-"""ConversationRollupDelta, TopicRollupDelta: rollup rows that writes of a few conversations
-append, until folded into the rollups (conversations.rollups.fold).
+"""RollupDelta: the rollup changes of single-conversation writes, until folded in
+(conversations.rollups.fold).
 
 Also builds the rollups of a database that has none or only part of them (see
 build_rollups): here, in the latest migration whose schema the live rebuild code needs.
 """
 
 import django.contrib.postgres.fields
-import django.db.models.deletion
 from django.db import migrations, models
 
 
@@ -35,61 +34,21 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ConversationRollupDelta',
+            name='RollupDelta',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('conversations', models.IntegerField(default=0)),
-                ('ai_resolved', models.IntegerField(default=0)),
-                ('turns_sum', models.BigIntegerField(default=0)),
-                ('csat_1', models.IntegerField(default=0)),
-                ('csat_2', models.IntegerField(default=0)),
-                ('csat_3', models.IntegerField(default=0)),
-                ('csat_4', models.IntegerField(default=0)),
-                ('csat_5', models.IntegerField(default=0)),
-                ('csat_sum_ai_resolved', models.BigIntegerField(default=0)),
-                ('csat_count_ai_resolved', models.IntegerField(default=0)),
-                ('ai_cost_sum', models.DecimalField(decimal_places=6, default=0, max_digits=24)),
-                ('ai_cost_missing', models.IntegerField(default=0)),
-                ('response_ms_sum', models.DecimalField(decimal_places=3, default=0, max_digits=30)),
-                ('response_ms_count', models.IntegerField(default=0)),
-                ('response_ms_histogram', django.contrib.postgres.fields.ArrayField(base_field=models.IntegerField(), size=None)),
-                ('span', models.CharField(choices=[('h', 'hour'), ('d', 'day')], max_length=1)),
-                ('start', models.DateTimeField()),
-                ('channel', models.CharField(max_length=64, null=True)),
-                ('bot_version', models.CharField(max_length=64, null=True)),
+                ('sign', models.SmallIntegerField()),
+                ('timestamp', models.DateTimeField()),
+                ('channel', models.CharField(max_length=64)),
+                ('bot_version', models.CharField(max_length=64)),
+                ('resolved_by_ai', models.BooleanField()),
+                ('turns', models.IntegerField()),
+                ('csat', models.SmallIntegerField(null=True)),
+                ('ai_cost', models.DecimalField(decimal_places=6, max_digits=12, null=True)),
+                ('avg_response_ms', models.FloatField(null=True)),
+                ('response_ms_bucket', models.SmallIntegerField(null=True)),
+                ('topic_ids', django.contrib.postgres.fields.ArrayField(base_field=models.BigIntegerField(), size=None)),
             ],
-            options={
-                'abstract': False,
-            },
-        ),
-        migrations.CreateModel(
-            name='TopicRollupDelta',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('conversations', models.IntegerField(default=0)),
-                ('ai_resolved', models.IntegerField(default=0)),
-                ('turns_sum', models.BigIntegerField(default=0)),
-                ('csat_1', models.IntegerField(default=0)),
-                ('csat_2', models.IntegerField(default=0)),
-                ('csat_3', models.IntegerField(default=0)),
-                ('csat_4', models.IntegerField(default=0)),
-                ('csat_5', models.IntegerField(default=0)),
-                ('csat_sum_ai_resolved', models.BigIntegerField(default=0)),
-                ('csat_count_ai_resolved', models.IntegerField(default=0)),
-                ('ai_cost_sum', models.DecimalField(decimal_places=6, default=0, max_digits=24)),
-                ('ai_cost_missing', models.IntegerField(default=0)),
-                ('response_ms_sum', models.DecimalField(decimal_places=3, default=0, max_digits=30)),
-                ('response_ms_count', models.IntegerField(default=0)),
-                ('response_ms_histogram', django.contrib.postgres.fields.ArrayField(base_field=models.IntegerField(), size=None)),
-                ('span', models.CharField(choices=[('h', 'hour'), ('d', 'day')], max_length=1)),
-                ('start', models.DateTimeField()),
-                ('channel', models.CharField(max_length=64, null=True)),
-                ('bot_version', models.CharField(max_length=64, null=True)),
-                ('topic', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, to='conversations.topic')),
-            ],
-            options={
-                'abstract': False,
-            },
         ),
         migrations.RunPython(build_rollups, migrations.RunPython.noop),
     ]
