@@ -17,8 +17,8 @@ the `changes` rows are appended to RollupDelta, and `fold` moves them into the r
 many at a time (each server process after a response, at most every FOLD_SECONDS; a purge
 before each batch). Concurrent single POSTs all updated the current hour's rows, each
 waiting for the one before to commit; appending, none waits. Reads use LIVE_*_ROLLUPS: the
-rollup rows plus the unfolded deltas summed the same way, so no figure depends on whether a
-fold has run.
+rollup rows plus each unfolded delta spread into the rows it counts in, so no figure depends
+on whether a fold has run.
 
 `rebuild()` recomputes everything from the raw conversations (manage.py rebuild_rollups),
 with the same metric definitions (sign = +1).
@@ -90,129 +90,6 @@ CHANGE_COLUMNS = [
     "response_ms_bucket",
     "topic_ids",
 ]
-
-
-def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
-    """CTEs that sum the deltas of `source` (the changed conversations, with a sign, and for
-    topics one row per topic) per rollup row: `{prefix}_deltas`, the rollup rows to add
-    (`histogram` NULL when none of them has a response time).
-
-    The metrics are computed once per conversation, at the finest grain (UTC hour × keys);
-    the day rows and the "all channels and versions" rows (NULL, NULL) are sums of those few
-    grain rows. The histogram takes the same path apart, from counts per grain and
-    response-time bucket: summing the fifteen metrics per bucket too (as before) made ten
-    times the groups, most of a batch's rollup work. Rows whose delta is all zero (a re-post
-    of the same values) are not written.
-    """
-    grain_keys = [key for key in keys if key not in ("span", "start")]  # topic_id?, channel, bot_version
-    grain_columns = ", ".join(f"c.{key}" for key in grain_keys)
-    grain_positions = ", ".join(str(index + 1) for index in range(len(grain_keys) + 1))
-    partials = ", ".join(f"coalesce({sql}, 0) AS {name}" for name, sql in _METRIC_SQL.items())
-    dimensions = [key for key in grain_keys if key not in ("channel", "bot_version")]
-    expanded = ", ".join(f"g.{key}" for key in dimensions) + (", " if dimensions else "")
-    key_list = ", ".join(keys)
-    key_positions = ", ".join(str(index + 1) for index in range(len(keys)))
-    metric_sums = ", ".join(f"sum({name}) AS {name}" for name in METRICS)
-    # Each grain row counts in its hour and its day, for its channel × version and for all.
-    spread = f"""CROSS JOIN (VALUES ('{Span.HOUR}'), ('{Span.DAY}')) AS s(span)
-        CROSS JOIN LATERAL (VALUES (g.channel, g.bot_version), (NULL, NULL)) AS d(channel, bot_version)"""
-    spread_keys = f"""s.span,
-               CASE WHEN s.span = '{Span.DAY}' THEN date_trunc('day', g.start, 'UTC')
-                    ELSE g.start END AS start,
-               {expanded}d.channel, d.bot_version"""
-    # The same row of the two paths: NULL (all channels and versions) matches NULL.
-    same_row = " AND ".join(
-        f"h.{key} IS NOT DISTINCT FROM m.{key}" if key in ("channel", "bot_version") else f"h.{key} = m.{key}"
-        for key in keys
-    )
-    return f"""
-    {prefix}_grain AS (
-        SELECT date_trunc('hour', c.timestamp, 'UTC') AS start, {grain_columns}, {partials}
-        FROM {source} c
-        GROUP BY {grain_positions}
-    ),
-    {prefix}_grain_buckets AS (
-        SELECT date_trunc('hour', c.timestamp, 'UTC') AS start, {grain_columns},
-               c.response_ms_bucket::integer AS bucket, sum(c.sign) AS n
-        FROM {source} c
-        WHERE c.response_ms_bucket IS NOT NULL
-        GROUP BY {grain_positions}, {len(grain_keys) + 2}
-    ),
-    {prefix}_metrics AS (
-        SELECT {spread_keys}, {metric_sums}
-        FROM {prefix}_grain g
-        {spread}
-        GROUP BY {key_positions}
-    ),
-    {prefix}_histograms AS (
-        SELECT {key_list},
-               sa_histogram_from(array_agg(bucket) FILTER (WHERE n <> 0), array_agg(n) FILTER (WHERE n <> 0))
-                   AS histogram
-        FROM (
-            SELECT {spread_keys}, g.bucket, sum(g.n)::bigint AS n
-            FROM {prefix}_grain_buckets g
-            {spread}
-            GROUP BY {key_positions}, {len(keys) + 1}
-        ) b
-        GROUP BY {key_positions}
-    ),
-    {prefix}_deltas AS (
-        -- Every histogram row has its metrics row (the same conversations, those with a
-        -- response time).
-        SELECT m.*, h.histogram FROM {prefix}_metrics m LEFT JOIN {prefix}_histograms h ON {same_row}
-    )"""
-
-
-def _upsert_cte(prefix: str, table: str, keys: list[str]) -> str:
-    """A CTE that adds the rows of `{prefix}_deltas` to `table`, in key order. Rows whose
-    delta is all zero (a re-post of the same values) are not written."""
-    key_list = ", ".join(keys)
-    nonzero = " OR ".join(f"{name} <> 0" for name in METRICS)
-    order = ", ".join(f"{key} NULLS FIRST" for key in keys)
-    updates = ", ".join(f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS)
-    return f"""
-    {prefix}_upserted AS (
-        INSERT INTO {table} AS t ({key_list}, {", ".join(METRICS)}, {HISTOGRAM})
-        SELECT {key_list}, {", ".join(METRICS)}, coalesce(histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
-        FROM {prefix}_deltas
-        WHERE histogram IS NOT NULL OR {nonzero}
-        ORDER BY {order}
-        ON CONFLICT ({key_list}) DO UPDATE SET {updates},
-            {HISTOGRAM} = sa_histogram_add(t.{HISTOGRAM}, EXCLUDED.{HISTOGRAM})
-    )"""
-
-
-_CONVERSATION_KEYS = ["span", "start", "channel", "bot_version"]
-_TOPIC_KEYS = ["span", "start", "topic_id", "channel", "bot_version"]
-_CONVERSATION_TABLE = ConversationRollup._meta.db_table
-_TOPIC_TABLE = TopicRollup._meta.db_table
-_DELTA_TABLE = RollupDelta._meta.db_table
-
-
-def _topic_changes(name: str, source: str) -> str:
-    # unnest in the select list: no function scan (and its tuplestore) per row
-    return f"{name} AS (SELECT c.*, unnest(c.topic_ids) AS topic_id FROM {source} c)"
-
-
-# Appended to a statement's WITH list after its `changes` CTE (columns: CHANGE_COLUMNS).
-# Every writer uses this same text, so all take the conversation rollup rows first, then the
-# topic rollup rows, each in key order.
-CHANGES_TO_ROLLUPS = f"""
-    {_topic_changes("topic_changes", "changes")},
-    {_delta_ctes("conversation", _CONVERSATION_KEYS, "changes")},
-    {_upsert_cte("conversation", _CONVERSATION_TABLE, _CONVERSATION_KEYS)},
-    {_delta_ctes("topic", _TOPIC_KEYS, "topic_changes")},
-    {_upsert_cte("topic", _TOPIC_TABLE, _TOPIC_KEYS)}
-"""
-
-# The same, put off: the changes are appended to RollupDelta, for `fold` to add to the rollups
-# later (see RollupDelta). What a single conversation's write uses.
-CHANGES_TO_DELTAS = f"""
-    deltas_appended AS (
-        INSERT INTO {_DELTA_TABLE} ({", ".join(CHANGE_COLUMNS)})
-        SELECT {", ".join(CHANGE_COLUMNS)} FROM changes
-    )
-"""
 
 
 def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
@@ -426,8 +303,8 @@ def fold_if_due(**kwargs) -> None:
 
     Connected to `request_finished`: it runs once the response has gone out (gunicorn
     sends it before closing it), so no client waits for a fold; in autocommit, its own
-    transaction. A failed fold only logs:
-    the deltas stay, and reads count them, until the next one.
+    transaction. A failed fold only logs: the deltas stay, and reads count them, until the
+    next one.
     """
     global _pending, _last_fold
     if not _pending or time.monotonic() - _last_fold < FOLD_SECONDS:
