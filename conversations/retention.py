@@ -63,10 +63,12 @@ def _delete_empty_rollups(*, first: datetime, last: datetime) -> int:
 def purge_batch(*, cutoff: datetime, limit: int = DEFAULT_BATCH_SIZE) -> PurgedBatch | None:
     """Delete up to `limit` of the oldest conversations that ended before `cutoff`, in one
     transaction; None when there are none left."""
+    # The deltas first, so that the rollup rows count them and those this batch empties read
+    # all zero and go (if a server is folding right now, some stay: rows left at zero later,
+    # which change no figure). In a transaction of its own: inside the batch's, it would hold
+    # today's rollup rows before the session locks, against every other writer's order.
+    rollups.fold()
     with transaction.atomic():
-        # The deltas first: a batch takes its conversations out of the rollup rows, which
-        # must already count them for the emptied rows to read all zero and go.
-        rollups.fold()
         oldest = _oldest(cutoff=cutoff, limit=limit)
         if not oldest:
             return None
