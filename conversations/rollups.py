@@ -285,8 +285,10 @@ SELECT count(*) FROM changes
 """
 
 
-# A process folds at most this often, after a request that left deltas (`fold_if_due`).
+# A process folds at most this often, after a request that left deltas (`fold_if_due`); and
+# at least this often while it serves requests, for deltas others left (a command's writes).
 FOLD_SECONDS = 0.25
+FOLD_ANYWAY_SECONDS = 60.0
 _fold_lock = threading.Lock()
 _last_fold = 0.0  # time.monotonic() of this process's last fold
 _pending = False  # deltas written by this process since then
@@ -299,24 +301,28 @@ def deltas_written() -> None:
 
 
 def fold_if_due(**kwargs) -> None:
-    """Fold, when this process wrote deltas and has not folded for FOLD_SECONDS.
+    """Fold, when this process wrote deltas and has not folded for FOLD_SECONDS, or has not
+    folded for FOLD_ANYWAY_SECONDS.
 
     Connected to `request_finished`: it runs once the response has gone out (gunicorn
     sends it before closing it), so no client waits for a fold; in autocommit, its own
-    transaction. A failed fold only logs: the deltas stay, and reads count them, until the
-    next one.
+    transaction; on the request's connection only (one that Django has just closed, for its
+    age or an error, is not opened again for this). A failed fold only logs: the deltas
+    stay, and reads count them, until the next one.
     """
     global _pending, _last_fold
-    if not _pending or time.monotonic() - _last_fold < FOLD_SECONDS:
+    since = time.monotonic() - _last_fold
+    if not (_pending and since >= FOLD_SECONDS) and since < FOLD_ANYWAY_SECONDS:
         return
-    if connection.in_atomic_block:
-        return  # the request's connection is in a transaction (a test's): not ours to extend
+    if connection.connection is None or connection.in_atomic_block:
+        return  # no open connection; or a transaction (a test's): not ours to extend
     if not _fold_lock.acquire(blocking=False):
         return  # another thread of this process is folding
     try:
         _pending, _last_fold = False, time.monotonic()
         fold()
     except DatabaseError:
+        _pending = True
         logger.warning("Folding the rollup deltas failed; the next fold takes them.", exc_info=True)
     finally:
         _fold_lock.release()

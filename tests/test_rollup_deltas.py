@@ -79,7 +79,11 @@ def test_a_fold_while_another_runs_moves_nothing():
     services.conversations_ingest(items=[item("a")])
     settings = connection.settings_dict
     with psycopg.connect(
-        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"] or None
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"],
+        port=settings["PORT"] or None,
     ) as other:
         other.execute("SELECT pg_advisory_lock(%s, 0)", [rollups._FOLD_LOCK_CLASS])  # "folding"
 
@@ -105,21 +109,35 @@ def test_rebuild_takes_the_deltas_in():
     assert rollup_rows() == folded
 
 
-def test_fold_if_due_folds_at_most_once_a_second_and_never_inside_a_transaction(monkeypatch):
+def test_fold_if_due_folds_what_this_process_wrote_every_quarter_second_and_anything_every_minute(
+    monkeypatch,
+):
     folds = []
-    monkeypatch.setattr(rollups, "fold", lambda: folds.append(1))
+    clock = [1000.0]
+    monkeypatch.setattr(rollups, "fold", lambda: folds.append(clock[0]))
+    monkeypatch.setattr(rollups.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(rollups, "_last_fold", 0.0)
     monkeypatch.setattr(rollups, "_pending", True)
+    connection.ensure_connection()
 
     rollups.fold_if_due()  # the test's transaction is open
     assert folds == []
 
     monkeypatch.setattr(connections[DEFAULT_DB_ALIAS], "in_atomic_block", False)  # as in production
     rollups.fold_if_due()
-    rollups.fold_if_due()  # nothing written since
     rollups.deltas_written()
+    clock[0] += rollups.FOLD_SECONDS / 2
     rollups.fold_if_due()  # written, but folded less than FOLD_SECONDS ago
-    assert folds == [1]
+    assert folds == [1000.0]
+    clock[0] += rollups.FOLD_SECONDS
+    rollups.fold_if_due()
+    assert len(folds) == 2
+    clock[0] += 1
+    rollups.fold_if_due()  # nothing written since
+    assert len(folds) == 2
+    clock[0] += rollups.FOLD_ANYWAY_SECONDS
+    rollups.fold_if_due()  # nothing written, but a minute has gone by (others' deltas)
+    assert len(folds) == 3
 
 
 @pytest.mark.django_db(transaction=True)
