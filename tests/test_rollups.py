@@ -56,6 +56,8 @@ conversations = st.builds(
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("post"), st.lists(conversations, min_size=1, max_size=6)),
+        # More sessions than a small write: the rollups updated directly, not through deltas.
+        st.tuples(st.just("batch"), st.lists(conversations, min_size=1, max_size=6)),
         st.tuples(st.just("csat"), st.tuples(st.sampled_from(SESSIONS), st.none() | st.integers(1, 5))),
         st.tuples(st.just("delete"), st.lists(st.sampled_from(SESSIONS), min_size=1, max_size=3)),
         # Small writes leave their rollup changes as deltas; reads count them folded or not.
@@ -64,6 +66,11 @@ operations = st.lists(
     min_size=1,
     max_size=8,
 )
+# Posted with a "batch" (each time the same, so replaced by itself after the first).
+PADDING = [
+    ConversationIn(session_id=f"pad{i}", timestamp=BASE + timedelta(hours=i), turns=1, resolved_by_ai=True)
+    for i in range(services._SMALL_BATCH_MAX)
+]
 windows = st.tuples(
     st.integers(-120, SPAN_MINUTES + 120),  # start, minutes from BASE
     st.integers(0, 59),  # and seconds
@@ -88,6 +95,8 @@ def apply(ops) -> None:
     for kind, payload in ops:
         if kind == "post":
             services.conversations_ingest(items=payload)
+        elif kind == "batch":
+            services.conversations_ingest(items=payload + PADDING)
         elif kind == "delete":
             services.conversations_delete(session_ids=payload)
         elif kind == "fold":
