@@ -1,13 +1,12 @@
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import BigIntegerField, OuterRef, Subquery, Sum
+from django.db.models import BigIntegerField
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce
 from django.shortcuts import redirect
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from conversations import services
-from conversations.models import ApiKey, Conversation, CostSettings, RollupDelta, Span, Topic, TopicRollup
+from conversations import rollups, services
+from conversations.models import ApiKey, Conversation, CostSettings, Span, Topic
 
 
 class TopicFilter(admin.SimpleListFilter):
@@ -103,23 +102,18 @@ class TopicAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # The stored conversations with the topic: the sum of its daily rollup rows over all
-        # channels and versions, which equals a count of the raw rows (the rollups are kept
+        # channels and versions, unfolded deltas included (rollups.LIVE_TOPIC_ROLLUPS, as the
+        # selectors read them), which equals a count of the raw rows (the rollups are kept
         # exact) at the cost of one row per day, not one per conversation.
         # Uses index: topic_rollup_topic_idx (topic, span, start).
-        days = TopicRollup.objects.filter(
-            topic=OuterRef("pk"), span=Span.DAY, channel__isnull=True, bot_version__isnull=True
-        )
-        total = days.values("topic").annotate(total=Sum("conversations")).values("total")
-        # Plus the changes not folded into the rollups yet (RollupDelta: a few seconds' worth).
-        topics, deltas = Topic._meta.db_table, RollupDelta._meta.db_table
-        pending = RawSQL(
-            f"SELECT coalesce(sum(d.sign), 0) FROM {deltas} d WHERE {topics}.id = ANY(d.topic_ids)",
-            [],
+        total = RawSQL(
+            f"SELECT coalesce(sum(r.conversations), 0) FROM {rollups.LIVE_TOPIC_ROLLUPS} r"
+            f" WHERE r.topic_id = {Topic._meta.db_table}.id AND r.span = %s"
+            " AND r.channel IS NULL AND r.bot_version IS NULL",
+            [Span.DAY.value],
             output_field=BigIntegerField(),
         )
-        return (
-            super().get_queryset(request).annotate(conversation_count=Coalesce(Subquery(total), 0) + pending)
-        )
+        return super().get_queryset(request).annotate(conversation_count=total)
 
     @admin.display(description="conversations", ordering="conversation_count")
     def conversation_count(self, topic: Topic) -> int:

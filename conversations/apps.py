@@ -44,5 +44,5 @@ class ConversationsConfig(AppConfig):
         connection_created.connect(_configure_session, dispatch_uid="conversations.configure_session")
         from conversations import rollups
 
-        # Single conversations' rollup changes are folded in after responses (RollupDelta).
+        # Small writes' rollup changes are folded in after responses (RollupDelta).
         request_finished.connect(rollups.fold_if_due, dispatch_uid="conversations.fold_rollup_deltas")

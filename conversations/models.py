@@ -293,12 +293,13 @@ class TopicRollup(RollupMetrics):
 class RollupDelta(models.Model):
     """A change to the rollups not folded into them yet (conversations.rollups).
 
-    A single-conversation write appends its contributions here, the old one taken out (sign
-    −1) and the new one put in (+1), in the statement that writes the conversation, instead
-    of updating the rollup rows itself: every such write updated the current hour's rows,
-    which every other writer was waiting to update too. `rollups.fold` moves what is here into
-    the rollups, many writes at a time, and reads add what is not folded yet, so every figure
-    stays exact. Append-only until folded: no writer waits for another here.
+    A write of a few conversations (a single POST, a late CSAT) appends their contributions
+    here, the old ones taken out (sign −1) and the new ones put in (+1), in the statement that
+    writes the conversations, instead of updating the rollup rows itself: every such write
+    updated the current hour's rows, which every other writer was waiting to update too.
+    `rollups.fold` moves what is here into the rollups, many writes at a time, and reads add
+    what is not folded yet, so every figure stays exact. Append-only until folded: no writer
+    waits for another here.
     """
 
     sign = models.SmallIntegerField()

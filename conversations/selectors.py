@@ -232,10 +232,10 @@ def _ranges_where(plan: _Plan) -> tuple[str, list] | None:
 
 
 def _rollups_where(plan: _Plan, filters: Filters, *, per_topic: bool) -> tuple[str, str, list] | None:
-    """The rollups (with the unfolded deltas: rollups.LIVE_*) and rows `r` of a plan: per
-    topic when asked or filtering by topic,
-    else per channel × bot version. Without a channel or version filter, the "all" rows
-    (NULL, NULL): one row per hour or day (per topic)."""
+    """The rollups (unfolded deltas included: rollups.LIVE_*) and rows `r` of a plan: per
+    topic when asked or filtering by topic, else per channel × bot version. Without a
+    channel or version filter, the "all" rows (NULL, NULL): one row per hour or day (per
+    topic)."""
     if (ranges := _ranges_where(plan)) is None:
         return None
     text, params = ranges
