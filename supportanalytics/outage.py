@@ -9,7 +9,9 @@ handler500).
 
 No reconnect logic is needed here: a connection that failed is closed at the end of the
 request (Django's `close_old_connections`), a reused one is checked before its first query
-(`conn_health_checks`), so the first request after PostgreSQL is back connects again.
+(`conn_health_checks`, unless it answered within the last half second:
+supportanalytics/postgresql/base.py), so the first request after PostgreSQL is back connects
+again.
 """
 
 from __future__ import annotations

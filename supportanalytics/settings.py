@@ -147,6 +147,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Django's backend, with the health check skipped for a connection that answered within the
+# last half second (supportanalytics/postgresql/base.py).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "supportanalytics.postgresql"
 
 # Django turns psycopg's prepared statements off, for transaction-mode poolers. Its own
 # queries bind client-side and never prepare either way; allowing them lets the ingestion
