@@ -8,8 +8,6 @@ from conversations.models import ApiKey
 
 # A fixed "now" for every test that needs a clock (never random dates near a window edge).
 T0 = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
-# The queries the API throttle (conversations.throttling) adds to a request: one upsert.
-THROTTLE_QUERIES = 1
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from conversations import throttling
-from conversations.models import ApiKey, Conversation
+from conversations.models import ApiKey, Conversation, RateLimitCounter
 from tests.conftest import T0
 
 
@@ -116,6 +116,46 @@ def test_a_request_from_an_older_window_does_not_reset_the_count(rates):
     assert newer == [201, 200]
     assert late.status_code == 429  # counted in the newer window, which it fills
     assert after.status_code == 429  # that window is still full
+
+
+def counted(scope: str, client: APIClient) -> int | None:
+    prefix = client.raw_key.partition(".")[0]
+    counter = RateLimitCounter.objects.filter(key=f"{scope}:key:{prefix}").first()
+    return counter and counter.count
+
+
+@pytest.mark.django_db
+def test_a_wrong_secret_is_refused_and_not_counted_against_the_key(rates):
+    # The key lookup counts the request in the same statement; it must count only the right
+    # key, or anyone who learned a key's public prefix could use up its limit.
+    rates(ingest="2/minute")
+    bot = key_client("ingest")
+    prefix = bot.raw_key.partition(".")[0]
+    impostor = APIClient()
+    impostor.credentials(HTTP_AUTHORIZATION=f"Bearer {prefix}.{'x' * 32}")
+    with time_machine.travel(T0, tick=False):
+        refused = [impostor.post("/api/conversations/", conversation("a"), format="json") for _ in range(3)]
+        after = bot.post("/api/conversations/", conversation("a"), format="json")
+
+    assert [response.status_code for response in refused] == [401] * 3
+    assert refused[0].json() == {"detail": "Invalid or revoked API key."}
+    assert after.status_code == 201
+    assert counted("ingest", bot) == 1
+
+
+@pytest.mark.django_db
+def test_a_key_refused_for_its_scope_is_counted_in_that_scope(rates):
+    # Counted by the key lookup, before DRF checks the permissions: a 403 costs the key a
+    # request in the view's scope, as a 429 does, but nothing in its own scope.
+    rates(ingest="5/minute", read="5/minute")
+    reader = key_client("read")
+    with time_machine.travel(T0, tick=False):
+        forbidden = [reader.post("/api/conversations/", conversation("a"), format="json") for _ in range(2)]
+        read = reader.get("/api/analytics")
+
+    assert [response.status_code for response in forbidden] == [403, 403]
+    assert read.status_code == 200
+    assert (counted("ingest", reader), counted("read", reader)) == (2, 1)
 
 
 @pytest.mark.django_db
