@@ -65,8 +65,9 @@ def usable_key(key: str, *, throttle: ApiKeyRateThrottle | None = None) -> ApiKe
 
 
 def _hashed(key: str) -> str:
-    """The key as ApiKey.hashed_key stores it."""
-    return ApiKey.objects.key_generator.hash(key)
+    """The key as ApiKey.hashed_key stores it (the library's hasher, without make_password's
+    checks around it)."""
+    return ApiKey.objects.key_generator.preferred_hasher.encode(key, "")
 
 
 class BearerApiKeyAuthentication(authentication.BaseAuthentication):

@@ -160,17 +160,17 @@ def _pipeline(
     with (
         connection.wrap_database_errors,
         psycopg.Cursor(connection.connection) as cursor,
-        psycopg.Cursor(connection.connection) as side_cursor,  # the locks and topics
+        psycopg.Cursor(connection.connection) as side_cursor,  # BEGIN, locks, topics, COMMIT
     ):
         with connection.connection.pipeline():
             if commit:
-                connection.connection.execute("BEGIN")
+                side_cursor.execute("BEGIN")
             _lock_sessions(side_cursor, session_ids)
             if topics:
                 _create_topics(side_cursor, topics, timezone.now())
             cursor.execute(sql, params, prepare=prepare)
             if commit:
-                connection.connection.execute("COMMIT")
+                side_cursor.execute("COMMIT")
         # Read once the pipeline is closed: its one sync brought every result back.
         return cursor.fetchall()  # every write statement here returns rows
 
