@@ -274,10 +274,51 @@ def _time_reads(port: int, path: str, headers: dict, repeats: int) -> list[float
     return timings
 
 
+class _Client:
+    """A minimal HTTP/1.1 keep-alive client for the ingestion runs.
+
+    The clients share the server's 2 cores, so their CPU comes out of the server's share.
+    `http.client` parses every response's headers with the `email` package: 0.68–0.72 ms of
+    client CPU per single POST (measured), a tenth of the machine at 280 requests/s. This one
+    sends the same requests and reads the status, the headers and the body by hand.
+    """
+
+    def __init__(self, port: int, headers: dict[str, str]):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = self.sock.makefile("rb")
+        headers = {"Host": "127.0.0.1", **headers}
+        self.head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+
+    def post(self, path: str, body: bytes) -> int:
+        self.sock.sendall(
+            f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        status = int(self.rfile.readline().split(b" ", 2)[1])
+        length, chunked = 0, False
+        while (line := self.rfile.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+        if chunked:
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                self.rfile.read(size + 2)
+            self.rfile.readline()
+        else:
+            self.rfile.read(length)
+        return status
+
+    def close(self) -> None:
+        self.rfile.close()
+        self.sock.close()
+
+
 def _ingest_client(args) -> int:
     port, key, batch, seconds, prefix, path = args
-    connection = HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    client = _Client(port, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     stored, number, deadline = 0, 0, time.monotonic() + seconds
     now = datetime.now(UTC).replace(tzinfo=None).isoformat()
     while time.monotonic() < deadline:
@@ -295,15 +336,12 @@ def _ingest_client(args) -> int:
             }
             for i in range(batch)
         ]
-        body = json.dumps(items if batch > 1 else items[0])
-        connection.request("POST", path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        if response.status not in (200, 201):
-            raise RuntimeError(f"ingest: HTTP {response.status}")
+        status = client.post(path, json.dumps(items if batch > 1 else items[0]).encode())
+        if status not in (200, 201):
+            raise RuntimeError(f"ingest: HTTP {status}")
         stored += batch
         number += 1
-    connection.close()
+    client.close()
     return stored
 
 
