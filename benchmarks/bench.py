@@ -216,6 +216,12 @@ def start_server(url: str, port: int) -> subprocess.Popen:
         "API_THROTTLE_INGEST_RATE": os.environ.get("API_THROTTLE_INGEST_RATE", "1000000/second"),
         "API_THROTTLE_READ_RATE": os.environ.get("API_THROTTLE_READ_RATE", "1000000/second"),
     }
+    # Production settings serve hashed static files from a manifest: collect them first, as
+    # a deployment does (README), or the dashboard fails on a fresh checkout.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "--verbosity", "0"],
+        cwd=BASE_DIR, env=env, check=True,
+    )  # fmt: skip
     server = subprocess.Popen(
         [
             str(BASE_DIR / ".venv" / "bin" / "gunicorn"),
