@@ -236,13 +236,38 @@ def _array(values: Iterable) -> str:
     element in Python (binary format: ~20 µs per conversation for its 14 arrays, measured;
     text format more), while this is one join per array. Strings are quoted with `"` and
     `\\` escaped, which is all PostgreSQL's array syntax asks inside double quotes.
+
+    A column of one type takes a short cut (`_FAST_ARRAYS`): one join, without a function
+    call per value (an import spent 14% of its Python time here before).
     """
+    values = values if isinstance(values, list) else list(values)
+    kinds = set(map(type, values))
+    if len(kinds) == 1:
+        fast = _FAST_ARRAYS.get(kinds.pop())
+        literal = fast(values) if fast else None
+        if literal is not None:
+            return literal
     writers = _ARRAY_ELEMENT
     return (
         "{"
         + ",".join([(writers.get(type(value)) or _subclass_writer(value))(value) for value in values])
         + "}"
     )
+
+
+def _strings(values: list[str]) -> str | None:
+    joined = '","'.join(values)
+    return None if '"' in joined or "\\" in joined else '{"' + joined + '"}'  # else quote each
+
+
+_FAST_ARRAYS: dict[type, Callable[[list], str | None]] = {
+    str: _strings,
+    int: lambda values: "{" + ",".join(map(str, values)) + "}",
+    bool: lambda values: "{" + ",".join(["t" if value else "f" for value in values]) + "}",
+    float: lambda values: "{" + ",".join(map(repr, values)) + "}",
+    datetime: lambda values: '{"' + '","'.join([value.isoformat() for value in values]) + '"}',
+    type(None): lambda values: "{" + ",".join(["NULL"] * len(values)) + "}",
+}
 
 
 def _subclass_writer(value) -> Callable[[object], str]:

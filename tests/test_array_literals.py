@@ -67,3 +67,30 @@ def test_integers_booleans_decimals_and_times():
     local = datetime(2026, 3, 14, 13, 0, tzinfo=UTC).astimezone(ZoneInfo("Europe/Berlin"))
     back = round_trip(_array([*moments, local]), "timestamptz")
     assert back[:2] == moments and back[2] - local == timedelta(0)
+
+
+# Columns of a single type take _array's short cuts (one join per column): the same round trip.
+@settings(max_examples=200, deadline=None)
+@given(st.lists(texts, max_size=20))
+def test_a_column_of_strings_only_comes_back_unchanged(values):
+    assert round_trip(_array(values), "varchar") == values
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=20),
+    st.lists(st.booleans(), max_size=20),
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=20),
+    st.integers(min_value=0, max_value=5),
+)
+def test_columns_of_ints_bools_floats_or_nones_only_come_back_unchanged(ints, bools, floats, nones):
+    assert round_trip(_array(ints), "bigint") == ints
+    assert round_trip(_array(bools), "boolean") == bools
+    assert round_trip(_array(floats), "double precision") == floats
+    assert round_trip(_array([None] * nones), "integer") == [None] * nones
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.datetimes(timezones=st.just(UTC)), max_size=20))
+def test_a_column_of_timestamps_only_comes_back_unchanged(values):
+    assert round_trip(_array(values), "timestamptz") == values
