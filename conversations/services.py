@@ -256,8 +256,11 @@ def _array(values: Iterable) -> str:
 
 
 def _strings(values: list[str]) -> str | None:
+    """Strings that need no escaping, quoted all at once; None if any has a quote or a backslash."""
     joined = '","'.join(values)
-    return None if '"' in joined or "\\" in joined else '{"' + joined + '"}'  # else quote each
+    if joined.count('"') != 2 * (len(values) - 1) or "\\" in joined:
+        return None  # escape them one by one
+    return '{"' + joined + '"}'
 
 
 _FAST_ARRAYS: dict[type, Callable[[list], str | None]] = {

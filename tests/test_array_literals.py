@@ -15,7 +15,7 @@ from django.utils.safestring import mark_safe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conversations.services import _array
+from conversations.services import _array, _strings
 
 pytestmark = pytest.mark.django_db
 
@@ -70,6 +70,12 @@ def test_integers_booleans_decimals_and_times():
 
 
 # Columns of a single type take _array's short cuts (one join per column): the same round trip.
+def test_strings_without_quotes_or_backslashes_are_quoted_at_once():
+    assert _strings(["import-1", "", "a,b {c}"]) == '{"import-1","","a,b {c}"}'
+    assert _strings(["plain", 'a"b']) is None  # each is then escaped on its own
+    assert _strings(["plain", "a\\b"]) is None
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(texts, max_size=20))
 def test_a_column_of_strings_only_comes_back_unchanged(values):
