@@ -385,7 +385,7 @@ def test_the_lines_of_one_session_are_written_in_file_order_by_whichever_writer(
 
     assert run.exit_code == 0
     assert dict(Conversation.objects.values_list("session_id", "turns")) == dict.fromkeys(sessions, 5)
-    assert len({writer for writer, _, _ in written}) == import_jsonl.WRITERS  # both wrote
+    assert len({writer for writer, _, _ in written}) == import_jsonl.WRITERS  # all wrote
     for session in sessions:
         writes = [turns for _, session_id, turns in written if session_id == session]
         assert writes == [1, 2, 3, 4, 5], session
