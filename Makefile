@@ -8,7 +8,7 @@ DEMO_DATA ?= 1
 DEMO_CONVERSATIONS ?= 20000
 DEMO_DAYS ?= 90
 
-.PHONY: run test lint format db db-stop browser bench bench-floor venv venv-dev clean help
+.PHONY: run test lint format db db-stop browser bench bench-floor bench-ratio venv venv-dev clean help
 
 help:
 	@echo "make run      start the app with demo data on http://127.0.0.1:$(PORT)"
@@ -19,6 +19,7 @@ help:
 	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
 	@echo "make bench    the performance benchmark (SIZE=10000000 for ten million conversations)"
 	@echo "make bench-floor  what the stack costs a single POST before our write"
+	@echo "make bench-ratio  read times at 10M / at 1M conversations, measured side by side"
 
 # Reinstall only when a requirements file changes.
 $(VENV)/.installed-runtime: requirements.txt
@@ -86,3 +87,7 @@ bench: venv-dev db
 # What the stack costs a single POST before our write (needs the database `make bench` loads)
 bench-floor: venv-dev db
 	$(PY) benchmarks/floor.py --size $(SIZE)
+
+# Read times at two sizes side by side (needs both bench databases: make bench, SIZE=10000000 make bench)
+bench-ratio: venv-dev db
+	$(PY) benchmarks/ratio.py
