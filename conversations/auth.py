@@ -49,7 +49,10 @@ def usable_key(key: str, *, throttle: ApiKeyRateThrottle | None = None) -> ApiKe
                 cursor.execute(_KEY_AND_COUNT_SQL, params, prepare=True)
                 row = cursor.fetchone()
         except ProgrammingError:
-            throttle = None  # no counter table: the throttle says so, and lets requests through
+            # No counter table: the throttle says so, and lets requests through. (An API request
+            # runs this in autocommit, before any transaction; inside one, as in a test, the
+            # failed statement would abort it.)
+            throttle = None
         else:
             if row is None:
                 return None

@@ -71,7 +71,10 @@ class ApiKeyRateThrottle(ScopedRateThrottle):
     @classmethod
     def for_key(cls, view, prefix: str) -> ApiKeyRateThrottle | None:
         """The throttle a request by the API key of this prefix meets at this view, with its
-        counter worked out (`key`, `window_start`) but not counted; None if no limit applies."""
+        counter worked out (`key`, `window_start`) but not counted; None if no limit applies
+        (nor if the view's throttles are not exactly this class)."""
+        if cls not in getattr(view, "throttle_classes", ()):
+            return None
         throttle = cls()
         return throttle if throttle._start(view, f"key:{prefix}") else None
 
@@ -110,7 +113,7 @@ class ApiKeyRateThrottle(ScopedRateThrottle):
 
     def allow_request(self, request, view) -> bool:
         counted = getattr(request, "counted_throttle", None)  # set by the key lookup
-        if isinstance(counted, ApiKeyRateThrottle) and counted.count is not None:
+        if type(counted) is type(self) and counted.count is not None:
             self.__dict__.update(counted.__dict__)
             return self.count <= self.num_requests
         if not self._start(view, self.get_cache_key(request, view)):

@@ -12,11 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import quote
 
+import psycopg
 import pytest
 import time_machine
 from django.conf import settings as django_settings
 from django.db import connection, connections
 from rest_framework.test import APIClient
+from rest_framework.throttling import AnonRateThrottle
 
 from conversations import throttling
 from conversations.models import ApiKey, Conversation, RateLimitCounter
@@ -122,6 +124,28 @@ def counted(scope: str, client: APIClient) -> int | None:
     prefix = client.raw_key.partition(".")[0]
     counter = RateLimitCounter.objects.filter(key=f"{scope}:key:{prefix}").first()
     return counter and counter.count
+
+
+@pytest.mark.django_db
+def test_the_key_lookup_counts_the_request_in_the_same_statement(monkeypatch):
+    # One statement for both (conversations.auth): Django's query log does not see it (a raw
+    # cursor), so the statements are caught where psycopg runs them.
+    bot = key_client("ingest")
+    statements = []
+    execute = psycopg.Cursor.execute
+
+    def recording_execute(cursor, query, *args, **kwargs):
+        statements.append(str(query))
+        return execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording_execute)
+    response = bot.post("/api/conversations/", conversation("one-statement"), format="json")
+
+    assert response.status_code == 201
+    touching = [sql for sql in statements if "conversations_apikey" in sql or "ratelimitcounter" in sql]
+    assert len(touching) == 1
+    assert "conversations_apikey" in touching[0] and "conversations_ratelimitcounter" in touching[0]
+    assert counted("ingest", bot) == 1
 
 
 @pytest.mark.django_db
@@ -301,3 +325,20 @@ def test_the_counter_table_is_unlogged():
     with connection.cursor() as cursor:
         cursor.execute("SELECT relpersistence FROM pg_class WHERE relname = 'conversations_ratelimitcounter'")
         assert cursor.fetchone() == ("u",)
+
+
+def test_the_key_lookup_counts_only_for_views_that_use_this_throttle():
+    class Scoped:
+        throttle_scope = "ingest"
+        throttle_classes = [throttling.ApiKeyRateThrottle]
+
+    class OwnThrottles(Scoped):
+        throttle_classes = [AnonRateThrottle]
+
+    class Unscoped:
+        throttle_classes = [throttling.ApiKeyRateThrottle]
+
+    planned = throttling.ApiKeyRateThrottle.for_key(Scoped(), "abcd1234")
+    assert (planned.key, planned.count) == ("ingest:key:abcd1234", None)
+    assert throttling.ApiKeyRateThrottle.for_key(OwnThrottles(), "abcd1234") is None
+    assert throttling.ApiKeyRateThrottle.for_key(Unscoped(), "abcd1234") is None
