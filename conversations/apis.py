@@ -317,7 +317,7 @@ class AnalyticsSummaryApi(APIView):
             },
             "cost": _cost_block(result.cost),
         }
-        return Response(self.OutputSerializer(data).data)
+        return Response(_SUMMARY_OUTPUT.to_representation(data))
 
 
 class TopicStatsSerializer(serializers.Serializer):
@@ -374,7 +374,7 @@ class AnalyticsTopicsApi(APIView):
                 for row in rows
             ],
         }
-        return Response(self.OutputSerializer(data).data)
+        return Response(_TOPICS_OUTPUT.to_representation(data))
 
 
 class BucketSerializer(serializers.Serializer):
@@ -446,4 +446,12 @@ class AnalyticsTimeseriesApi(APIView):
                 for bucket in buckets
             ],
         }
-        return Response(self.OutputSerializer(data).data)
+        return Response(_TIMESERIES_OUTPUT.to_representation(data))
+
+
+# One output serializer per view, shared by its requests, as for the ingest reply
+# (_CONVERSATION_OUTPUT): building one per request deep-copied its declared fields, nested
+# serializers included, a third of a summary's Python time (cProfile, CPU clock).
+_SUMMARY_OUTPUT = AnalyticsSummaryApi.OutputSerializer()
+_TOPICS_OUTPUT = AnalyticsTopicsApi.OutputSerializer()
+_TIMESERIES_OUTPUT = AnalyticsTimeseriesApi.OutputSerializer()
