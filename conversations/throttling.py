@@ -78,15 +78,16 @@ class ApiKeyRateThrottle(ScopedRateThrottle):
         throttle = cls()
         return throttle if throttle._start(view, f"key:{prefix}") else None
 
-    def get_cache_key(self, request, view) -> str | None:
+    @staticmethod
+    def _ident(request) -> str | None:
+        """Whose requests these are: "key:<prefix>" or "user:<id>" (the counter is
+        "<scope>:<ident>")."""
         if isinstance(request.auth, ApiKey):
             # The prefix is the key's public, unique part; its primary key holds the hash.
-            ident = f"key:{request.auth.prefix}"
-        elif request.user and request.user.is_authenticated:
-            ident = f"user:{request.user.pk}"
-        else:
-            return None  # refused by the permissions before any throttle runs
-        return f"{self.scope}:{ident}"
+            return f"key:{request.auth.prefix}"
+        if request.user and request.user.is_authenticated:
+            return f"user:{request.user.pk}"
+        return None  # refused by the permissions before any throttle runs
 
     def _start(self, view, ident: str | None) -> bool:
         """Work out this request's counter; False if no limit applies."""
@@ -116,7 +117,7 @@ class ApiKeyRateThrottle(ScopedRateThrottle):
         if type(counted) is type(self) and counted.count is not None:
             self.__dict__.update(counted.__dict__)
             return self.count <= self.num_requests
-        if not self._start(view, self.get_cache_key(request, view)):
+        if not self._start(view, self._ident(request)):
             return True
         try:
             with raw_cursor() as cursor:

@@ -193,6 +193,8 @@ def test_staff_sessions_are_counted_per_user(rates, staff_client, django_user_mo
 
     assert lead == [200, 200, 429]
     assert other.status_code == 200
+    lead_id = django_user_model.objects.get(username="lead").pk
+    assert RateLimitCounter.objects.get(key=f"read:user:{lead_id}").count == 3
 
 
 def test_default_rates_are_generous():
