@@ -147,7 +147,7 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-# Django's backend, with the health check skipped for a connection that answered within the
+# Django's backend, with the health check skipped for a connection that was used within the
 # last half second (supportanalytics/postgresql/base.py).
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "supportanalytics.postgresql"
