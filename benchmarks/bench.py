@@ -205,8 +205,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(url: str, port: int) -> subprocess.Popen:
-    env = {
+def server_environment(url: str) -> dict[str, str]:
+    """The environment the app is measured in: production settings on this database."""
+    return {
         **os.environ,
         "DATABASE_URL": url,
         "DATABASE_CONN_MAX_AGE": "600",
@@ -218,6 +219,10 @@ def start_server(url: str, port: int) -> subprocess.Popen:
         "API_THROTTLE_INGEST_RATE": os.environ.get("API_THROTTLE_INGEST_RATE", "1000000/second"),
         "API_THROTTLE_READ_RATE": os.environ.get("API_THROTTLE_READ_RATE", "1000000/second"),
     }
+
+
+def start_server(url: str, port: int) -> subprocess.Popen:
+    env = server_environment(url)
     # Production settings serve hashed static files from a manifest: collect them first, as
     # a deployment does (README), or the dashboard fails on a fresh checkout.
     subprocess.run(
@@ -572,11 +577,16 @@ def main() -> int:
     )
     print("\n" + section)
     if not args.quick:
-        header = "# Benchmarks\n\nWritten by `make bench` (benchmarks/bench.py); newest first.\n\n"
-        previous = args.output.read_text().removeprefix(header) if args.output.exists() else ""
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(header + section + "\n" + previous)
+        add_to_results(args.output, section)
     return 0
+
+
+def add_to_results(output: Path, section: str) -> None:
+    """Put a section at the top of the results file (docs/benchmarks.md), newest first."""
+    header = "# Benchmarks\n\nWritten by `make bench` (benchmarks/bench.py); newest first.\n\n"
+    previous = output.read_text().removeprefix(header) if output.exists() else ""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(header + section + "\n" + previous)
 
 
 if __name__ == "__main__":

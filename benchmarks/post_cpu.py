@@ -32,13 +32,9 @@ def main() -> int:
     parser.add_argument("--profile", help="write a cProfile of another round of --posts here")
     args = parser.parse_args()
 
-    os.environ.update(
-        DATABASE_CONN_MAX_AGE="600",
-        LOG_LEVEL="WARNING",
-        DJANGO_SECURE_SSL_REDIRECT="0",
-        API_THROTTLE_INGEST_RATE="1000000/second",
-    )
-    bench.setup_django(bench.database_urls(args.size)[1])
+    url = bench.database_urls(args.size)[1]
+    os.environ.update(bench.server_environment(url))  # the settings the bench's server runs with
+    bench.setup_django(url)
     from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()

@@ -102,10 +102,7 @@ def main() -> int:
         + "\n"
     )
     print("\n" + section)
-    header = "# Benchmarks\n\nWritten by `make bench` (benchmarks/bench.py); newest first.\n\n"
-    output = bench.BASE_DIR / "docs" / "benchmarks.md"
-    previous = output.read_text().removeprefix(header) if output.exists() else ""
-    output.write_text(header + section + "\n" + previous)
+    bench.add_to_results(bench.BASE_DIR / "docs" / "benchmarks.md", section)
     return 0
 
 
