@@ -179,12 +179,20 @@ class Conversation(models.Model):
 
 
 class Span(models.TextChoices):
+    # Quarter hours are kept for all channels and versions only (NULL, NULL): they bound the
+    # raw rows an unfiltered read takes at a window's edges (conversations.selectors).
+    QUARTER = "q", "quarter hour"
     HOUR = "h", "hour"
     DAY = "d", "day"
 
 
+# Quarter-hour rollup rows are for all channels and versions only (NULL, NULL).
+QUARTER_ROWS_ALL_ONLY = ~models.Q(span=Span.QUARTER) | models.Q(channel=None, bot_version=None)
+
+
 class RollupMetrics(models.Model):
-    """Additive sums over the conversations of one span (a UTC hour or day) and one key.
+    """Additive sums over the conversations of one span (a UTC quarter hour, hour or day)
+    and one key.
 
     Every column adds up, so a window's figures are the sum of its rows (plus the raw
     conversations of its partial first and last hours); a replaced conversation or a late
@@ -218,10 +226,11 @@ class RollupMetrics(models.Model):
 
 class ConversationRollup(RollupMetrics):
     """Per span, per channel × bot version; and, with both NULL, all channels and versions
-    together (what an unfiltered window reads: one row per hour or day)."""
+    together (what an unfiltered window reads: one row per quarter hour, hour or day).
+    Quarter hours have only those rows."""
 
     span = models.CharField(max_length=1, choices=Span.choices)
-    start = models.DateTimeField(help_text="Start of the UTC hour or day.")
+    start = models.DateTimeField(help_text="Start of the UTC quarter hour, hour or day.")
     channel = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001 - NULL means "all"
     bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001
 
@@ -233,6 +242,10 @@ class ConversationRollup(RollupMetrics):
                 fields=["span", "start", "channel", "bot_version"],
                 name="conversation_rollup_key",
                 nulls_distinct=False,
+            ),
+            models.CheckConstraint(
+                condition=QUARTER_ROWS_ALL_ONLY,
+                name="conversation_rollup_quarter_all_only",
             ),
         ]
         indexes = [
@@ -252,10 +265,11 @@ class ConversationRollup(RollupMetrics):
 
 
 class TopicRollup(RollupMetrics):
-    """Per span and topic, per channel × bot version, and with both NULL for all of them."""
+    """Per span and topic, per channel × bot version, and with both NULL for all of them
+    (quarter hours: only those)."""
 
     span = models.CharField(max_length=1, choices=Span.choices)
-    start = models.DateTimeField(help_text="Start of the UTC hour or day.")
+    start = models.DateTimeField(help_text="Start of the UTC quarter hour, hour or day.")
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, db_index=False)
     channel = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001 - NULL means "all"
     bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001
@@ -267,6 +281,10 @@ class TopicRollup(RollupMetrics):
                 fields=["span", "start", "topic", "channel", "bot_version"],
                 name="topic_rollup_key",
                 nulls_distinct=False,
+            ),
+            models.CheckConstraint(
+                condition=QUARTER_ROWS_ALL_ONLY,
+                name="topic_rollup_quarter_all_only",
             ),
         ]
         indexes = [

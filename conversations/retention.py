@@ -42,7 +42,8 @@ def _oldest(*, cutoff: datetime, limit: int) -> list[tuple[str, datetime]]:
 
 
 def _delete_empty_rollups(*, first: datetime, last: datetime) -> int:
-    """Delete the rollup rows of the hours and days in [first, last] that count nothing now.
+    """Delete the rollup rows of the quarter hours, hours and days in [first, last] that count
+    nothing now.
 
     Reads treat a missing row as zeros, so this changes no figure; it keeps purged periods
     from leaving their rows behind forever (rollups grow with time and with every topic,
@@ -55,7 +56,7 @@ def _delete_empty_rollups(*, first: datetime, last: datetime) -> int:
     deleted = 0
     for model in (ConversationRollup, TopicRollup):
         # Uses index: the rollup key (span, start, ...), one range of starts per span.
-        rows = model.objects.filter(span__in=[Span.HOUR, Span.DAY], start__gte=day_start, start__lte=last)
+        rows = model.objects.filter(span__in=Span.values, start__gte=day_start, start__lte=last)
         deleted += rows.filter(**empty).delete()[0]
     return deleted
 

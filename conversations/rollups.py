@@ -1,8 +1,9 @@
 """Keeping the hourly and daily rollups right, in the statement that changes conversations.
 
-A conversation contributes to four kinds of rows: its UTC hour and its UTC day, each once
-for (channel, bot version) in ConversationRollup and once per topic in TopicRollup, and
-each of those also to the "all channels and versions" row (NULL, NULL).
+A conversation contributes to the rows of its UTC hour and its UTC day, each once for
+(channel, bot version) in ConversationRollup and once per topic in TopicRollup, and each of
+those also to the "all channels and versions" row (NULL, NULL); and to the "all" rows of its
+UTC quarter hour (`SPREAD`).
 
 Every write (ingest, late CSAT, delete) is one SQL statement whose `changes` CTE lists
 the conversations it takes out (sign −1, their stored values) and puts in (sign +1, the new
@@ -76,6 +77,37 @@ _METRIC_SQL = {name: _metric_sum(name) for name in _METRIC_PARTS}
 METRICS = list(_METRIC_SQL)
 HISTOGRAM = "response_ms_histogram"
 
+# The start of a conversation's rollup row of each span, from its timestamp `{x}`.
+START_SQL = {
+    Span.QUARTER: "date_bin('15 minutes', {x}, TIMESTAMPTZ '2000-01-01 00:00+00')",
+    Span.HOUR: "date_trunc('hour', {x}, 'UTC')",
+    Span.DAY: "date_trunc('day', {x}, 'UTC')",
+}
+# The rows a conversation counts in, as (span, per channel × bot version): quarter hours for
+# all channels and versions only; they bound the raw rows an unfiltered read takes at a
+# window's edges to 7.5 minutes' worth (conversations.selectors), at the cost of one more
+# row per topic to update (per channel × version, the topic rows of 15-minute spans would
+# outnumber the conversations).
+SPREAD = [(Span.HOUR, True), (Span.HOUR, False), (Span.DAY, True), (Span.DAY, False), (Span.QUARTER, False)]
+
+
+def _spread(row: str) -> str:
+    """`CROSS JOIN LATERAL` of the rows (span, channel, bot_version) that `row` counts in."""
+    values = ", ".join(
+        f"('{span}', {row}.channel, {row}.bot_version)" if per_channel else f"('{span}', NULL, NULL)"
+        for span, per_channel in SPREAD
+    )
+    return f"CROSS JOIN LATERAL (VALUES {values}) AS s(span, channel, bot_version)"
+
+
+def _start_of_span(finest: str) -> str:
+    """The row's start for span `s.span`, from `finest` (its quarter hour's start)."""
+    whens = " ".join(
+        f"WHEN '{span}' THEN {START_SQL[span].format(x=finest)}" for span in (Span.HOUR, Span.DAY)
+    )
+    return f"CASE s.span {whens} ELSE {finest} END"
+
+
 # The columns of a `changes` CTE, as `conversations_conversation` names them.
 CHANGE_COLUMNS = [
     "sign",
@@ -97,9 +129,9 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
     topics one row per topic) per rollup row: `{prefix}_deltas`, the rollup rows to add
     (`histogram` NULL when none of them has a response time).
 
-    The metrics are computed once per conversation, at the finest grain (UTC hour × keys);
-    the day rows and the "all channels and versions" rows (NULL, NULL) are sums of those few
-    grain rows. The histogram takes the same path apart, from counts per grain and
+    The metrics are computed once per conversation, at the finest grain (UTC quarter hour ×
+    keys); the hour and day rows and the "all channels and versions" rows (NULL, NULL) are
+    sums of those few grain rows. The histogram takes the same path apart, from counts per grain and
     response-time bucket: summing the fifteen metrics per bucket too (as before) made ten
     times the groups, most of a batch's rollup work. Rows whose delta is all zero (a re-post
     of the same values) are not written.
@@ -113,13 +145,9 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
     key_list = ", ".join(keys)
     key_positions = ", ".join(str(index + 1) for index in range(len(keys)))
     metric_sums = ", ".join(f"sum({name}) AS {name}" for name in METRICS)
-    # Each grain row counts in its hour and its day, for its channel × version and for all.
-    spread = f"""CROSS JOIN (VALUES ('{Span.HOUR}'), ('{Span.DAY}')) AS s(span)
-        CROSS JOIN LATERAL (VALUES (g.channel, g.bot_version), (NULL, NULL)) AS d(channel, bot_version)"""
-    spread_keys = f"""s.span,
-               CASE WHEN s.span = '{Span.DAY}' THEN date_trunc('day', g.start, 'UTC')
-                    ELSE g.start END AS start,
-               {expanded}d.channel, d.bot_version"""
+    spread = _spread("g")
+    spread_keys = f"s.span, {_start_of_span('g.start')} AS start, {expanded}s.channel, s.bot_version"
+    grain_start = START_SQL[Span.QUARTER].format(x="c.timestamp")
     # The same row of the two paths: NULL (all channels and versions) matches NULL.
     same_row = " AND ".join(
         f"h.{key} IS NOT DISTINCT FROM m.{key}" if key in ("channel", "bot_version") else f"h.{key} = m.{key}"
@@ -127,12 +155,12 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
     )
     return f"""
     {prefix}_grain AS (
-        SELECT date_trunc('hour', c.timestamp, 'UTC') AS start, {grain_columns}, {partials}
+        SELECT {grain_start} AS start, {grain_columns}, {partials}
         FROM {source} c
         GROUP BY {grain_positions}
     ),
     {prefix}_grain_buckets AS (
-        SELECT date_trunc('hour', c.timestamp, 'UTC') AS start, {grain_columns},
+        SELECT {grain_start} AS start, {grain_columns},
                c.response_ms_bucket::integer AS bucket, sum(c.sign) AS n
         FROM {source} c
         WHERE c.response_ms_bucket IS NOT NULL
@@ -217,8 +245,8 @@ CHANGES_TO_DELTAS = f"""
 
 def _live(table: str, keys: list[str]) -> str:
     """The rollup rows of `table` as if every unfolded delta were folded in: its rows, and
-    each delta spread into the rows it counts in (its hour and day, for its channel and
-    version and for all; per topic for topic rollups), one row per delta, not summed: a
+    each delta spread into the rows it counts in (`SPREAD`; per topic for topic rollups),
+    one row per delta, not summed: a
     read sums the rows of its window (and their histograms), so it adds up either way.
 
     Plain joins, no aggregation: PostgreSQL plans this in well under a millisecond (summing
@@ -230,11 +258,10 @@ def _live(table: str, keys: list[str]) -> str:
     types = {field.column: field.db_type(connection) for field in TopicRollup._meta.concrete_fields}
     key_sql = {
         "span": "s.span",
-        "start": f"CASE WHEN s.span = '{Span.DAY}' THEN date_trunc('day', c.timestamp, 'UTC')"
-        " ELSE date_trunc('hour', c.timestamp, 'UTC') END",
+        "start": _start_of_span(START_SQL[Span.QUARTER].format(x="c.timestamp")),
         "topic_id": "c.topic_id",
-        "channel": "d.channel",
-        "bot_version": "d.bot_version",
+        "channel": "s.channel",
+        "bot_version": "s.bot_version",
     }
     values = [f"({key_sql[key]})::{types[key]} AS {key}" for key in keys]
     values += [f"({_metric_of_one(name)})::{types[name]} AS {name}" for name in METRICS]
@@ -256,8 +283,7 @@ def _live(table: str, keys: list[str]) -> str:
         UNION ALL
         SELECT {", ".join(values)}
         FROM {source} c
-        CROSS JOIN (VALUES ('{Span.HOUR}'), ('{Span.DAY}')) AS s(span)
-        CROSS JOIN LATERAL (VALUES (c.channel, c.bot_version), (NULL, NULL)) AS d(channel, bot_version)
+        {_spread("c")}
     )"""
 
 
@@ -367,16 +393,19 @@ def rebuild() -> dict[str, int]:
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
         for model, per_topic in ((ConversationRollup, False), (TopicRollup, True)):
             table = model._meta.db_table
-            for span, unit in ((Span.HOUR, "hour"), (Span.DAY, "day")):
-                cursor.execute(_rebuild_sql(table, per_topic=per_topic), [span, unit, unit])
-            # The "all channels and versions" rows: sums of the rows just built.
+            for span in (Span.HOUR, Span.DAY):
+                cursor.execute(_rebuild_sql(table, span, per_topic=per_topic, per_channel=True), [span])
+            # Quarter hours: "all" rows only (SPREAD), straight from the conversations.
+            quarters = _rebuild_sql(table, Span.QUARTER, per_topic=per_topic, per_channel=False)
+            cursor.execute(quarters, [Span.QUARTER])
+            # The hours' and days' "all channels and versions" rows: sums of the rows just built.
             keys = "span, start" + (", topic_id" if per_topic else "")
             cursor.execute(
                 f"""
                 INSERT INTO {table} ({keys}, channel, bot_version, {", ".join(METRICS)}, {HISTOGRAM})
                 SELECT {keys}, NULL, NULL, {", ".join(f"sum({name})" for name in METRICS)},
                        sa_histogram_sum({HISTOGRAM})
-                FROM {table} WHERE channel IS NOT NULL GROUP BY {keys}
+                FROM {table} WHERE span <> '{Span.QUARTER}' GROUP BY {keys}
                 """
             )
             cursor.execute(f"SELECT count(*) FROM {table}")
@@ -387,37 +416,37 @@ def rebuild() -> dict[str, int]:
     }
 
 
-def _rebuild_sql(table: str, *, per_topic: bool) -> str:
-    """INSERT ... SELECT of one span's per-channel × version rows (params: span, unit, unit)."""
-    keys = (["topic_id"] if per_topic else []) + ["channel", "bot_version"]
-    # Every stored conversation counts once (sign +1), per topic in the topic rollups.
-    source = (
-        "(SELECT c.*, unnest(c.topic_ids) AS topic_id, 1 AS sign FROM conversations_conversation c) c"
-        if per_topic
-        else "(SELECT c.*, 1 AS sign FROM conversations_conversation c) c"
-    )
-    selected = ", ".join(f"c.{key}" for key in keys)
-    positions = ", ".join(str(index + 2) for index in range(len(keys)))
+def _rebuild_sql(table: str, span: Span, *, per_topic: bool, per_channel: bool) -> str:
+    """INSERT ... SELECT of one span's rows (param: the span), per channel × version or for
+    all of them (NULL, NULL)."""
+    keys = (["topic_id"] if per_topic else []) + (["channel", "bot_version"] if per_channel else [])
+    source = "(SELECT c.*, 1 AS sign FROM conversations_conversation c)"  # each counted once
+    if per_topic:
+        # Every conversation counts once per topic in the topic rollups.
+        source = f"(SELECT c.*, unnest(c.topic_ids) AS topic_id FROM {source} c)"
+    start = START_SQL[span].format(x="c.timestamp")
+    selected = "".join(f", c.{key}" for key in keys)
+    positions = "".join(f", {index + 2}" for index in range(len(keys)))
     metrics = ", ".join(f"coalesce({sql}, 0) AS {name}" for name, sql in _METRIC_SQL.items())
+    key_list = "".join(f", {key}" for key in keys)
     return f"""
-        INSERT INTO {table} (span, start, {", ".join(keys)}, {", ".join(METRICS)}, {HISTOGRAM})
-        SELECT %s, g.start, {", ".join(f"g.{key}" for key in keys)},
+        INSERT INTO {table} (span, start{key_list}, {", ".join(METRICS)}, {HISTOGRAM})
+        SELECT %s, g.start{"".join(f", g.{key}" for key in keys)},
                {", ".join(f"g.{name}" for name in METRICS)},
                coalesce(h.histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
         FROM (
-            SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {selected}, {metrics}
-            FROM {source}
-            GROUP BY 1, {positions}
+            SELECT {start} AS start{selected}, {metrics}
+            FROM {source} c
+            GROUP BY 1{positions}
         ) g
         LEFT JOIN (
-            SELECT start, {", ".join(keys)}, sa_histogram_from(array_agg(bucket), array_agg(n)) AS histogram
+            SELECT start{key_list}, sa_histogram_from(array_agg(bucket), array_agg(n)) AS histogram
             FROM (
-                SELECT date_trunc(%s, c.timestamp, 'UTC') AS start, {selected},
-                       c.response_ms_bucket::integer AS bucket, count(*) AS n
-                FROM {source}
+                SELECT {start} AS start{selected}, c.response_ms_bucket::integer AS bucket, sum(c.sign) AS n
+                FROM {source} c
                 WHERE c.response_ms_bucket IS NOT NULL
-                GROUP BY 1, {positions}, {len(keys) + 2}
+                GROUP BY 1{positions}, {len(keys) + 2}
             ) b
-            GROUP BY 1, {positions}
-        ) h USING (start, {", ".join(keys)})
+            GROUP BY 1{positions}
+        ) h USING (start{key_list})
     """

@@ -99,13 +99,20 @@ def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversati
 # --- Reading a window from the rollups --------------------------------------------------------
 #
 # A window [start, end) is cut into: the raw conversations of its partial first and last
-# hours; hourly rollup rows up to the first and from the last UTC midnight; daily rollup
-# rows in between. So a query reads at most 2 partial hours of raw rows, 2 × 23 hourly
-# rows and one daily row per day (each per channel × bot version, or per topic), whatever
-# the number of conversations stored: its cost follows the window's length, not the table.
+# quarter hours; quarter-hour rollup rows up to its first and from its last whole hour, hourly
+# rows up to the first and from the last UTC midnight, daily rows in between. So a query reads
+# at most 2 × 7.5 minutes of raw rows, 2 × 3 quarter-hour rows, 2 × 23 hourly rows and one
+# daily row per day (each per topic where it counts topics), whatever the number of
+# conversations stored: its cost follows the window's length, and the raw rows at its edges
+# the number of conversations in a quarter of an hour, never the table. Quarter hours are kept
+# for all channels and versions only (rollups.SPREAD): a window filtered by channel or bot
+# version reads per channel × version rows, and raw rows at the edges of its partial hours
+# (at most 2 × 30 minutes).
 
+QUARTER = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+_STEPS = {Span.QUARTER: QUARTER, Span.HOUR: HOUR, Span.DAY: DAY}
 # Time zones whose offset is always a whole number of hours (the buckets of a time series
 # can then be built from UTC hours).
 _UTC_NAMES = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"}
@@ -113,12 +120,11 @@ _UTC_NAMES = {"UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", 
 
 @dataclass(frozen=True)
 class _Plan:
-    """How a window is read: rollup rows (hours, days), plus raw rows, minus raw rows."""
+    """How a window is read: rollup rows (span, from, to), plus raw rows, minus raw rows."""
 
     raw: tuple[Period, ...] = ()
     minus: tuple[Period, ...] = ()
-    hours: tuple[tuple[datetime, datetime], ...] = ()
-    days: tuple[tuple[datetime, datetime], ...] = ()
+    ranges: tuple[tuple[Span, datetime, datetime], ...] = ()
 
 
 def _ceil(moment: datetime, step: timedelta) -> datetime:
@@ -127,56 +133,74 @@ def _ceil(moment: datetime, step: timedelta) -> datetime:
 
 
 def _floor(moment: datetime, step: timedelta) -> datetime:
+    """The start of the UTC quarter hour, hour or day (`step`) of `moment`."""
     moment = moment.astimezone(UTC)
-    if step == DAY:
-        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return moment.replace(minute=0, second=0, microsecond=0)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight + (moment - midnight) // step * step
 
 
-# A partial hour is read from raw rows when it is at most this long; a longer one as its whole
-# hour's rollup minus the raw rows of the rest of that hour. Either way at most half an hour
-# of raw rows per edge. A window that ends now always takes the second way: the rest of its
-# last hour is in the future, where only the few conversations posted with a timestamp up to
-# 5 minutes ahead can be, so the busiest hour, the current one, is never read row by row.
-EDGE = timedelta(minutes=30)
+# A partial quarter hour (hour) is read from raw rows when it is at most half of one; a longer
+# one as its whole rollup row minus the raw rows of the rest of it. A window that ends now
+# always takes the second way: the rest of its last quarter hour is in the future, where only
+# the few conversations posted with a timestamp up to 5 minutes ahead can be, so the busiest
+# one, the current one, is never read row by row.
 MICROSECOND = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
 
 
-def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False) -> _Plan:
+def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False, quarters: bool = True) -> _Plan:
+    """`quarters`: read quarter-hour rows (an unfiltered window or one filtered by topic);
+    `use_days`: daily rows (not for a series of hourly buckets, or a local day's)."""
+    spans = [Span.QUARTER] * quarters + [Span.HOUR] + [Span.DAY] * use_days
+    step = _STEPS[spans[0]]
     start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
     if start >= end:
         return _Plan()
-    first_hour, last_hour = _floor(start, HOUR), _floor(end, HOUR)
-    if all_raw or (first_hour == last_hour and end != last_hour):
+    first, last = _floor(start, step), _floor(end, step)
+    if all_raw or (first == last and end != last):
         return _Plan(raw=(period,))
     raw, minus = [], []
-    if start == first_hour and period.include_start:
+    if start == first and period.include_start:
         region_start = start
-    elif first_hour + HOUR - start <= EDGE:
-        raw.append(Period(start, first_hour + HOUR, period.include_start))
-        region_start = first_hour + HOUR
+    elif first + step - start <= step / 2:
+        raw.append(Period(start, first + step, period.include_start))
+        region_start = first + step
     else:
-        # Rows of that hour before the window; with an excluded start, the start too.
-        minus.append(Period(first_hour, start if period.include_start else start + MICROSECOND))
-        region_start = first_hour
-    if end == last_hour:
+        # Rows of that span before the window; with an excluded start, the start too.
+        minus.append(Period(first, start if period.include_start else start + MICROSECOND))
+        region_start = first
+    if end == last:
         region_end = end
-    elif end - last_hour <= EDGE and end < timezone.now() - FUTURE_TOLERANCE:
-        raw.append(Period(last_hour, end))
-        region_end = last_hour
+    elif end - last <= step / 2 and end < timezone.now() - FUTURE_TOLERANCE:
+        raw.append(Period(last, end))
+        region_end = last
     else:
-        minus.append(Period(end, last_hour + HOUR))
-        region_end = last_hour + HOUR
-    hours, days = [], []
-    first_day, last_day = _ceil(region_start, DAY), _floor(region_end, DAY)
-    if use_days and first_day < last_day:
-        hours = [(region_start, first_day), (last_day, region_end)]
-        days = [(first_day, last_day)]
-    elif region_start < region_end:
-        hours = [(region_start, region_end)]
-    return _Plan(
-        raw=tuple(raw), minus=tuple(minus), hours=tuple((a, b) for a, b in hours if a < b), days=tuple(days)
-    )
+        minus.append(Period(end, last + step))
+        region_end = last + step
+    return _Plan(raw=tuple(raw), minus=tuple(minus), ranges=tuple(_cover(region_start, region_end, spans)))
+
+
+def _cover(start: datetime, end: datetime, spans: list[Span]) -> list[tuple[Span, datetime, datetime]]:
+    """The rollup ranges that make up [start, end), whose bounds are on the first span's
+    boundaries: the coarsest span that fits in the middle, finer ones on each side."""
+    if start >= end:
+        return []
+    span, *coarser = spans
+    if coarser:
+        step = _STEPS[coarser[0]]
+        inner_start, inner_end = _ceil(start, step), _floor(end, step)
+        if inner_start < inner_end:
+            return [
+                *_cover(start, inner_start, [span]),
+                *_cover(inner_start, inner_end, coarser),
+                *_cover(inner_end, end, [span]),
+            ]
+    return [(span, start, end)]
+
+
+def _quarters(filters: Filters) -> bool:
+    """Whether a window with these filters can read quarter-hour rows (all channels and
+    versions only)."""
+    return filters.channel is None and filters.bot_version is None
 
 
 # --- The statements -----------------------------------------------------------------------
@@ -224,7 +248,7 @@ def _fetch(sql: str, params: list) -> list[tuple]:
 def _ranges_where(plan: _Plan) -> tuple[str, list] | None:
     """The rollup rows `r` of a plan's hour and day ranges (the leading columns of the rollup
     tables' unique keys, which serve these reads)."""
-    ranges = [(Span.HOUR.value, a, b) for a, b in plan.hours] + [(Span.DAY.value, a, b) for a, b in plan.days]
+    ranges = [(span.value, a, b) for span, a, b in plan.ranges]
     if not ranges:
         return None
     text = " OR ".join(["(r.span = %s AND r.start >= %s AND r.start < %s)"] * len(ranges))
@@ -380,7 +404,7 @@ class _Read:
             return None
         sign, sign_params, where, where_params = edges
         sql = f"SELECT {sign} AS sign, {_EDGE_COLUMNS} FROM {_CONVERSATIONS} c WHERE {where}"
-        if not plan.hours and not plan.days:
+        if not plan.ranges:
             return f"({sql})", [*sign_params, *where_params]
         self._cte(f"edges_{part}", sql, [*sign_params, *where_params])
         return f"edges_{part}", []
@@ -430,7 +454,7 @@ def _read(
     for part, period in enumerate(periods):
         read.window(
             part,
-            plan or _plan(period),
+            plan or _plan(period, quarters=_quarters(filters)),
             filters,
             totals=totals,
             topics=topics,
@@ -621,6 +645,7 @@ def timeseries(
         period,
         use_days=granularity != Granularity.HOUR and str(tz) in _UTC_NAMES,
         all_raw=not _whole_hour_offsets(tz, period),
+        quarters=_quarters(filters),
     )
     [figures] = _read([period], filters, series=(granularity, bucket_tz), plan=plan)
     by_start = figures.series
@@ -699,7 +724,7 @@ def previous_period(period: Period) -> Period:
 
 def _filter_menus(period: Period) -> tuple[set[str], set[str]]:
     """The channels and bot versions that occur in a period (from its rollup rows: cheap)."""
-    if (ranges := _ranges_where(_plan(period))) is None:
+    if (ranges := _ranges_where(_plan(period, quarters=False))) is None:  # rows per channel × version
         return set(), set()
     where, params = ranges
     rows = _fetch(

@@ -1,5 +1,5 @@
 """Migration 0008: topic links become topic ids in the conversation row, and back; 0010 builds
-the rollups a database lacks."""
+the rollups a database lacks, 0011 those without quarter-hour rows."""
 
 from datetime import UTC, datetime
 
@@ -12,7 +12,7 @@ from conversations.models import ConversationRollup, TopicRollup
 
 BEFORE = ("conversations", "0007_rate_limit_counter")
 AFTER = ("conversations", "0008_topic_ids_in_row")
-ROLLUPS_BUILT = ("conversations", "0010_rollup_deltas")
+ROLLUPS_BUILT = ("conversations", "0011_rollup_quarter_hours")
 T = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 
 
@@ -87,9 +87,11 @@ def rollup_rows() -> dict:
     }
 
 
-# Five conversations of one hour, turns 0..4: the hour and the day, for "web" and for all.
+# Five conversations of one hour, turns 0..4: the hour and the day, for "web" and for all; the
+# quarter hour for all.
 HOUR, DAY = datetime(2026, 3, 14, 9, tzinfo=UTC), datetime(2026, 3, 14, tzinfo=UTC)
 EXPECTED = {
+    ("q", T, None, 5, 10),
     ("h", HOUR, "web", 5, 10),
     ("h", HOUR, None, 5, 10),
     ("d", DAY, "web", 5, 10),
@@ -125,13 +127,31 @@ def test_rollups_without_the_all_channels_rows_are_rebuilt(at_0007):
 
 @pytest.mark.django_db(transaction=True)
 def test_complete_rollups_are_left_as_they_are(at_0007):
-    """Every database that ran 0004: no rebuild (at 10M it would take minutes)."""
+    """Every database that ran 0011: no rebuild (at 10M it would take minutes)."""
     five_billing_conversations(at_0007)
     Rollup = at_0007.get_model("conversations", "ConversationRollup")
     # Deliberately not what a rebuild would give, to see that none ran.
-    Rollup.objects.create(span="h", start=HOUR, channel=None, bot_version=None, conversations=99,
-                          turns_sum=0, response_ms_histogram=[0] * 101)  # fmt: skip
+    for span, start in (("h", HOUR), ("q", T)):
+        Rollup.objects.create(span=span, start=start, channel=None, bot_version=None, conversations=99,
+                              turns_sum=0, response_ms_histogram=[0] * 101)  # fmt: skip
 
     migrate(ROLLUPS_BUILT)
 
+    assert rollup_rows()[ConversationRollup] == {("h", HOUR, None, 99, 0), ("q", T, None, 99, 0)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rollups_without_quarter_hours_are_rebuilt(at_0007):
+    """A database that ran 0010 (every one before 0011): its rollups are rebuilt, quarter
+    hours included."""
+    five_billing_conversations(at_0007)
+    Rollup = at_0007.get_model("conversations", "ConversationRollup")
+    # Complete for 0010 (it keeps them), not what a rebuild gives.
+    Rollup.objects.create(span="h", start=HOUR, channel=None, bot_version=None, conversations=99,
+                          turns_sum=0, response_ms_histogram=[0] * 101)  # fmt: skip
+    migrate(("conversations", "0010_rollup_deltas"))
     assert rollup_rows()[ConversationRollup] == {("h", HOUR, None, 99, 0)}
+
+    migrate(ROLLUPS_BUILT)
+
+    assert rollup_rows() == {ConversationRollup: EXPECTED, TopicRollup: EXPECTED}

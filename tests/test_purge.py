@@ -135,7 +135,8 @@ def conversations_from(moment) -> list[tuple]:
 
 def rollup_rows(*, untouched: bool = False, with_id: bool = True) -> set[tuple]:
     """Every rollup row; `untouched`: only those that count nothing older than the cutoff:
-    the hours from the cutoff on (an hour boundary) and the days from the next UTC midnight."""
+    the quarter hours and hours from the cutoff on (an hour boundary) and the days from the
+    next UTC midnight."""
 
     def frozen(row) -> tuple:
         return tuple(tuple(value) if isinstance(value, list) else value for value in row)
@@ -146,7 +147,7 @@ def rollup_rows(*, untouched: bool = False, with_id: bool = True) -> set[tuple]:
         queryset = model.objects.all()
         if untouched:
             queryset = queryset.filter(
-                Q(span=Span.HOUR, start__gte=CUTOFF)
+                Q(span__in=[Span.QUARTER, Span.HOUR], start__gte=CUTOFF)
                 | Q(span=Span.DAY, start__gte=CUTOFF_DAY + timedelta(days=1))
             )
         rows |= {(model.__name__, *frozen(row)) for row in queryset.values_list(*fields)}
@@ -233,8 +234,9 @@ def test_purged_hours_and_days_leave_no_rollup_rows_behind(stored):
         assert selectors.summary(period=period, filters=Filters()) == recounted_summary(period, Filters())
 
     for model in (ConversationRollup, TopicRollup):
-        assert not model.objects.filter(span=Span.HOUR, start__lt=CUTOFF).exists(), model
+        assert not model.objects.filter(span__in=[Span.QUARTER, Span.HOUR], start__lt=CUTOFF).exists(), model
         assert not model.objects.filter(span=Span.DAY, start__lt=CUTOFF_DAY).exists(), model
+        assert model.objects.filter(span=Span.QUARTER, start__gte=CUTOFF).exists(), model
         assert model.objects.filter(span=Span.HOUR, start__gte=CUTOFF).exists(), model
         assert model.objects.filter(span=Span.DAY, start=CUTOFF_DAY).exists(), model
 

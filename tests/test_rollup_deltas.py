@@ -64,7 +64,7 @@ def test_a_single_conversation_goes_to_the_deltas_and_is_counted_before_and_afte
 
     assert not RollupDelta.objects.exists()
     folded = ConversationRollup.objects.filter(channel=None, conversations=1, csat_4=1)
-    assert sorted(folded.values_list("span", flat=True)) == ["d", "h"]
+    assert sorted(folded.values_list("span", flat=True)) == ["d", "h", "q"]
     assert selectors.summary(period=DAY, filters=Filters()) == before
 
 

@@ -1,0 +1,96 @@
+"""How a window is cut into rollup rows and raw rows (selectors._plan): the raw rows a read
+takes stay within a fixed length of time at each edge, whatever the window; that is what
+keeps a read's cost independent of the number of conversations stored. (That the figures
+are right is test_rollups' full-scan comparison.)"""
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conversations.models import Span
+from conversations.selectors import Period, _plan
+
+BASE = datetime(2026, 3, 1, tzinfo=UTC)
+STEP = {Span.QUARTER: timedelta(minutes=15), Span.HOUR: timedelta(hours=1), Span.DAY: timedelta(days=1)}
+
+periods = st.builds(
+    lambda start, length, include_start: Period(
+        BASE + timedelta(seconds=start), BASE + timedelta(seconds=start + length), include_start
+    ),
+    st.integers(0, 10 * 86_400),
+    st.integers(1, 10 * 86_400),
+    st.booleans(),
+)
+
+
+def length(parts) -> timedelta:
+    return sum((part.end - part.start for part in parts), timedelta(0))
+
+
+@given(period=periods, quarters=st.booleans(), use_days=st.booleans())
+def test_rollup_ranges_and_raw_edges_make_up_the_window(period, quarters, use_days):
+    plan = _plan(period, quarters=quarters, use_days=use_days)
+    finest = STEP[Span.QUARTER] if quarters else STEP[Span.HOUR]
+
+    if plan.raw == (period,):  # within one finest span: all raw, less than one span of it
+        assert not plan.minus and not plan.ranges
+        assert period.end - period.start < finest
+        return
+    # The ranges follow one another, each on its span's boundaries, coarser inside.
+    for (_, _, end), (_, next_start, _) in zip(plan.ranges, plan.ranges[1:], strict=False):
+        assert end == next_start
+    ranks = [list(STEP).index(span) for span, _, _ in plan.ranges]
+    if ranks:
+        peak = ranks.index(max(ranks))
+        assert ranks[: peak + 1] == sorted(set(ranks[: peak + 1]))
+        assert ranks[peak:] == sorted(set(ranks[peak:]), reverse=True)
+    for span, start, end in plan.ranges:
+        assert start < end
+        assert span in ([Span.QUARTER] * quarters + [Span.HOUR] + [Span.DAY] * use_days)
+        for moment in (start, end):
+            assert (moment - BASE) % STEP[span] == timedelta(0), (span, moment)
+    # Rollups + raw − minus = the window; at most half the finest span of raw rows at each edge.
+    covered = length(Period(start, end) for _, start, end in plan.ranges)
+    pieces = [*plan.raw, *plan.minus]
+    assert length(plan.raw) <= finest
+    assert all(piece.end - piece.start <= finest / 2 + timedelta(microseconds=1) for piece in pieces)
+    assert covered + length(plan.raw) - length(plan.minus) - (period.end - period.start) in (
+        timedelta(0),
+        timedelta(microseconds=1),
+        -timedelta(microseconds=1),
+    )
+
+
+def test_a_day_is_read_from_its_quarter_hours_hours_and_day_rows():
+    period = Period(datetime(2026, 3, 1, 22, 55, tzinfo=UTC), datetime(2026, 3, 3, 0, 25, tzinfo=UTC))
+
+    plan = _plan(period)
+
+    assert plan.raw == (
+        Period(datetime(2026, 3, 1, 22, 55, tzinfo=UTC), datetime(2026, 3, 1, 23, 0, tzinfo=UTC), True),
+    )
+    assert plan.minus == (
+        Period(datetime(2026, 3, 3, 0, 25, tzinfo=UTC), datetime(2026, 3, 3, 0, 30, tzinfo=UTC)),
+    )
+    assert plan.ranges == (
+        (Span.HOUR, datetime(2026, 3, 1, 23, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)),
+        (Span.DAY, datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)),
+        (Span.QUARTER, datetime(2026, 3, 3, 0, 0, tzinfo=UTC), datetime(2026, 3, 3, 0, 30, tzinfo=UTC)),
+    )
+
+
+def test_without_quarter_hours_the_edges_are_partial_hours():
+    period = Period(datetime(2026, 3, 1, 9, 10, tzinfo=UTC), datetime(2026, 3, 1, 12, 20, tzinfo=UTC))
+
+    plan = _plan(period, quarters=False)
+
+    assert plan.minus == (
+        Period(datetime(2026, 3, 1, 9, 0, tzinfo=UTC), datetime(2026, 3, 1, 9, 10, tzinfo=UTC)),
+    )
+    assert plan.raw == (
+        Period(datetime(2026, 3, 1, 12, 0, tzinfo=UTC), datetime(2026, 3, 1, 12, 20, tzinfo=UTC)),
+    )
+    assert plan.ranges == (
+        (Span.HOUR, datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 3, 1, 12, tzinfo=UTC)),
+    )
