@@ -1,4 +1,5 @@
-"""Keeping the hourly and daily rollups right, in the statement that changes conversations.
+"""Keeping the rollups (per quarter hour, hour and day) right, in the statement that changes
+conversations.
 
 A conversation contributes to the rows of its UTC hour and its UTC day, each once for
 (channel, bot version) in ConversationRollup and once per topic in TopicRollup, and each of
@@ -131,9 +132,9 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
 
     The metrics are computed once per conversation, at the finest grain (UTC quarter hour ×
     keys); the hour and day rows and the "all channels and versions" rows (NULL, NULL) are
-    sums of those few grain rows. The histogram takes the same path apart, from counts per grain and
-    response-time bucket: summing the fifteen metrics per bucket too (as before) made ten
-    times the groups, most of a batch's rollup work. Rows whose delta is all zero (a re-post
+    sums of those few grain rows. The histogram takes the same path apart, from counts per
+    grain and response-time bucket: summing the fifteen metrics per bucket too (as before)
+    made ten times the groups, most of a batch's rollup work. Rows whose delta is all zero (a re-post
     of the same values) are not written.
     """
     grain_keys = [key for key in keys if key not in ("span", "start")]  # topic_id?, channel, bot_version
@@ -246,8 +247,8 @@ CHANGES_TO_DELTAS = f"""
 def _live(table: str, keys: list[str]) -> str:
     """The rollup rows of `table` as if every unfolded delta were folded in: its rows, and
     each delta spread into the rows it counts in (`SPREAD`; per topic for topic rollups),
-    one row per delta, not summed: a
-    read sums the rows of its window (and their histograms), so it adds up either way.
+    one row per delta, not summed: a read sums the rows of its window (and their
+    histograms), so it adds up either way.
 
     Plain joins, no aggregation: PostgreSQL plans this in well under a millisecond (summing
     the deltas the way a write does took a 90-day summary from 1.4 to 7 ms to plan). Every
@@ -405,7 +406,7 @@ def rebuild() -> dict[str, int]:
                 INSERT INTO {table} ({keys}, channel, bot_version, {", ".join(METRICS)}, {HISTOGRAM})
                 SELECT {keys}, NULL, NULL, {", ".join(f"sum({name})" for name in METRICS)},
                        sa_histogram_sum({HISTOGRAM})
-                FROM {table} WHERE span <> '{Span.QUARTER}' GROUP BY {keys}
+                FROM {table} WHERE channel IS NOT NULL GROUP BY {keys}
                 """
             )
             cursor.execute(f"SELECT count(*) FROM {table}")
@@ -442,7 +443,7 @@ def _rebuild_sql(table: str, span: Span, *, per_topic: bool, per_channel: bool) 
         LEFT JOIN (
             SELECT start{key_list}, sa_histogram_from(array_agg(bucket), array_agg(n)) AS histogram
             FROM (
-                SELECT {start} AS start{selected}, c.response_ms_bucket::integer AS bucket, sum(c.sign) AS n
+                SELECT {start} AS start{selected}, c.response_ms_bucket::integer AS bucket, count(*) AS n
                 FROM {source} c
                 WHERE c.response_ms_bucket IS NOT NULL
                 GROUP BY 1{positions}, {len(keys) + 2}
