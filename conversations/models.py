@@ -179,15 +179,11 @@ class Conversation(models.Model):
 
 
 class Span(models.TextChoices):
-    # Quarter hours are kept for all channels and versions only (NULL, NULL): they bound the
-    # raw rows an unfiltered read takes at a window's edges (conversations.selectors).
+    # Quarter hours bound the raw rows a read takes at a window's edges, and make up the days
+    # of time zones half an hour off UTC (conversations.selectors, rollups.SPREAD).
     QUARTER = "q", "quarter hour"
     HOUR = "h", "hour"
     DAY = "d", "day"
-
-
-# Quarter-hour rollup rows are for all channels and versions only (NULL, NULL).
-QUARTER_ROWS_ALL_ONLY = ~models.Q(span=Span.QUARTER) | models.Q(channel=None, bot_version=None)
 
 
 class RollupMetrics(models.Model):
@@ -226,8 +222,7 @@ class RollupMetrics(models.Model):
 
 class ConversationRollup(RollupMetrics):
     """Per span, per channel × bot version; and, with both NULL, all channels and versions
-    together (what an unfiltered window reads: one row per quarter hour, hour or day).
-    Quarter hours have only those rows."""
+    together (what an unfiltered window reads: one row per quarter hour, hour or day)."""
 
     span = models.CharField(max_length=1, choices=Span.choices)
     start = models.DateTimeField(help_text="Start of the UTC quarter hour, hour or day.")
@@ -242,10 +237,6 @@ class ConversationRollup(RollupMetrics):
                 fields=["span", "start", "channel", "bot_version"],
                 name="conversation_rollup_key",
                 nulls_distinct=False,
-            ),
-            models.CheckConstraint(
-                condition=QUARTER_ROWS_ALL_ONLY,
-                name="conversation_rollup_quarter_all_only",
             ),
         ]
         indexes = [
@@ -283,7 +274,8 @@ class TopicRollup(RollupMetrics):
                 nulls_distinct=False,
             ),
             models.CheckConstraint(
-                condition=QUARTER_ROWS_ALL_ONLY,
+                # Per topic, quarter hours are kept for all channels and versions only.
+                condition=~models.Q(span=Span.QUARTER) | models.Q(channel=None, bot_version=None),
                 name="topic_rollup_quarter_all_only",
             ),
         ]

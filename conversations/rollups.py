@@ -1,10 +1,10 @@
 """Keeping the rollups (per quarter hour, hour and day) right, in the statement that changes
 conversations.
 
-A conversation contributes to the rows of its UTC hour and its UTC day, each once for
+A conversation contributes to the rows of its UTC quarter hour, hour and day, each once for
 (channel, bot version) in ConversationRollup and once per topic in TopicRollup, and each of
-those also to the "all channels and versions" row (NULL, NULL); and to the "all" rows of its
-UTC quarter hour (`SPREAD`).
+those also to the "all channels and versions" row (NULL, NULL); but per topic, quarter hours
+only to the "all" rows (`SPREAD`).
 
 Every write (ingest, late CSAT, delete) is one SQL statement whose `changes` CTE lists
 the conversations it takes out (sign −1, their stored values) and puts in (sign +1, the new
@@ -84,19 +84,26 @@ START_SQL = {
     Span.HOUR: "date_trunc('hour', {x}, 'UTC')",
     Span.DAY: "date_trunc('day', {x}, 'UTC')",
 }
-# The rows a conversation counts in, as (span, per channel × bot version): quarter hours for
-# all channels and versions only; they bound the raw rows an unfiltered read takes at a
-# window's edges to 7.5 minutes' worth (conversations.selectors), at the cost of one more
-# row per topic to update (per channel × version, the topic rows of 15-minute spans would
-# outnumber the conversations).
-SPREAD = [(Span.HOUR, True), (Span.HOUR, False), (Span.DAY, True), (Span.DAY, False), (Span.QUARTER, False)]
+# The rows a conversation counts in, as (span, per channel × bot version rather than for all),
+# in ConversationRollup and, per topic, in TopicRollup. Quarter hours bound the raw rows a read
+# takes at a window's edges to 7.5 minutes' worth, and serve the days of time zones half or a
+# quarter of an hour off UTC (conversations.selectors). Per topic, they are kept for all
+# channels and versions only: per channel × version, topic rows of 15 minutes would outnumber
+# the conversations.
+_EVERY_ROW = [
+    (span, per_channel) for span in (Span.QUARTER, Span.HOUR, Span.DAY) for per_channel in (True, False)
+]
+SPREAD = {  # by per_topic
+    False: _EVERY_ROW,
+    True: [row for row in _EVERY_ROW if row != (Span.QUARTER, True)],
+}
 
 
-def _spread(row: str) -> str:
+def _spread(row: str, *, per_topic: bool) -> str:
     """`CROSS JOIN LATERAL` of the rows (span, channel, bot_version) that `row` counts in."""
     values = ", ".join(
         f"('{span}', {row}.channel, {row}.bot_version)" if per_channel else f"('{span}', NULL, NULL)"
-        for span, per_channel in SPREAD
+        for span, per_channel in SPREAD[per_topic]
     )
     return f"CROSS JOIN LATERAL (VALUES {values}) AS s(span, channel, bot_version)"
 
@@ -146,7 +153,7 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
     key_list = ", ".join(keys)
     key_positions = ", ".join(str(index + 1) for index in range(len(keys)))
     metric_sums = ", ".join(f"sum({name}) AS {name}" for name in METRICS)
-    spread = _spread("g")
+    spread = _spread("g", per_topic="topic_id" in keys)
     spread_keys = f"s.span, {_start_of_span('g.start')} AS start, {expanded}s.channel, s.bot_version"
     grain_start = START_SQL[Span.QUARTER].format(x="c.timestamp")
     # The same row of the two paths: NULL (all channels and versions) matches NULL.
@@ -284,7 +291,7 @@ def _live(table: str, keys: list[str]) -> str:
         UNION ALL
         SELECT {", ".join(values)}
         FROM {source} c
-        {_spread("c")}
+        {_spread("c", per_topic="topic_id" in keys)}
     )"""
 
 
@@ -394,12 +401,12 @@ def rebuild() -> dict[str, int]:
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
         for model, per_topic in ((ConversationRollup, False), (TopicRollup, True)):
             table = model._meta.db_table
-            for span in (Span.HOUR, Span.DAY):
-                cursor.execute(_rebuild_sql(table, span, per_topic=per_topic, per_channel=True), [span])
-            # Quarter hours: "all" rows only (SPREAD), straight from the conversations.
-            quarters = _rebuild_sql(table, Span.QUARTER, per_topic=per_topic, per_channel=False)
-            cursor.execute(quarters, [Span.QUARTER])
-            # The hours' and days' "all channels and versions" rows: sums of the rows just built.
+            for span, per_channel in SPREAD[per_topic]:
+                if per_channel or (span, True) not in SPREAD[per_topic]:  # not a sum of per-channel rows
+                    cursor.execute(
+                        _rebuild_sql(table, span, per_topic=per_topic, per_channel=per_channel), [span]
+                    )
+            # The other "all channels and versions" rows: sums of the per-channel rows just built.
             keys = "span, start" + (", topic_id" if per_topic else "")
             cursor.execute(
                 f"""

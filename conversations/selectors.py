@@ -104,10 +104,10 @@ def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversati
 # at most 2 × 7.5 minutes of raw rows, 2 × 3 quarter-hour rows, 2 × 23 hourly rows and one
 # daily row per day (each per topic where it counts topics), whatever the number of
 # conversations stored: its cost follows the window's length, and the raw rows at its edges
-# the number of conversations in a quarter of an hour, never the table. Quarter hours are kept
-# for all channels and versions only (rollups.SPREAD): a window filtered by channel or bot
-# version reads per channel × version rows, and raw rows at the edges of its partial hours
-# (at most 2 × 30 minutes).
+# the number of conversations in a quarter of an hour, never the table. Per topic, quarter
+# hours are kept for all channels and versions only (rollups.SPREAD): a read of topics, or of
+# one topic, filtered by channel or bot version reads raw rows at the edges of its partial
+# hours instead (at most 2 × 30 minutes).
 
 QUARTER = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
@@ -147,16 +147,25 @@ def _floor(moment: datetime, step: timedelta) -> datetime:
 MICROSECOND = timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
 
 
-def _plan(period: Period, *, use_days: bool = True, all_raw: bool = False, quarters: bool = True) -> _Plan:
-    """`quarters`: read quarter-hour rows (an unfiltered window or one filtered by topic);
-    `use_days`: daily rows (not for a series of hourly buckets, or a local day's)."""
-    spans = [Span.QUARTER] * quarters + [Span.HOUR] + [Span.DAY] * use_days
-    step = _STEPS[spans[0]]
+def _plan(
+    period: Period,
+    *,
+    quarters: bool = True,
+    use_hours: bool = True,
+    use_days: bool = True,
+    all_raw: bool = False,
+) -> _Plan:
+    """Which rollup rows to read: quarter hours (not for topics by channel or version, see
+    `_quarters`), hours (not for a local day half an hour off UTC), days (only for UTC days)."""
+    spans = [Span.QUARTER] * quarters + [Span.HOUR] * use_hours + [Span.DAY] * use_days
     start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
     if start >= end:
         return _Plan()
+    if all_raw or not spans:
+        return _Plan(raw=(period,))
+    step = _STEPS[spans[0]]
     first, last = _floor(start, step), _floor(end, step)
-    if all_raw or (first == last and end != last):
+    if first == last and end != last:
         return _Plan(raw=(period,))
     raw, minus = [], []
     if start == first and period.include_start:
@@ -197,10 +206,11 @@ def _cover(start: datetime, end: datetime, spans: list[Span]) -> list[tuple[Span
     return [(span, start, end)]
 
 
-def _quarters(filters: Filters) -> bool:
-    """Whether a window with these filters can read quarter-hour rows (all channels and
-    versions only)."""
-    return filters.channel is None and filters.bot_version is None
+def _quarters(filters: Filters, *, topics: bool) -> bool:
+    """Whether a read of a window's totals (and `topics`) with these filters can use quarter-hour
+    rows: per topic, they are kept for all channels and versions only."""
+    per_topic = topics or bool(filters.topic)
+    return not per_topic or (filters.channel is None and filters.bot_version is None)
 
 
 # --- The statements -----------------------------------------------------------------------
@@ -454,7 +464,7 @@ def _read(
     for part, period in enumerate(periods):
         read.window(
             part,
-            plan or _plan(period, quarters=_quarters(filters)),
+            plan or _plan(period, quarters=_quarters(filters, topics=topics is not None)),
             filters,
             totals=totals,
             topics=topics,
@@ -618,9 +628,11 @@ def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneI
         day += step
 
 
-def _whole_hour_offsets(tz: ZoneInfo, period: Period) -> bool:
+def _offsets_in_steps(tz: ZoneInfo, period: Period, step: timedelta) -> bool:
+    """Whether the zone's offset from UTC is a whole number of `step`s over the period (then
+    its local days start on UTC hours or quarter hours)."""
     return all(
-        (tz.utcoffset(moment.replace(tzinfo=None)) or timedelta(0)) % HOUR == timedelta(0)
+        (tz.utcoffset(moment.replace(tzinfo=None)) or timedelta(0)) % step == timedelta(0)
         for moment in (period.start.astimezone(UTC), period.end.astimezone(UTC))
     )
 
@@ -635,17 +647,20 @@ def timeseries(
 ) -> list[Bucket]:
     """Per-bucket totals over the window, one entry for every bucket, empty ones as zeros.
 
-    Day and week buckets in UTC read daily rollups; in another time zone they are made of
-    hourly ones. In a zone whose offset is not a whole number of hours (India, Nepal, ...)
-    a local day does not start on a UTC hour, so that series is read from the raw rows.
+    Hour buckets (UTC hours) read hourly rollups. Day and week buckets in UTC read daily
+    rollups; in another time zone they are made of hourly ones, or, where the offset is not a
+    whole number of hours (India, Nepal, Newfoundland, ...) and a local day starts on a UTC
+    quarter hour, of quarter-hour ones. Only an offset in no whole quarter hours (none in use
+    today) reads the raw rows.
     """
     cost_settings = cost_settings or CostSettings.load()
     bucket_tz = UTC if granularity == Granularity.HOUR else tz
     plan = _plan(
         period,
+        quarters=_quarters(filters, topics=False),
+        use_hours=_offsets_in_steps(bucket_tz, period, HOUR),
         use_days=granularity != Granularity.HOUR and str(tz) in _UTC_NAMES,
-        all_raw=not _whole_hour_offsets(tz, period),
-        quarters=_quarters(filters),
+        all_raw=not _offsets_in_steps(bucket_tz, period, QUARTER),
     )
     [figures] = _read([period], filters, series=(granularity, bucket_tz), plan=plan)
     by_start = figures.series

@@ -28,11 +28,15 @@ def length(parts) -> timedelta:
     return sum((part.end - part.start for part in parts), timedelta(0))
 
 
-@given(period=periods, quarters=st.booleans(), use_days=st.booleans())
-def test_rollup_ranges_and_raw_edges_make_up_the_window(period, quarters, use_days):
-    plan = _plan(period, quarters=quarters, use_days=use_days)
-    finest = STEP[Span.QUARTER] if quarters else STEP[Span.HOUR]
+@given(period=periods, quarters=st.booleans(), use_hours=st.booleans(), use_days=st.booleans())
+def test_rollup_ranges_and_raw_edges_make_up_the_window(period, quarters, use_hours, use_days):
+    spans = [Span.QUARTER] * quarters + [Span.HOUR] * use_hours + [Span.DAY] * use_days
+    plan = _plan(period, quarters=quarters, use_hours=use_hours, use_days=use_days)
 
+    if not spans:
+        assert plan.raw == (period,) and not plan.minus and not plan.ranges
+        return
+    finest = STEP[spans[0]]
     if plan.raw == (period,):  # within one finest span: all raw, less than one span of it
         assert not plan.minus and not plan.ranges
         assert period.end - period.start < finest
@@ -47,7 +51,7 @@ def test_rollup_ranges_and_raw_edges_make_up_the_window(period, quarters, use_da
         assert ranks[peak:] == sorted(set(ranks[peak:]), reverse=True)
     for span, start, end in plan.ranges:
         assert start < end
-        assert span in ([Span.QUARTER] * quarters + [Span.HOUR] + [Span.DAY] * use_days)
+        assert span in spans
         for moment in (start, end):
             assert (moment - BASE) % STEP[span] == timedelta(0), (span, moment)
     # Rollups + raw − minus = the window; at most half the finest span of raw rows at each edge.
@@ -78,6 +82,16 @@ def test_a_day_is_read_from_its_quarter_hours_hours_and_day_rows():
         (Span.DAY, datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)),
         (Span.QUARTER, datetime(2026, 3, 3, 0, 0, tzinfo=UTC), datetime(2026, 3, 3, 0, 30, tzinfo=UTC)),
     )
+
+
+def test_a_local_day_half_an_hour_off_utc_is_read_from_quarter_hours():
+    # 2026-03-02 in Asia/Kolkata (UTC+5:30), without hourly rows (a day would cut them in two).
+    period = Period(datetime(2026, 3, 1, 18, 30, tzinfo=UTC), datetime(2026, 3, 2, 18, 30, tzinfo=UTC))
+
+    plan = _plan(period, use_hours=False, use_days=False)
+
+    assert (plan.raw, plan.minus) == ((), ())
+    assert plan.ranges == ((Span.QUARTER, period.start, period.end),)
 
 
 def test_without_quarter_hours_the_edges_are_partial_hours():

@@ -1,4 +1,5 @@
-"""Quarter-hour rollup rows (all channels and versions only), and their first build.
+"""Quarter-hour rollup rows (per topic: for all channels and versions only), and their first
+build.
 
 A database with conversations and no quarter-hour rows has every rollup rebuilt from its
 conversations (rollups.rebuild, as `manage.py rebuild_rollups`: about 3 minutes for 10
@@ -50,10 +51,6 @@ class Migration(migrations.Migration):
             model_name='topicrollup',
             name='start',
             field=models.DateTimeField(help_text='Start of the UTC quarter hour, hour or day.'),
-        ),
-        migrations.AddConstraint(
-            model_name='conversationrollup',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('span', 'q'), _negated=True), models.Q(('bot_version', None), ('channel', None)), _connector='OR'), name='conversation_rollup_quarter_all_only'),
         ),
         migrations.AddConstraint(
             model_name='topicrollup',
