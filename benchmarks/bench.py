@@ -52,6 +52,11 @@ READS = [
     ("analytics 30 d", "/api/analytics?hours=720"),
     ("analytics 90 d", "/api/analytics?hours=2160"),
     ("timeseries daily 90 d", "/api/analytics/timeseries/?hours=2160&granularity=day"),
+    # Local days that start half an hour off a UTC hour: made of quarter-hour rows.
+    (
+        "timeseries daily 90 d, Asia/Kolkata",
+        "/api/analytics/timeseries/?hours=2160&granularity=day&tz=Asia/Kolkata",
+    ),
     ("dashboard 30 d", "/dashboard/?range=30d"),
     ("dashboard 90 d", "/dashboard/?range=90d"),
 ]
