@@ -256,8 +256,8 @@ def _fetch(sql: str, params: list) -> list[tuple]:
 
 
 def _ranges_where(plan: _Plan) -> tuple[str, list] | None:
-    """The rollup rows `r` of a plan's hour and day ranges (the leading columns of the rollup
-    tables' unique keys, which serve these reads)."""
+    """The rollup rows `r` of a plan's ranges (the leading columns of the rollup tables' unique
+    keys, which serve these reads)."""
     ranges = [(span.value, a, b) for span, a, b in plan.ranges]
     if not ranges:
         return None
@@ -650,8 +650,9 @@ def timeseries(
     Hour buckets (UTC hours) read hourly rollups. Day and week buckets in UTC read daily
     rollups; in another time zone they are made of hourly ones, or, where the offset is not a
     whole number of hours (India, Nepal, Newfoundland, ...) and a local day starts on a UTC
-    quarter hour, of quarter-hour ones. Only an offset in no whole quarter hours (none in use
-    today) reads the raw rows.
+    quarter hour, of quarter-hour ones. Such a series of one topic filtered by channel or
+    version (no quarter-hour rows per topic and channel), or in a zone whose offset is not a
+    whole number of quarter hours (none in use today), reads the raw rows.
     """
     cost_settings = cost_settings or CostSettings.load()
     bucket_tz = UTC if granularity == Granularity.HOUR else tz
@@ -739,7 +740,7 @@ def previous_period(period: Period) -> Period:
 
 def _filter_menus(period: Period) -> tuple[set[str], set[str]]:
     """The channels and bot versions that occur in a period (from its rollup rows: cheap)."""
-    if (ranges := _ranges_where(_plan(period, quarters=False))) is None:  # rows per channel × version
+    if (ranges := _ranges_where(_plan(period))) is None:
         return set(), set()
     where, params = ranges
     rows = _fetch(
