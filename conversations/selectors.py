@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -125,6 +125,9 @@ class _Plan:
     raw: tuple[Period, ...] = ()
     minus: tuple[Period, ...] = ()
     ranges: tuple[tuple[Span, datetime, datetime], ...] = ()
+    # (granularity, time zone) of a series whose buckets do not start on UTC hours: its
+    # quarter-hour ranges are read as hourly rows, but for the hours that a bucket starts in.
+    local_buckets: tuple[str, str] | None = None
 
 
 def _ceil(moment: datetime, step: timedelta) -> datetime:
@@ -255,14 +258,37 @@ def _fetch(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
+# Whether a local bucket (date_trunc's granularity, time zone) starts inside the UTC hour `{hour}`.
+_BUCKET_STARTS_IN = (
+    "date_trunc(%s, {hour} AT TIME ZONE %s)"
+    " <> date_trunc(%s, ({hour} + interval '1 hour' - interval '1 microsecond') AT TIME ZONE %s)"
+)
+
+
 def _ranges_where(plan: _Plan) -> tuple[str, list] | None:
     """The rollup rows `r` of a plan's ranges (the leading columns of the rollup tables' unique
     keys, which serve these reads)."""
-    ranges = [(span.value, a, b) for span, a, b in plan.ranges]
-    if not ranges:
+    if not plan.ranges:
         return None
-    text = " OR ".join(["(r.span = %s AND r.start >= %s AND r.start < %s)"] * len(ranges))
-    return f"({text})", [value for bounds in ranges for value in bounds]
+    conditions, params = [], []
+    for span, start, end in plan.ranges:
+        hours = (_ceil(start, HOUR), _floor(end, HOUR))
+        if span != Span.QUARTER or plan.local_buckets is None or hours[0] >= hours[1]:
+            conditions.append("(r.span = %s AND r.start >= %s AND r.start < %s)")
+            params += [span.value, start, end]
+            continue
+        # Quarter hours where a bucket starts in their hour (and before or after the whole
+        # hours); every other whole hour in one row: 27 rows a day in India rather than 96.
+        bucket = [*plan.local_buckets] * 2
+        in_its_hour = _BUCKET_STARTS_IN.format(hour="date_trunc('hour', r.start, 'UTC')")
+        in_hour = _BUCKET_STARTS_IN.format(hour="r.start")
+        conditions += [
+            "(r.span = %s AND r.start >= %s AND r.start < %s"
+            f" AND (r.start < %s OR r.start >= %s OR {in_its_hour}))",
+            f"(r.span = %s AND r.start >= %s AND r.start < %s AND NOT {in_hour})",
+        ]
+        params += [Span.QUARTER.value, start, end, *hours, *bucket, Span.HOUR.value, *hours, *bucket]
+    return f"({' OR '.join(conditions)})", params
 
 
 def _rollups_where(plan: _Plan, filters: Filters, *, per_topic: bool) -> tuple[str, str, list] | None:
@@ -649,20 +675,23 @@ def timeseries(
 
     Hour buckets (UTC hours) read hourly rollups. Day and week buckets in UTC read daily
     rollups; in another time zone they are made of hourly ones, or, where the offset is not a
-    whole number of hours (India, Nepal, Newfoundland, ...) and a local day starts on a UTC
-    quarter hour, of quarter-hour ones. Such a series of one topic filtered by channel or
-    version (no quarter-hour rows per topic and channel), or in a zone whose offset is not a
-    whole number of quarter hours (none in use today), reads the raw rows.
+    whole number of hours (India, Nepal, Newfoundland, ...), of hourly ones and the
+    quarter-hour ones of the hours that a bucket starts in. Such a series of one topic filtered
+    by channel or version (no quarter-hour rows per topic and channel), or in a zone whose
+    offset is not a whole number of quarter hours (none in use today), reads the raw rows.
     """
     cost_settings = cost_settings or CostSettings.load()
     bucket_tz = UTC if granularity == Granularity.HOUR else tz
+    whole_hours = _offsets_in_steps(bucket_tz, period, HOUR)
     plan = _plan(
         period,
         quarters=_quarters(filters, topics=False),
-        use_hours=_offsets_in_steps(bucket_tz, period, HOUR),
+        use_hours=whole_hours,
         use_days=granularity != Granularity.HOUR and str(tz) in _UTC_NAMES,
         all_raw=not _offsets_in_steps(bucket_tz, period, QUARTER),
     )
+    if not whole_hours:
+        plan = replace(plan, local_buckets=(granularity, str(bucket_tz)))
     [figures] = _read([period], filters, series=(granularity, bucket_tz), plan=plan)
     by_start = figures.series
     buckets, running = [], Decimal(0)

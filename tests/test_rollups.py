@@ -30,6 +30,9 @@ pytestmark = pytest.mark.django_db
 
 BASE = datetime(2026, 3, 10, tzinfo=UTC)
 SPAN_MINUTES = 3 * 24 * 60
+# Two busy hours on the first day, from 17:30 UTC: windows that cut through them cut quarter
+# hours and hours that hold conversations, and days in India (from 18:30 UTC) and Nepal (18:15).
+BUSY_MINUTE = 17 * 60 + 30
 SESSIONS = [f"s{i}" for i in range(10)]
 CHANNELS = ["web", "email", ""]
 VERSIONS = ["1.0", "2.0"]
@@ -38,11 +41,11 @@ TOPICS = ["billing", "refund", "shipping"]
 conversations = st.builds(
     ConversationIn,
     session_id=st.sampled_from(SESSIONS),
-    # Half of them in the first two hours, so that windows often cut through quarter hours,
-    # hours and days that hold some.
-    timestamp=st.one_of(st.integers(0, SPAN_MINUTES * 60 - 1), st.integers(0, 2 * 3600 - 1)).map(
-        lambda s: BASE + timedelta(seconds=s, microseconds=s % 7)
-    ),
+    # Half of them in the busy hours.
+    timestamp=st.one_of(
+        st.integers(0, SPAN_MINUTES * 60 - 1),
+        st.integers(0, 2 * 3600 - 1).map(lambda s: BUSY_MINUTE * 60 + s),
+    ).map(lambda s: BASE + timedelta(seconds=s, microseconds=s % 7)),
     turns=st.integers(0, 30),
     resolved_by_ai=st.booleans(),
     topics=st.lists(st.sampled_from(TOPICS), max_size=3, unique=True).map(tuple),
@@ -74,7 +77,8 @@ PADDING = [
     for i in range(services._SMALL_BATCH_MAX)
 ]
 windows = st.tuples(
-    st.one_of(st.integers(-120, SPAN_MINUTES + 120), st.integers(-30, 120)),  # start, minutes from BASE
+    # start, minutes from BASE
+    st.one_of(st.integers(-120, SPAN_MINUTES + 120), st.integers(BUSY_MINUTE - 30, BUSY_MINUTE + 120)),
     st.integers(0, 59),  # and seconds
     st.one_of(st.integers(0, SPAN_MINUTES + 240), st.integers(0, 150)),  # length in minutes
     st.booleans(),  # start included?
