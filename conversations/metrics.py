@@ -3,10 +3,11 @@
 Two halves, used together by the selectors:
 
 * `RAW_SQL` / `ROLLUP_SQL` — the SQL sums and counts over a set of conversations, read from
-  the conversations themselves or from their hourly and daily rollups (conversations.rollups).
-  Both give the same additive figures, so a window is the sum of its rollup rows and of the
-  raw conversations of its partial first and last hours. `raw_aggregates()` is the same as
-  ORM aggregates (a full scan, what the tests compare the fast reads with).
+  the conversations themselves or from their rollups per quarter hour, hour and day
+  (conversations.rollups). Both give the same additive figures, so a window is the sum of its
+  rollup rows and of the raw conversations at its edges (conversations.selectors).
+  `raw_aggregates()` is the same as ORM aggregates (a full scan, what the tests compare the
+  fast reads with).
 * `Totals` — those figures as plain data that add up (`+`), with each derived metric
   (rates, means, money, p95) as a documented property. A number on the dashboard or in the
   API is one of these properties, so it cannot differ between the two.

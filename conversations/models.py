@@ -190,8 +190,8 @@ class RollupMetrics(models.Model):
     """Additive sums over the conversations of one span (a UTC quarter hour, hour or day)
     and one key.
 
-    Every column adds up, so a window's figures are the sum of its rows (plus the raw
-    conversations of its partial first and last hours); a replaced conversation or a late
+    Every column adds up, so a window's figures are the sum of its rows (plus or minus the
+    raw conversations of its partial first and last quarter hours or hours); a replaced conversation or a late
     CSAT subtracts its old contribution and adds the new one. Costs that depend on the
     editable cost settings are not stored: `ai_cost_missing` counts the conversations that
     take the default AI cost when the numbers are read.

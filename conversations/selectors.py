@@ -294,8 +294,8 @@ def _ranges_where(plan: _Plan) -> tuple[str, list] | None:
 def _rollups_where(plan: _Plan, filters: Filters, *, per_topic: bool) -> tuple[str, str, list] | None:
     """The rollups (unfolded deltas included: rollups.LIVE_*) and rows `r` of a plan: per
     topic when asked or filtering by topic, else per channel × bot version. Without a
-    channel or version filter, the "all" rows (NULL, NULL): one row per hour or day (per
-    topic)."""
+    channel or version filter, the "all" rows (NULL, NULL): one row per quarter hour, hour or
+    day (per topic)."""
     if (ranges := _ranges_where(plan)) is None:
         return None
     text, params = ranges
@@ -435,7 +435,7 @@ class _Read:
     def _edges(self, part: int, plan: _Plan, filters: Filters) -> tuple[str, list] | None:
         """Where the parts read a window's raw edge rows `c` (with their sign) from: a CTE,
         or, when the window has no rollup rows, the rows themselves (then they are the whole
-        window, perhaps long: a time series in a zone off the hour, better not kept in memory)."""
+        window, perhaps long: a series that no rollup rows serve, better not kept in memory)."""
         if (edges := _edges_where(plan, filters)) is None:
             return None
         sign, sign_params, where, where_params = edges
@@ -655,12 +655,13 @@ def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneI
 
 
 def _offsets_in_steps(tz: ZoneInfo, period: Period, step: timedelta) -> bool:
-    """Whether the zone's offset from UTC is a whole number of `step`s over the period (then
-    its local days start on UTC hours or quarter hours)."""
-    return all(
-        (tz.utcoffset(moment.replace(tzinfo=None)) or timedelta(0)) % step == timedelta(0)
-        for moment in (period.start.astimezone(UTC), period.end.astimezone(UTC))
-    )
+    """Whether the zone's offset from UTC is a whole number of `step`s all through the period
+    (then its local days start on UTC hours or quarter hours). Checked at both ends and every
+    day between: an offset lasts far longer than a day, but a window may span a season whose
+    offset differs (Lord Howe Island: +11 in summer, +10:30 in winter)."""
+    start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
+    moments = [start + DAY * days for days in range(int((end - start) / DAY) + 1)] + [end]
+    return all(moment.astimezone(tz).utcoffset() % step == timedelta(0) for moment in moments)
 
 
 def timeseries(

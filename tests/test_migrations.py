@@ -156,3 +156,16 @@ def test_rollups_without_quarter_hours_are_rebuilt(at_0007):
     migrate(ROLLUPS_BUILT)
 
     assert rollup_rows() == EXPECTED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_back_to_0010_the_quarter_hours_go_and_0011_builds_them_again(at_0007):
+    five_billing_conversations(at_0007)
+    migrate(ROLLUPS_BUILT)
+    assert rollup_rows() == EXPECTED
+
+    migrate(("conversations", "0010_rollup_deltas"))
+    assert {span for rows in rollup_rows().values() for span, *_ in rows} == {"h", "d"}
+
+    migrate(ROLLUPS_BUILT)
+    assert rollup_rows() == EXPECTED

@@ -84,8 +84,9 @@ def test_a_day_is_read_from_its_quarter_hours_hours_and_day_rows():
     )
 
 
-def test_a_local_day_half_an_hour_off_utc_is_read_from_quarter_hours():
-    # 2026-03-02 in Asia/Kolkata (UTC+5:30), without hourly rows (a day would cut them in two).
+def test_quarter_hours_alone_cover_a_window_on_quarter_hours():
+    # 2026-03-02 in Asia/Kolkata (UTC+5:30); timeseries() then reads most of it as whole hours
+    # (selectors._ranges_where with local_buckets).
     period = Period(datetime(2026, 3, 1, 18, 30, tzinfo=UTC), datetime(2026, 3, 2, 18, 30, tzinfo=UTC))
 
     plan = _plan(period, use_hours=False, use_days=False)
