@@ -1,8 +1,32 @@
-"""Full scans per topic: the reference that the rollup reads are compared with."""
+"""Full scans: the reference that the rollup reads are compared with."""
 
 from django.db.models import Aggregate, Func, IntegerField, QuerySet, Sum
 
+from conversations import selectors
+from conversations.metrics import Totals, raw_aggregates
 from conversations.models import Conversation, Topic
+from conversations.selectors import Bucket, Filters, Period
+
+
+def full_scan(period: Period, filters: Filters) -> Totals:
+    """A window's figures recounted from the raw conversations (ORM aggregates)."""
+    return Totals.from_row(
+        selectors.conversations_in(period=period, filters=filters).aggregate(**raw_aggregates())
+    )
+
+
+def assert_buckets_equal_full_scans(
+    buckets: list[Bucket], period: Period, filters: Filters, *context
+) -> None:
+    """Each bucket of a time series of `period` equals a full scan of its part of the window."""
+    for index, bucket in enumerate(buckets):
+        bucket_end = buckets[index + 1].start if index + 1 < len(buckets) else period.end
+        part = Period(
+            start=max(bucket.start, period.start),
+            end=min(bucket_end, period.end),
+            include_start=period.include_start if bucket.start <= period.start else True,
+        )
+        assert bucket.totals == full_scan(part, filters), (bucket.start, filters, *context)
 
 
 def per_topic(

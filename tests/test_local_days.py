@@ -12,7 +12,7 @@ from conversations import selectors, services
 from conversations.metrics import Totals, raw_aggregates
 from conversations.selectors import Filters, Granularity, Period
 from conversations.services import ConversationIn
-from tests.scans import per_topic
+from tests.scans import assert_buckets_equal_full_scans, full_scan, per_topic
 
 pytestmark = pytest.mark.django_db
 
@@ -31,18 +31,9 @@ def store(timestamps: list[datetime]) -> None:
         services.conversations_ingest(items=items[first : first + 1_000])
 
 
-def full_scan(period: Period, filters: Filters) -> Totals:
-    return Totals.from_row(
-        selectors.conversations_in(period=period, filters=filters).aggregate(**raw_aggregates())
-    )
-
-
 def assert_series_equals_a_full_scan(period: Period, filters: Filters, granularity: str, tz: str) -> int:
     buckets = selectors.timeseries(period=period, filters=filters, granularity=granularity, tz=ZoneInfo(tz))
-    for index, bucket in enumerate(buckets):
-        bucket_end = buckets[index + 1].start if index + 1 < len(buckets) else period.end
-        part = Period(max(bucket.start, period.start), min(bucket_end, period.end))
-        assert bucket.totals == full_scan(part, filters), (bucket.start, filters, granularity, tz)
+    assert_buckets_equal_full_scans(buckets, period, filters, granularity, tz)
     return sum(bucket.totals.conversations for bucket in buckets)
 
 

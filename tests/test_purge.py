@@ -26,7 +26,7 @@ from conversations.models import (
 from conversations.selectors import Filters, Granularity, Period, Summary
 from conversations.services import ConversationIn
 from tests.conftest import T0
-from tests.scans import per_topic
+from tests.scans import assert_buckets_equal_full_scans, full_scan, per_topic
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_now")]
 
@@ -95,13 +95,6 @@ def purge(*args: str) -> str:
     out = StringIO()
     call_command("purge_conversations", *args, stdout=out)
     return out.getvalue()
-
-
-def full_scan(period: Period, filters: Filters) -> Totals:
-    """The figures recounted from the raw conversations (as tests/test_rollups.py does)."""
-    return Totals.from_row(
-        selectors.conversations_in(period=period, filters=filters).aggregate(**raw_aggregates())
-    )
 
 
 def recounted_summary(period: Period, filters: Filters) -> Summary:
@@ -193,19 +186,7 @@ def test_purge_keeps_every_figure_equal_to_a_recount_and_touches_nothing_newer(s
                     period=period, filters=Filters(), granularity=granularity, tz=tz
                 )
                 assert buckets, (period, granularity, tz)
-                for index, bucket in enumerate(buckets):
-                    bucket_end = buckets[index + 1].start if index + 1 < len(buckets) else period.end
-                    part = Period(
-                        start=max(bucket.start, period.start),
-                        end=min(bucket_end, period.end),
-                        include_start=period.include_start if bucket.start <= period.start else True,
-                    )
-                    assert bucket.totals == full_scan(part, Filters()), (
-                        period,
-                        granularity,
-                        tz,
-                        bucket.start,
-                    )
+                assert_buckets_equal_full_scans(buckets, period, Filters(), granularity, tz)
 
     # The rollups are exactly what a rebuild from the remaining rows gives: no row left all
     # zero for the purged hours and days, none missing, none off.

@@ -24,7 +24,7 @@ from conversations.metrics import Totals, raw_aggregates
 from conversations.models import Conversation, ConversationRollup, RollupDelta, Topic, TopicRollup
 from conversations.selectors import Filters, Granularity, Period
 from conversations.services import ConversationIn
-from tests.scans import per_topic
+from tests.scans import assert_buckets_equal_full_scans, full_scan, per_topic
 
 pytestmark = pytest.mark.django_db
 
@@ -118,12 +118,6 @@ def reset() -> None:
         model.objects.all().delete()
 
 
-def full_scan(period: Period, filters: Filters) -> Totals:
-    return Totals.from_row(
-        selectors.conversations_in(period=period, filters=filters).aggregate(**raw_aggregates())
-    )
-
-
 def rollup_rows() -> set[tuple]:
     """Every rollup row that counts something, as comparable tuples."""
     keys = ["span", "start", "channel", "bot_version"]
@@ -185,14 +179,7 @@ def test_time_series_buckets_equal_a_full_scan(ops, period, granularity, tz, ser
     apply(ops)
     zone = ZoneInfo(tz)
     buckets = selectors.timeseries(period=period, filters=series_filters, granularity=granularity, tz=zone)
-    for index, bucket in enumerate(buckets):
-        bucket_end = buckets[index + 1].start if index + 1 < len(buckets) else period.end
-        part = Period(
-            start=max(bucket.start, period.start),
-            end=min(bucket_end, period.end),
-            include_start=period.include_start if bucket.start <= period.start else True,
-        )
-        assert bucket.totals == full_scan(part, series_filters), (bucket.start, granularity, tz)
+    assert_buckets_equal_full_scans(buckets, period, series_filters, granularity, tz)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
