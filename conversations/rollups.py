@@ -389,7 +389,7 @@ def rebuild() -> dict[str, int]:
 
     Runs in the caller's transaction. DELETE rather than TRUNCATE: it works inside a
     transaction that has pending foreign-key checks, and the rollup tables stay small
-    (rows per hour and day, not per conversation).
+    (rows per quarter hour, hour and day, not per conversation).
     """
     counts = {}
     with connection.cursor() as cursor:

@@ -654,14 +654,14 @@ def bucket_starts(*, start: datetime, end: datetime, granularity: str, tz: ZoneI
         day += step
 
 
-def _offsets_in_steps(tz: ZoneInfo, period: Period, step: timedelta) -> bool:
-    """Whether the zone's offset from UTC is a whole number of `step`s all through the period
-    (then its local days start on UTC hours or quarter hours). Checked at both ends and every
-    day between: an offset lasts far longer than a day, but a window may span a season whose
-    offset differs (Lord Howe Island: +11 in summer, +10:30 in winter)."""
+def _offsets(tz: ZoneInfo, period: Period) -> set[timedelta]:
+    """The zone's offsets from UTC over the period (a local day starts on a UTC hour, or
+    quarter hour, when they are whole ones). Read at both ends and every day between: an
+    offset lasts far longer than a day, but a window may span a season whose offset differs
+    (Lord Howe Island: +11 in summer, +10:30 in winter)."""
     start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
     moments = [start + DAY * days for days in range(int((end - start) / DAY) + 1)] + [end]
-    return all(moment.astimezone(tz).utcoffset() % step == timedelta(0) for moment in moments)
+    return {moment.astimezone(tz).utcoffset() for moment in moments}
 
 
 def timeseries(
@@ -683,13 +683,14 @@ def timeseries(
     """
     cost_settings = cost_settings or CostSettings.load()
     bucket_tz = UTC if granularity == Granularity.HOUR else tz
-    whole_hours = _offsets_in_steps(bucket_tz, period, HOUR)
+    offsets = _offsets(bucket_tz, period)
+    whole_hours = all(offset % HOUR == timedelta(0) for offset in offsets)
     plan = _plan(
         period,
         quarters=_quarters(filters, topics=False),
         use_hours=whole_hours,
         use_days=granularity != Granularity.HOUR and str(tz) in _UTC_NAMES,
-        all_raw=not _offsets_in_steps(bucket_tz, period, QUARTER),
+        all_raw=any(offset % QUARTER != timedelta(0) for offset in offsets),
     )
     if not whole_hours:
         plan = replace(plan, local_buckets=(granularity, str(bucket_tz)))
