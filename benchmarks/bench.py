@@ -64,7 +64,7 @@ READS = [
 
 def worst_edge_reads(now: datetime) -> list[tuple[str, str]]:
     """Windows in the past whose edges take the most raw conversations a read takes
-    (conversations.selectors): 7.5 minutes at each end (half a quarter hour); filtered by
+    (conversations.analytics.planner): 7.5 minutes at each end (half a quarter hour); filtered by
     channel, which reads no quarter-hour rows, 30 minutes (half an hour). A window ending now
     (`hours=N`) takes 0 to 7.5 minutes at its start, depending on the minute it is asked at, so
     its time varies through the hour; these do not."""

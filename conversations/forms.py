@@ -11,8 +11,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
+from conversations.analytics.query import Filters, Granularity, Period
 from conversations.models import LABEL_MAX_LENGTH
-from conversations.selectors import Filters, Granularity, Period
 
 RANGES = {
     "24h": "Last 24 hours",
@@ -90,22 +90,21 @@ class DashboardForm(forms.Form):
         now = now or timezone.now()
         today = now.astimezone(tz).date()
         choice = data["range"]
-        include_start = True
         if choice == "24h":
-            # Exactly the API's ?hours=24: newer than the cutoff.
-            start, end, include_start = now - timedelta(hours=24), now, False
+            period = Period.last_hours(24, now=now)  # exactly the API's ?hours=24
         elif choice == "custom":
             start = datetime.combine(data["start"], time.min, tzinfo=tz)
             # A range that includes today ends now: comparing a day so far with a whole
             # previous day would show a fake drop.
             end = min(datetime.combine(data["end"] + timedelta(days=1), time.min, tzinfo=tz), now)
-            end = max(end, start)
+            period = Period(start=start, end=max(end, start))
         else:
             # Whole days in the staff's time zone, today (so far) included.
             days = int(choice.removesuffix("d"))
-            start = datetime.combine(today - timedelta(days=days - 1), time.min, tzinfo=tz)
-            end = now
-        period = Period(start=start, end=end, include_start=include_start)
+            period = Period(
+                start=datetime.combine(today - timedelta(days=days - 1), time.min, tzinfo=tz), end=now
+            )
+        start, end = period.start, period.end
         return DashboardQuery(
             range=choice,
             period=period,

@@ -10,7 +10,9 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from rest_framework_api_key.models import AbstractAPIKey
 
-CSAT_SCORES = (1, 2, 3, 4, 5)
+from conversations.analytics import figures
+from conversations.analytics.figures import CSAT_SCORES
+
 MAX_TURNS = 10_000
 MAX_RESPONSES = 10_000
 # A posted timestamp may be at most this far ahead of the server's clock.
@@ -148,7 +150,7 @@ class Conversation(models.Model):
                 name="conversation_turns_range",
             ),
             models.CheckConstraint(
-                condition=Q(csat__isnull=True) | Q(csat__gte=1, csat__lte=5),
+                condition=Q(csat__isnull=True) | Q(csat__gte=min(CSAT_SCORES), csat__lte=max(CSAT_SCORES)),
                 name="conversation_csat_range",
             ),
             models.CheckConstraint(
@@ -180,7 +182,7 @@ class Conversation(models.Model):
 
 class Span(models.TextChoices):
     # Quarter hours bound the raw rows a read takes at a window's edges, and make up the days
-    # of time zones half an hour off UTC (conversations.selectors, rollups.SPREAD).
+    # of time zones half an hour off UTC (conversations.analytics.planner, rollups.SPREAD).
     QUARTER = "q", "quarter hour"
     HOUR = "h", "hour"
     DAY = "d", "day"
@@ -188,36 +190,24 @@ class Span(models.TextChoices):
 
 class RollupMetrics(models.Model):
     """Additive sums over the conversations of one span (a UTC quarter hour, hour or day)
-    and one key.
+    and one key: one column per figure of the registry (conversations.analytics.figures,
+    added below the class), and the response-time histogram.
 
     Every column adds up, so a window's figures are the sum of its rows (plus or minus the
-    raw conversations of its partial first and last quarter hours or hours); a replaced conversation or a late
-    CSAT subtracts its old contribution and adds the new one. Costs that depend on the
-    editable cost settings are not stored: `ai_cost_missing` counts the conversations that
-    take the default AI cost when the numbers are read.
+    raw conversations of its partial first and last quarter hours or hours); a replaced
+    conversation or a late CSAT subtracts its old contribution and adds the new one. Costs
+    that depend on the editable cost settings are not stored: `ai_cost_missing` counts the
+    conversations that take the default AI cost when the numbers are read.
     """
-
-    conversations = models.IntegerField(default=0)
-    ai_resolved = models.IntegerField(default=0)
-    turns_sum = models.BigIntegerField(default=0)
-    csat_1 = models.IntegerField(default=0)
-    csat_2 = models.IntegerField(default=0)
-    csat_3 = models.IntegerField(default=0)
-    csat_4 = models.IntegerField(default=0)
-    csat_5 = models.IntegerField(default=0)
-    csat_sum_ai_resolved = models.BigIntegerField(default=0)
-    csat_count_ai_resolved = models.IntegerField(default=0)
-    ai_cost_sum = models.DecimalField(max_digits=24, decimal_places=6, default=0)
-    ai_cost_missing = models.IntegerField(default=0)
-    # Exact: avg_response_ms is kept to the microsecond (3 decimals), so this numeric sum
-    # equals a full scan's sum(avg_response_ms::numeric).
-    response_ms_sum = models.DecimalField(max_digits=30, decimal_places=3, default=0)
-    response_ms_count = models.IntegerField(default=0)
-    # Counts per response-time bucket (conversations.histogram), for the p95.
-    response_ms_histogram = ArrayField(models.IntegerField())
 
     class Meta:
         abstract = True
+
+
+# Before the concrete rollups below copy the abstract model's fields.
+for _figure in figures.FIGURES:
+    RollupMetrics.add_to_class(_figure.name, _figure.column())
+RollupMetrics.add_to_class(figures.HISTOGRAM, figures.histogram_column())
 
 
 class ConversationRollup(RollupMetrics):

@@ -36,47 +36,21 @@ import psycopg
 from django.db import DatabaseError, connection
 
 from conversations import histogram
+from conversations.analytics import figures
 from conversations.models import ConversationRollup, RollupDelta, Span, TopicRollup
 
 logger = logging.getLogger(__name__)
 
-# The additive columns, each as (value, condition) over a conversation `c` that carries a
-# `sign` (+1 for a contribution put in, −1 for one taken out): the column is the sum of the
-# value over the conversations that meet the condition. One definition for the writes,
-# `rebuild()` and the reads of unfolded deltas.
-_METRIC_PARTS = {
-    "conversations": ("c.sign", None),
-    "ai_resolved": ("c.sign", "c.resolved_by_ai"),
-    "turns_sum": ("c.sign * c.turns", None),
-    **{f"csat_{score}": ("c.sign", f"c.csat = {score}") for score in range(1, 6)},
-    "csat_sum_ai_resolved": ("c.sign * c.csat", "c.resolved_by_ai"),
-    "csat_count_ai_resolved": ("c.sign", "c.resolved_by_ai AND c.csat IS NOT NULL"),
-    "ai_cost_sum": ("c.sign * c.ai_cost", None),
-    "ai_cost_missing": ("c.sign", "c.ai_cost IS NULL"),
-    # avg_response_ms is kept to the microsecond, so this sum of whole microseconds is exact
-    # (and cheaper than casting each value to numeric, which goes through text); in ms below.
-    "response_ms_sum": ("c.sign * round(c.avg_response_ms * 1000)::bigint", None),
-    "response_ms_count": ("c.sign", "c.avg_response_ms IS NOT NULL"),
-}
-_MICROSECONDS = {"response_ms_sum"}
+# The figures' sums over changed conversations `c`, each carrying a `sign` (+1 for a
+# contribution put in, −1 for one taken out), from the one declaration of each figure
+# (analytics.figures): for the writes, `rebuild()` and the reads of unfolded deltas.
+METRICS = list(figures.NAMES)
+HISTOGRAM = figures.HISTOGRAM
 
 
-def _metric_sum(name: str) -> str:
-    value, condition = _METRIC_PARTS[name]
-    text = f"sum({value})" + (f" FILTER (WHERE {condition})" if condition else "")
-    return f"{text} * 0.001" if name in _MICROSECONDS else text
+def _metric_sums(names=METRICS) -> str:
+    return ", ".join(f"coalesce({figures.BY_NAME[name].sql_sum(signed=True)}, 0) AS {name}" for name in names)
 
-
-def _metric_of_one(name: str) -> str:
-    """The metric's contribution of a single conversation (0 when it does not count)."""
-    value, condition = _METRIC_PARTS[name]
-    text = f"coalesce(CASE WHEN {condition} THEN {value} END, 0)" if condition else f"coalesce({value}, 0)"
-    return f"{text} * 0.001" if name in _MICROSECONDS else text
-
-
-_METRIC_SQL = {name: _metric_sum(name) for name in _METRIC_PARTS}
-METRICS = list(_METRIC_SQL)
-HISTOGRAM = "response_ms_histogram"
 
 # The start of a conversation's rollup row of each span, from its timestamp `{x}`.
 START_SQL = {
@@ -87,7 +61,7 @@ START_SQL = {
 # The rows a conversation counts in, as (span, per channel × bot version rather than for all),
 # in ConversationRollup and, per topic, in TopicRollup. Quarter hours bound the raw rows a read
 # takes at a window's edges to 7.5 minutes' worth, and serve the days of time zones half or a
-# quarter of an hour off UTC (conversations.selectors). Per topic, they are kept for all
+# quarter of an hour off UTC (conversations.analytics.planner). Per topic, they are kept for all
 # channels and versions only: per channel × version, topic rows of 15 minutes would outnumber
 # the conversations.
 _EVERY_ROW = [
@@ -116,20 +90,9 @@ def _start_of_span(finest: str) -> str:
     return f"CASE s.span {whens} ELSE {finest} END"
 
 
-# The columns of a `changes` CTE, as `conversations_conversation` names them.
-CHANGE_COLUMNS = [
-    "sign",
-    "timestamp",
-    "channel",
-    "bot_version",
-    "resolved_by_ai",
-    "turns",
-    "csat",
-    "ai_cost",
-    "avg_response_ms",
-    "response_ms_bucket",
-    "topic_ids",
-]
+# The columns of a `changes` CTE, as `conversations_conversation` names them: the sign, where
+# a change counts and what the figures read.
+CHANGE_COLUMNS = ["sign", *figures.change_columns()]
 
 
 def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
@@ -147,7 +110,7 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
     grain_keys = [key for key in keys if key not in ("span", "start")]  # topic_id?, channel, bot_version
     grain_columns = ", ".join(f"c.{key}" for key in grain_keys)
     grain_positions = ", ".join(str(index + 1) for index in range(len(grain_keys) + 1))
-    partials = ", ".join(f"coalesce({sql}, 0) AS {name}" for name, sql in _METRIC_SQL.items())
+    partials = _metric_sums()
     dimensions = [key for key in grain_keys if key not in ("channel", "bot_version")]
     expanded = ", ".join(f"g.{key}" for key in dimensions) + (", " if dimensions else "")
     key_list = ", ".join(keys)
@@ -272,7 +235,7 @@ def _live(table: str, keys: list[str]) -> str:
         "bot_version": "s.bot_version",
     }
     values = [f"({key_sql[key]})::{types[key]} AS {key}" for key in keys]
-    values += [f"({_metric_of_one(name)})::{types[name]} AS {name}" for name in METRICS]
+    values += [f"({figures.BY_NAME[name].sql_of_one()})::{types[name]} AS {name}" for name in METRICS]
     # Its sign at its bucket's place (array_fill of length 0 gives an empty array).
     zeros = f"array_fill(0, ARRAY[{histogram.SIZE}])"
     before = "ARRAY[c.response_ms_bucket::integer]"
@@ -393,6 +356,7 @@ def rebuild() -> dict[str, int]:
     """
     counts = {}
     with connection.cursor() as cursor:
+        names = _figures_stored(cursor)
         # Writers append their deltas after waiting for this lock (until the rebuild
         # commits); those already appended are in the raw rows read below, so they go.
         cursor.execute(f"LOCK TABLE {_DELTA_TABLE} IN EXCLUSIVE MODE")
@@ -404,14 +368,15 @@ def rebuild() -> dict[str, int]:
             for span, per_channel in SPREAD[per_topic]:
                 if per_channel or (span, True) not in SPREAD[per_topic]:  # not a sum of per-channel rows
                     cursor.execute(
-                        _rebuild_sql(table, span, per_topic=per_topic, per_channel=per_channel), [span]
+                        _rebuild_sql(table, span, names, per_topic=per_topic, per_channel=per_channel),
+                        [span],
                     )
             # The other "all channels and versions" rows: sums of the per-channel rows just built.
             keys = "span, start" + (", topic_id" if per_topic else "")
             cursor.execute(
                 f"""
-                INSERT INTO {table} ({keys}, channel, bot_version, {", ".join(METRICS)}, {HISTOGRAM})
-                SELECT {keys}, NULL, NULL, {", ".join(f"sum({name})" for name in METRICS)},
+                INSERT INTO {table} ({keys}, channel, bot_version, {", ".join(names)}, {HISTOGRAM})
+                SELECT {keys}, NULL, NULL, {", ".join(f"sum({name})" for name in names)},
                        sa_histogram_sum({HISTOGRAM})
                 FROM {table} WHERE channel IS NOT NULL GROUP BY {keys}
                 """
@@ -424,9 +389,24 @@ def rebuild() -> dict[str, int]:
     }
 
 
-def _rebuild_sql(table: str, span: Span, *, per_topic: bool, per_channel: bool) -> str:
+def fill_figures(apps, schema_editor) -> None:
+    """`migrations.RunPython(rollups.fill_figures)` in the migration that adds a figure's
+    column: every rollup row rebuilt from the conversations, the new figure included (about 3
+    minutes for 10 million conversations on 2 cores; see README, "Adding a figure")."""
+    rebuild()
+
+
+def _figures_stored(cursor) -> list[str]:
+    """The figures whose rollup columns exist: all of them, but in a migration that runs
+    before a later one adds its figure's column (0010 and 0011 rebuild with today's code)."""
+    table = ConversationRollup._meta.db_table
+    columns = {column.name for column in connection.introspection.get_table_description(cursor, table)}
+    return [name for name in METRICS if name in columns]
+
+
+def _rebuild_sql(table: str, span: Span, names: list[str], *, per_topic: bool, per_channel: bool) -> str:
     """INSERT ... SELECT of one span's rows (param: the span), per channel × version or for
-    all of them (NULL, NULL)."""
+    all of them (NULL, NULL), of the figures `names`."""
     keys = (["topic_id"] if per_topic else []) + (["channel", "bot_version"] if per_channel else [])
     source = "(SELECT c.*, 1 AS sign FROM conversations_conversation c)"  # each counted once
     if per_topic:
@@ -434,18 +414,17 @@ def _rebuild_sql(table: str, span: Span, *, per_topic: bool, per_channel: bool) 
         source = f"(SELECT c.*, unnest(c.topic_ids) AS topic_id FROM {source} c)"
     start = START_SQL[span].format(x="c.timestamp")
     selected = "".join(f", c.{key}" for key in keys)
-    positions = "".join(f", {index + 2}" for index in range(len(keys)))
-    metrics = ", ".join(f"coalesce({sql}, 0) AS {name}" for name, sql in _METRIC_SQL.items())
+    grouped = "".join(f", c.{key}" for key in keys)
     key_list = "".join(f", {key}" for key in keys)
     return f"""
-        INSERT INTO {table} (span, start{key_list}, {", ".join(METRICS)}, {HISTOGRAM})
+        INSERT INTO {table} (span, start{key_list}, {", ".join(names)}, {HISTOGRAM})
         SELECT %s, g.start{"".join(f", g.{key}" for key in keys)},
-               {", ".join(f"g.{name}" for name in METRICS)},
+               {", ".join(f"g.{name}" for name in names)},
                coalesce(h.histogram, array_fill(0, ARRAY[{histogram.SIZE}]))
         FROM (
-            SELECT {start} AS start{selected}, {metrics}
+            SELECT {start} AS start{selected}, {_metric_sums(names)}
             FROM {source} c
-            GROUP BY 1{positions}
+            GROUP BY {start}{grouped}
         ) g
         LEFT JOIN (
             SELECT start{key_list}, sa_histogram_from(array_agg(bucket), array_agg(n)) AS histogram
@@ -453,8 +432,8 @@ def _rebuild_sql(table: str, span: Span, *, per_topic: bool, per_channel: bool) 
                 SELECT {start} AS start{selected}, c.response_ms_bucket::integer AS bucket, count(*) AS n
                 FROM {source} c
                 WHERE c.response_ms_bucket IS NOT NULL
-                GROUP BY 1{positions}, {len(keys) + 2}
+                GROUP BY {start}{grouped}, bucket
             ) b
-            GROUP BY 1{positions}
+            GROUP BY start{key_list}
         ) h USING (start{key_list})
     """

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from conversations.analytics.query import Filters, Granularity, Period
 from conversations.models import (
     CSAT_SCORES,
     FUTURE_TOLERANCE,
@@ -22,7 +23,6 @@ from conversations.models import (
     TOPIC_MAX_LENGTH,
     normalize_topic,
 )
-from conversations.selectors import Filters, Granularity, Period
 from conversations.services import ConversationIn
 
 MAX_HOURS = 87_600  # ten years
@@ -270,9 +270,7 @@ class AnalyticsQuerySerializer(serializers.Serializer):
                 raise serializers.ValidationError({"end": ["Must not be before start."]})
             attrs["period"] = Period(start=attrs["start"], end=end, include_start=True)
         else:
-            hours = attrs.get("hours", 24)
-            # The tutorial keeps entries strictly newer than the cutoff.
-            attrs["period"] = Period(start=now - timedelta(hours=hours), end=now, include_start=False)
+            attrs["period"] = Period.last_hours(attrs.get("hours", 24), now=now)
         topic = normalize_topic(attrs["topic"]) if "topic" in attrs else None
         attrs["filters"] = Filters(
             channel=attrs.get("channel"),
@@ -283,7 +281,9 @@ class AnalyticsQuerySerializer(serializers.Serializer):
 
 
 class TimeseriesQuerySerializer(AnalyticsQuerySerializer):
-    granularity = serializers.ChoiceField(choices=Granularity.CHOICES, default=Granularity.DAY)
+    granularity = serializers.ChoiceField(
+        choices=[choice.value for choice in Granularity], default=Granularity.DAY
+    )
     tz = serializers.CharField(
         required=False,
         max_length=64,
@@ -300,13 +300,9 @@ class TimeseriesQuerySerializer(AnalyticsQuerySerializer):
     def validate(self, attrs: dict) -> dict:
         attrs = super().validate(attrs)
         attrs.setdefault("tz", ZoneInfo(settings.ANALYTICS_TIME_ZONE))
-        period, granularity = attrs["period"], attrs["granularity"]
-        step = {
-            Granularity.HOUR: 3600,
-            Granularity.DAY: 86_400,
-            Granularity.WEEK: 7 * 86_400,
-        }[granularity]
-        if (period.end - period.start).total_seconds() / step > MAX_BUCKETS:
+        period = attrs["period"]
+        attrs["granularity"] = granularity = Granularity(attrs["granularity"])
+        if (period.end - period.start) / granularity.nominal_length > MAX_BUCKETS:
             raise serializers.ValidationError(
                 {
                     "granularity": [

@@ -201,15 +201,18 @@ def _lock_sessions(cursor: psycopg.Cursor, session_ids: Iterable[str]) -> None:
 
 
 # The stored versions of the conversations whose ids a statement's `ids` CTE lists.
-_OLD = """
+_CHANGE_VALUES = ", ".join(rollups.CHANGE_COLUMNS[1:])
+_OLD = f"""
     old AS (
-        SELECT id, session_id, timestamp, channel, bot_version, resolved_by_ai, turns, csat, ai_cost,
-               avg_response_ms, response_ms_bucket, topic_ids
+        SELECT id, session_id, {_CHANGE_VALUES}
         FROM conversations_conversation WHERE session_id IN (SELECT session_id FROM ids)
     )"""
 _IDS = "ids AS (SELECT unnest(%(session_ids)s::varchar[]) AS session_id)"
 
-_CHANGE_VALUES = ", ".join(rollups.CHANGE_COLUMNS[1:])
+
+def _changed_values(**replaced: str) -> str:
+    """The values of a change's columns (after its sign), some `replaced` by other SQL."""
+    return ", ".join(replaced.get(column, column) for column in rollups.CHANGE_COLUMNS[1:])
 
 
 def _quoted(text: str) -> str:
@@ -335,9 +338,7 @@ WITH
     changes AS (
         SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
         UNION ALL
-        SELECT 1, timestamp, channel, bot_version, resolved_by_ai, turns, stored_csat, ai_cost,
-               avg_response_ms, response_ms_bucket, topic_ids
-        FROM merged
+        SELECT 1, {_changed_values(csat="stored_csat")} FROM merged
     ),
     {changes_to}
 {select}"""
@@ -473,9 +474,7 @@ WITH
     changes AS (
         SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
         UNION ALL
-        SELECT 1, timestamp, channel, bot_version, resolved_by_ai, turns, %(csat)s::smallint, ai_cost,
-               avg_response_ms, response_ms_bucket, topic_ids
-        FROM old
+        SELECT 1, {_changed_values(csat="%(csat)s::smallint")} FROM old
     ),
     {rollups.CHANGES_TO_DELTAS}
 SELECT id FROM updated

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from conversations import apis
+from conversations import analytics_apis, apis
 
 app_name = "conversations"
 
@@ -13,11 +13,11 @@ urlpatterns = [
         name="csat",
     ),
     # The tutorial's path has no trailing slash; both spellings answer, no redirect.
-    re_path(r"^analytics/?$", apis.AnalyticsSummaryApi.as_view(), name="analytics-summary"),
-    path("analytics/topics/", apis.AnalyticsTopicsApi.as_view(), name="analytics-topics"),
+    re_path(r"^analytics/?$", analytics_apis.AnalyticsSummaryApi.as_view(), name="analytics-summary"),
+    path("analytics/topics/", analytics_apis.AnalyticsTopicsApi.as_view(), name="analytics-topics"),
     path(
         "analytics/timeseries/",
-        apis.AnalyticsTimeseriesApi.as_view(),
+        analytics_apis.AnalyticsTimeseriesApi.as_view(),
         name="analytics-timeseries",
     ),
 ]

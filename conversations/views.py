@@ -14,9 +14,12 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from conversations import charts, formatting, metrics, selectors
+from conversations import charts, formatting
+from conversations.analytics import metrics, selectors, tables
+from conversations.analytics.metrics import Answer
+from conversations.analytics.query import Granularity
+from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
 from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
-from conversations.selectors import Dashboard, Granularity, TopicStats, TopicTrend
 
 # Below this many conversations (or ratings) a rate is shown with its sample size and a
 # warning: a rate over 12 conversations is not a trend.
@@ -170,12 +173,13 @@ def _drilldown_window(query: DashboardQuery) -> str:
     return urlencode(params)
 
 
-def topic_rows(dash: Dashboard, query: DashboardQuery) -> list[TopicRow]:
+def topic_rows(trends: list[TopicTrend], query: DashboardQuery) -> list[TopicRow]:
+    """The topics table, sorted as the query asks (the page and its CSV export)."""
     changelist = reverse("admin:conversations_conversation_changelist")
     window = _drilldown_window(query)
     rows = [
         TopicRow(trend, f"{changelist}?{urlencode({'topic': trend.stats.topic_id})}&{window}")
-        for trend in dash.topic_trends
+        for trend in trends
     ]
     field = query.sort.removeprefix("-")
     descending = query.sort.startswith("-")
@@ -307,7 +311,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "dash": dash,
         "kpis": kpis(dash),
         "charts": build_charts(dash),
-        "topic_rows": topic_rows(dash, query),
+        "topic_rows": topic_rows(dash.topic_trends, query),
         "knowledge_gaps": dash.knowledge_gaps,
         "currency": dash.current.cost.currency,
         "small_sample": SMALL_SAMPLE,
@@ -353,86 +357,57 @@ def _export_name(query: DashboardQuery, kind: str) -> str:
     return f"support-{kind}-{start}-{end}.csv"
 
 
-@require_GET
-@staff_required
-def topics_csv_view(request: HttpRequest) -> HttpResponse:
+# The comparison with the previous period that the topics export adds to its metrics.
+_TOPIC_TREND_COLUMNS = {
+    "previous_conversations": lambda row: row.trend.previous_conversations,
+    "change_pct": lambda row: row.trend.change,
+    "ai_resolution_rate_change_pp": lambda row: row.trend.rate_change,
+}
+
+
+def _export(request: HttpRequest, kind: str, table) -> HttpResponse:
+    """A CSV export of the dashboard's range: `table(query)` gives its header and rows."""
     form, query = _parse(request)
     if query is None:
         return HttpResponse(f"Invalid range: {form.errors.as_text()}", status=400, content_type="text/plain")
-    dash = _load(query)
-    rows = topic_rows(dash, query)
-    return _csv_response(
-        _export_name(query, "topics"),
-        [
-            "topic",
-            "conversations",
-            "share_pct",
-            "ai_resolution_rate_pct",
-            "escalations",
-            "avg_csat",
-            "csat_responses",
-            "escalation_cost",
-            "previous_conversations",
-            "change_pct",
-            "ai_resolution_rate_change_pp",
-        ],
+    header, rows = table(query)
+    return _csv_response(_export_name(query, kind), header, rows)
+
+
+def _topics_table(query: DashboardQuery) -> tuple[list[str], list[list]]:
+    trends = selectors.topic_trends(period=query.period, filters=query.filters)
+    metric_names = tables.TOPICS_EXPORT_METRICS
+    return (
+        ["topic", *tables.export_header(metric_names, Answer.TOPICS), *_TOPIC_TREND_COLUMNS],
         [
             [
                 neutralize(row.topic.topic),
-                row.topic.totals.conversations,
-                row.topic.share,
-                row.topic.totals.ai_resolution_rate,
-                row.topic.totals.escalated,
-                row.topic.totals.avg_csat,
-                row.topic.totals.csat_responses,
-                row.topic.escalation_cost,
-                row.trend.previous_conversations,
-                row.trend.change,
-                row.trend.rate_change,
+                *tables.export_values(row.topic, metric_names),
+                *(value(row) for value in _TOPIC_TREND_COLUMNS.values()),
             ]
-            for row in rows
+            for row in topic_rows(trends, query)
         ],
     )
+
+
+def _timeseries_table(query: DashboardQuery) -> tuple[list[str], list[list]]:
+    buckets = selectors.timeseries(
+        period=query.period, filters=query.filters, granularity=query.granularity, tz=query.tz
+    )
+    metric_names = tables.SERIES_EXPORT_METRICS
+    return (
+        ["bucket_start", *tables.export_header(metric_names, Answer.SERIES)],
+        [[bucket.start.isoformat(), *tables.export_values(bucket, metric_names)] for bucket in buckets],
+    )
+
+
+@require_GET
+@staff_required
+def topics_csv_view(request: HttpRequest) -> HttpResponse:
+    return _export(request, "topics", _topics_table)
 
 
 @require_GET
 @staff_required
 def timeseries_csv_view(request: HttpRequest) -> HttpResponse:
-    form, query = _parse(request)
-    if query is None:
-        return HttpResponse(f"Invalid range: {form.errors.as_text()}", status=400, content_type="text/plain")
-    dash = _load(query)
-    return _csv_response(
-        _export_name(query, "timeseries"),
-        [
-            "bucket_start",
-            "conversations",
-            "ai_resolved",
-            "escalated",
-            "ai_resolution_rate_pct",
-            "csat_responses",
-            "avg_csat",
-            "csat_score_pct",
-            "avg_turns",
-            "p95_response_ms",
-            "savings",
-            "cumulative_savings",
-        ],
-        [
-            [
-                bucket.start.isoformat(),
-                bucket.totals.conversations,
-                bucket.totals.ai_resolved,
-                bucket.totals.escalated,
-                bucket.totals.ai_resolution_rate,
-                bucket.totals.csat_responses,
-                bucket.totals.avg_csat,
-                bucket.totals.csat_score,
-                bucket.totals.avg_turns,
-                bucket.totals.p95_response_ms,
-                bucket.cost.savings,
-                bucket.cumulative_savings,
-            ]
-            for bucket in dash.buckets
-        ],
-    )
+    return _export(request, "timeseries", _timeseries_table)

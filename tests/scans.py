@@ -2,16 +2,16 @@
 
 from django.db.models import Aggregate, Func, IntegerField, QuerySet, Sum
 
-from conversations import selectors
-from conversations.metrics import Totals, raw_aggregates
+from conversations.analytics.metrics import Totals, full_scan_aggregates
+from conversations.analytics.query import Filters, Period, conversations_in
+from conversations.analytics.selectors import Bucket
 from conversations.models import Conversation, Topic
-from conversations.selectors import Bucket, Filters, Period
 
 
 def full_scan(period: Period, filters: Filters) -> Totals:
     """A window's figures recounted from the raw conversations (ORM aggregates)."""
     return Totals.from_row(
-        selectors.conversations_in(period=period, filters=filters).aggregate(**raw_aggregates())
+        conversations_in(period=period, filters=filters).aggregate(**full_scan_aggregates())
     )
 
 

@@ -15,8 +15,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from conversations import selectors, services
-from conversations.selectors import Filters, Granularity, Period
+from conversations import services
+from conversations.analytics import selectors
+from conversations.analytics.query import Filters, Granularity, Period
 from conversations.services import ConversationIn
 from tests.conftest import T0
 from tests.test_health_and_outage import database_at

@@ -24,10 +24,10 @@ import psycopg
 import pytest
 from django.utils import timezone
 
-from conversations import selectors
-from conversations.metrics import Totals, raw_aggregates
+from conversations.analytics import selectors
+from conversations.analytics.metrics import Totals, full_scan_aggregates
+from conversations.analytics.query import Filters, Period, conversations_in
 from conversations.models import ApiKey, Conversation
-from conversations.selectors import Filters, Period
 from supportanalytics import localdb
 from tests import test_health_and_outage as outage
 from tests.scans import per_topic, topic_links
@@ -176,7 +176,7 @@ def test_eight_clients_with_overlapping_sessions_store_each_once_with_its_last_w
     everything = Filters()
     with database_at(HOST=str(cluster.folder), PORT="", NAME=localdb.DB_NAME, USER=localdb.DB_USER):
         recount = Totals.from_row(
-            selectors.conversations_in(period=all_time, filters=everything).aggregate(**raw_aggregates())
+            conversations_in(period=all_time, filters=everything).aggregate(**full_scan_aggregates())
         )
         summary = selectors.summary(period=all_time, filters=everything)
         assert selectors.window_totals(period=all_time, filters=everything) == recount
@@ -185,7 +185,7 @@ def test_eight_clients_with_overlapping_sessions_store_each_once_with_its_last_w
         stored = Conversation.objects.all()
         topics_recount = {
             name: Totals.from_row(row)
-            for name, row in per_topic(stored, raw_aggregates(with_histogram=False)).items()
+            for name, row in per_topic(stored, full_scan_aggregates(with_histogram=False)).items()
         }
         breakdown = selectors.topic_breakdown(period=all_time, filters=everything)
         assert {topic.topic: topic.totals for topic in breakdown} == topics_recount

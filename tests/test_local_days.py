@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conversations import selectors, services
-from conversations.metrics import Totals, raw_aggregates
-from conversations.selectors import Filters, Granularity, Period
+from conversations import services
+from conversations.analytics import selectors
+from conversations.analytics.metrics import Totals, full_scan_aggregates
+from conversations.analytics.query import Filters, Granularity, Period, conversations_in
 from conversations.services import ConversationIn
 from tests.scans import assert_buckets_equal_full_scans, full_scan, per_topic
 
@@ -87,10 +88,10 @@ def test_topics_of_a_window_with_edges_inside_quarter_hours(filters):
     store([day + timedelta(hours=9, minutes=minutes) for minutes in range(0, 240, 4)])
     period = Period(day + timedelta(hours=9, minutes=20), day + timedelta(hours=12, minutes=40))
 
-    raw = selectors.conversations_in(period=period, filters=filters)
+    raw = conversations_in(period=period, filters=filters)
     expected = {
         name: Totals.from_row(row)
-        for name, row in per_topic(raw, raw_aggregates(with_histogram=False)).items()
+        for name, row in per_topic(raw, full_scan_aggregates(with_histogram=False)).items()
     }
     topics = selectors.topic_breakdown(period=period, filters=filters)
 

@@ -248,3 +248,17 @@ def test_small_ingestion_batches_use_a_prepared_generic_plan():
         [(generic, custom)] = cursor.fetchall()
     assert generic >= 3
     assert custom == 0
+
+
+def test_a_figure_reading_a_column_rollup_deltas_lack_is_a_system_error(monkeypatch):
+    from django.db.models import Q
+
+    from conversations import checks
+    from conversations.analytics import figures
+
+    assert checks.figures_travel_with_rollup_changes(None) == []
+    extra = figures.Figure("by_session", "test only", figures._integer, where=Q(session_id="x"))
+    monkeypatch.setattr(figures, "FIGURES", (*figures.FIGURES, extra))
+
+    [error] = checks.figures_travel_with_rollup_changes(None)
+    assert error.id == "conversations.E001" and "'session_id'" in error.msg

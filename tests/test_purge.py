@@ -14,8 +14,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Count, Q
 
-from conversations import retention, rollups, selectors, services
-from conversations.metrics import Totals, raw_aggregates
+from conversations import retention, rollups, services
+from conversations.analytics import selectors
+from conversations.analytics.metrics import Totals, full_scan_aggregates
+from conversations.analytics.query import Filters, Granularity, Period, conversations_in
+from conversations.analytics.selectors import Summary
 from conversations.models import (
     Conversation,
     ConversationRollup,
@@ -23,7 +26,6 @@ from conversations.models import (
     Span,
     TopicRollup,
 )
-from conversations.selectors import Filters, Granularity, Period, Summary
 from conversations.services import ConversationIn
 from tests.conftest import T0
 from tests.scans import assert_buckets_equal_full_scans, full_scan, per_topic
@@ -104,7 +106,7 @@ def recounted_summary(period: Period, filters: Filters) -> Summary:
     elif filters.topic:
         top = [(filters.topic, totals.conversations)]
     else:
-        raw = selectors.conversations_in(period=period, filters=filters)
+        raw = conversations_in(period=period, filters=filters)
         counts = [(name, row["n"]) for name, row in per_topic(raw, {"n": Count("id")}).items()]
         top = sorted(counts, key=lambda pair: (-pair[1], pair[0]))[: selectors.TOP_TOPICS_LIMIT]
     return Summary(
@@ -113,10 +115,12 @@ def recounted_summary(period: Period, filters: Filters) -> Summary:
 
 
 def recounted_topics(period: Period, filters: Filters) -> dict[str, Totals]:
-    raw = selectors.conversations_in(period=period, filters=filters)
+    raw = conversations_in(period=period, filters=filters)
     return {
         name: Totals.from_row(row)
-        for name, row in per_topic(raw, raw_aggregates(with_histogram=False), topic=filters.topic).items()
+        for name, row in per_topic(
+            raw, full_scan_aggregates(with_histogram=False), topic=filters.topic
+        ).items()
     }
 
 
@@ -174,7 +178,7 @@ def test_purge_keeps_every_figure_equal_to_a_recount_and_touches_nothing_newer(s
     assert selectors.window_totals(period=WINDOWS["purged entirely"], filters=Filters()) == Totals()
 
     series = [
-        (WINDOWS["an hour either side of the cutoff"], Granularity.CHOICES),
+        (WINDOWS["an hour either side of the cutoff"], list(Granularity)),
         (Period(start=CUTOFF - timedelta(hours=7, minutes=13), end=CUTOFF + timedelta(hours=4, minutes=50)),
          [Granularity.HOUR]),
         (WINDOWS["straddling the cutoff"], [Granularity.DAY, Granularity.WEEK]),

@@ -1,4 +1,4 @@
-"""How a window is cut into rollup rows and raw rows (selectors._plan): the raw rows a read
+"""How a window is cut into rollup rows and raw rows (analytics.planner.plan): the raw rows a read
 takes stay within a fixed length of time at each edge, whatever the window; that is what
 keeps a read's cost independent of the number of conversations stored. (That the figures
 are right is test_rollups' full-scan comparison.)"""
@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conversations.analytics.planner import plan as plan_window
+from conversations.analytics.query import Period
 from conversations.models import Span
-from conversations.selectors import Period, _plan
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
+NOW = BASE + timedelta(days=30)  # after every window below
 STEP = {Span.QUARTER: timedelta(minutes=15), Span.HOUR: timedelta(hours=1), Span.DAY: timedelta(days=1)}
 
 periods = st.builds(
@@ -31,7 +33,7 @@ def length(parts) -> timedelta:
 @given(period=periods, quarters=st.booleans(), use_hours=st.booleans(), use_days=st.booleans())
 def test_rollup_ranges_and_raw_edges_make_up_the_window(period, quarters, use_hours, use_days):
     spans = [Span.QUARTER] * quarters + [Span.HOUR] * use_hours + [Span.DAY] * use_days
-    plan = _plan(period, quarters=quarters, use_hours=use_hours, use_days=use_days)
+    plan = plan_window(period, now=NOW, quarters=quarters, use_hours=use_hours, use_days=use_days)
 
     if not spans:
         assert plan.raw == (period,) and not plan.minus and not plan.ranges
@@ -69,7 +71,7 @@ def test_rollup_ranges_and_raw_edges_make_up_the_window(period, quarters, use_ho
 def test_a_day_is_read_from_its_quarter_hours_hours_and_day_rows():
     period = Period(datetime(2026, 3, 1, 22, 55, tzinfo=UTC), datetime(2026, 3, 3, 0, 25, tzinfo=UTC))
 
-    plan = _plan(period)
+    plan = plan_window(period, now=NOW)
 
     assert plan.raw == (
         Period(datetime(2026, 3, 1, 22, 55, tzinfo=UTC), datetime(2026, 3, 1, 23, 0, tzinfo=UTC), True),
@@ -89,7 +91,7 @@ def test_quarter_hours_alone_cover_a_window_on_quarter_hours():
     # (selectors._ranges_where with local_buckets).
     period = Period(datetime(2026, 3, 1, 18, 30, tzinfo=UTC), datetime(2026, 3, 2, 18, 30, tzinfo=UTC))
 
-    plan = _plan(period, use_hours=False, use_days=False)
+    plan = plan_window(period, now=NOW, use_hours=False, use_days=False)
 
     assert (plan.raw, plan.minus) == ((), ())
     assert plan.ranges == ((Span.QUARTER, period.start, period.end),)
@@ -98,7 +100,7 @@ def test_quarter_hours_alone_cover_a_window_on_quarter_hours():
 def test_without_quarter_hours_the_edges_are_partial_hours():
     period = Period(datetime(2026, 3, 1, 9, 10, tzinfo=UTC), datetime(2026, 3, 1, 12, 20, tzinfo=UTC))
 
-    plan = _plan(period, quarters=False)
+    plan = plan_window(period, now=NOW, quarters=False)
 
     assert plan.minus == (
         Period(datetime(2026, 3, 1, 9, 0, tzinfo=UTC), datetime(2026, 3, 1, 9, 10, tzinfo=UTC)),

@@ -11,9 +11,10 @@ import pytest
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
-from conversations import rollups, selectors, services
+from conversations import rollups, services
+from conversations.analytics import selectors
+from conversations.analytics.query import Filters, Period
 from conversations.models import ConversationRollup, RollupDelta, TopicRollup
-from conversations.selectors import Filters, Period
 from conversations.services import ConversationIn
 from tests.conftest import T0
 

@@ -19,10 +19,11 @@ from django.db.models import Count
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conversations import histogram, rollups, selectors, services
-from conversations.metrics import Totals, raw_aggregates
+from conversations import histogram, rollups, services
+from conversations.analytics import selectors
+from conversations.analytics.metrics import Totals, full_scan_aggregates
+from conversations.analytics.query import Filters, Granularity, Period, conversations_in
 from conversations.models import Conversation, ConversationRollup, RollupDelta, Topic, TopicRollup
-from conversations.selectors import Filters, Granularity, Period
 from conversations.services import ConversationIn
 from tests.scans import assert_buckets_equal_full_scans, full_scan, per_topic
 
@@ -153,9 +154,9 @@ def test_windows_from_rollups_equal_a_full_scan(ops, checks):
 def test_topics_and_top_topics_equal_a_full_scan(ops, period, window_filters):
     reset()
     apply(ops)
-    raw = selectors.conversations_in(period=period, filters=window_filters)
+    raw = conversations_in(period=period, filters=window_filters)
     # Topic statistics carry no response-time histogram (no percentile per topic).
-    scanned = per_topic(raw, raw_aggregates(with_histogram=False), topic=window_filters.topic)
+    scanned = per_topic(raw, full_scan_aggregates(with_histogram=False), topic=window_filters.topic)
     expected = {name: Totals.from_row(row) for name, row in scanned.items()}
     fast = selectors.topic_breakdown(period=period, filters=window_filters)
     assert {topic.topic: topic.totals for topic in fast} == expected
@@ -170,7 +171,7 @@ def test_topics_and_top_topics_equal_a_full_scan(ops, period, window_filters):
 @given(
     ops=operations,
     period=windows,
-    granularity=st.sampled_from(Granularity.CHOICES),
+    granularity=st.sampled_from(list(Granularity)),
     tz=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu"]),
     series_filters=filters,
 )
@@ -190,12 +191,14 @@ def test_dashboard_reads_both_periods_as_the_api_reads_each(ops, period, window_
     reset()
     apply(ops)
     dash = selectors.dashboard(period=period, filters=window_filters, granularity=Granularity.DAY, tz=UTC)
-    before = selectors.previous_period(period)
+    before = period.previous()
     assert dash.current == selectors.summary(period=period, filters=window_filters)
     assert dash.previous == selectors.summary(period=before, filters=window_filters, with_top_topics=False)
     assert dash.topics == selectors.topic_breakdown(period=period, filters=window_filters)
     previous_topics = selectors.topic_breakdown(period=before, filters=window_filters)
     assert list(dash.previous_topics.values()) == previous_topics
+    # The topics export reads only its table: the same trends as the page.
+    assert selectors.topic_trends(period=period, filters=window_filters) == dash.topic_trends
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

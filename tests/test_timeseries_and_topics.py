@@ -4,8 +4,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from conversations.analytics.selectors import bucket_starts
 from conversations.models import CostSettings
-from conversations.selectors import bucket_starts
 from tests.conftest import T0
 from tests.factories import ConversationFactory
 

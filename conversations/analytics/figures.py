@@ -1,0 +1,240 @@
+"""The registry of additive figures: one declaration per figure (Zulip's `COUNT_STATS` is the model).
+
+A figure is a sum over a set of conversations, so the figure of a union of sets is the sum of
+theirs: the rollups keep each figure per quarter hour, hour and day, and a window is the sum of
+its rows. A declaration says everything about its figure:
+
+* `name`: the rollup column, the field of `Totals` (analytics.metrics) and the column name in
+  every statement;
+* how one conversation contributes: `where` (which conversations count, a `Q` over
+  Conversation) and `value` (what each adds, an ORM expression; none: 1, so a count);
+* `column`: the rollup column's type; `doc`: what counts, in words.
+
+From it derive: RollupMetrics' columns (conversations.models), the SQL over a conversation row
+`c` of the writes (conversations.rollups) and of the reads (analytics.reads), compiled once
+from the same `Q` and expression by Django's compiler; the full-scan ORM aggregate
+(`Figure.aggregate`, what the tests compare the fast reads with); `Totals`' fields. The rates,
+means and money built on these are in analytics.metrics.
+
+A figure may read a per-row flag that the writes keep up to date (say, "followed up by a later
+conversation of the same customer"): it is a column of Conversation like any other, and every
+column a figure reads travels with the rollup changes (`change_columns`), so the write that
+flips the flag on a stored conversation moves its rollups as any replacement does (old
+contribution out, new one in). RollupDelta needs the column too; the `conversations` system
+check says so when it is missing.
+
+Adding a figure: a declaration below, then `manage.py makemigrations` (the new rollup column)
+with a `RunPython(fill_figures)` after it (README, "Adding a figure").
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Aggregate, Count, Expression, F, Func, Q, Sum
+from django.db.models.functions import Cast
+
+CSAT_SCORES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    doc: str
+    column: Callable[[], models.Field]
+    where: Q | None = None
+    value: Expression | F | None = None  # None: each conversation adds 1
+    # The stored sum is `scale` × the sum of `value` (an exact integer sum of a value that a
+    # float would not sum exactly).
+    scale: Decimal | None = None
+
+    @property
+    def zero(self) -> int | Decimal:
+        return Decimal(0) if isinstance(self.column(), models.DecimalField) else 0
+
+    def aggregate(self) -> Aggregate:
+        """The figure as an ORM aggregate over Conversation: a full scan's value."""
+        total = Count("id", filter=self.where) if self.value is None else Sum(self.value, filter=self.where)
+        return total if self.scale is None else total * self.scale
+
+    @functools.cached_property
+    def _sql(self) -> tuple[str, str | None]:
+        """(value, condition) as SQL over a conversation row `c` (compiled at first use,
+        once the models are loaded)."""
+        return (
+            "1" if self.value is None else _row_sql(self.value),
+            None if self.where is None else _row_sql(self.where),
+        )
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The Conversation columns this figure reads."""
+        return _columns(self.value, self.where)
+
+    def sql_sum(self, *, signed: bool = False) -> str:
+        """Its sum over rows `c`; `signed`: each row counted `c.sign` times (+1 or −1)."""
+        value, condition = self._sql
+        if self.value is None:
+            text = "sum(c.sign)" if signed else "count(*)"
+        else:
+            text = f"sum({'c.sign * ' if signed else ''}{value})"
+        if condition:
+            text += f" FILTER (WHERE {condition})"
+        return self._scaled(text)
+
+    def sql_of_one(self, *, signed: bool = True) -> str:
+        """The contribution of the single row `c` (0 when it does not count)."""
+        value, condition = self._sql
+        if signed:
+            value = "c.sign" if self.value is None else f"c.sign * {value}"
+        text = (
+            f"coalesce(CASE WHEN {condition} THEN {value} END, 0)" if condition else f"coalesce({value}, 0)"
+        )
+        return self._scaled(text)
+
+    def _scaled(self, text: str) -> str:
+        return text if self.scale is None else f"{text} * {self.scale}"
+
+
+def _integer() -> models.Field:
+    return models.IntegerField(default=0)
+
+
+def _big_integer() -> models.Field:
+    return models.BigIntegerField(default=0)
+
+
+def _money() -> models.Field:
+    return models.DecimalField(max_digits=24, decimal_places=6, default=0)
+
+
+def _milliseconds() -> models.Field:
+    # Exact: avg_response_ms is kept to the microsecond (3 decimals).
+    return models.DecimalField(max_digits=30, decimal_places=3, default=0)
+
+
+_AI = Q(resolved_by_ai=True)
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("conversations", "Every conversation.", _integer),
+    Figure(
+        "ai_resolved",
+        'Conversations the bot resolved: `resolved_by_ai` true ("no human had to take over").',
+        _integer,
+        where=_AI,
+    ),
+    Figure("turns_sum", "Turns of every conversation, added up.", _big_integer, value=F("turns")),
+    *(
+        Figure(f"csat_{score}", f"Conversations rated {score} (CSAT 1 to 5).", _integer, where=Q(csat=score))
+        for score in CSAT_SCORES
+    ),
+    Figure(
+        "csat_sum_ai_resolved",
+        "CSAT scores of the AI-resolved conversations, added up.",
+        _big_integer,
+        where=_AI,
+        value=F("csat"),
+    ),
+    Figure(
+        "csat_count_ai_resolved",
+        "AI-resolved conversations with a CSAT score.",
+        _integer,
+        where=_AI & Q(csat__isnull=False),
+    ),
+    Figure("ai_cost_sum", "The AI costs the bot reported, added up.", _money, value=F("ai_cost")),
+    Figure(
+        "ai_cost_missing",
+        "Conversations without a reported AI cost (they take the configured default when read).",
+        _integer,
+        where=Q(ai_cost__isnull=True),
+    ),
+    Figure(
+        "response_ms_sum",
+        "The conversations' mean response times (ms), added up, to the microsecond.",
+        _milliseconds,
+        # Whole microseconds, an exact bigint sum: cheaper per row than a float-to-numeric cast,
+        # which goes through text (docs/benchmarks.md, "response_ms_sum").
+        value=Cast(Func(F("avg_response_ms") * 1000, function="round"), models.BigIntegerField()),
+        scale=Decimal("0.001"),
+    ),
+    Figure(
+        "response_ms_count",
+        "Conversations that reported a response time.",
+        _integer,
+        where=Q(avg_response_ms__isnull=False),
+    ),
+)
+
+NAMES: tuple[str, ...] = tuple(figure.name for figure in FIGURES)
+BY_NAME: dict[str, Figure] = {figure.name: figure for figure in FIGURES}
+
+# Not a sum but counts per response-time bucket (conversations.histogram), added element by
+# element: what the p95 is read from. Stored beside the figures in every rollup row.
+HISTOGRAM = "response_ms_histogram"
+
+
+def histogram_column() -> models.Field:
+    from django.contrib.postgres.fields import ArrayField
+
+    return ArrayField(models.IntegerField())
+
+
+# What every rollup change carries besides the columns the figures read: where it counts
+# (time, channel, version, topics) and its response-time bucket (the histogram).
+_KEY_COLUMNS = ("timestamp", "channel", "bot_version", "response_ms_bucket", "topic_ids")
+
+
+def change_columns() -> tuple[str, ...]:
+    """The Conversation columns a rollup change carries (after its `sign`)."""
+    read = [column for figure in FIGURES for column in figure.columns]
+    return tuple(dict.fromkeys([*_KEY_COLUMNS, *read]))
+
+
+# --- Compiling the declarations to SQL ------------------------------------------------------
+
+
+def _conversation_query():
+    from django.apps import apps
+    from django.db.models.sql import Query
+
+    return Query(apps.get_model("conversations", "Conversation"))
+
+
+def _resolved(expression: Q | Expression, query):
+    if isinstance(expression, Q):
+        return query.build_where(expression)
+    return expression.resolve_expression(query, allow_joins=False)
+
+
+def _row_sql(expression: Q | Expression) -> str:
+    """The SQL of an ORM condition or expression over a conversation row `c`, with its
+    parameters as literals (they are the declarations' own constants, never input)."""
+    from django.db import connection
+    from psycopg import sql
+
+    query = _conversation_query()
+    text, params = query.get_compiler(connection=connection).compile(_resolved(expression, query))
+    table = connection.ops.quote_name(query.model._meta.db_table)
+    text = text.replace(f"{table}.", "c.").replace("{", "{{").replace("}", "}}").replace("%s", "{}")
+    return sql.SQL(text).format(*map(sql.Literal, params)).as_string()
+
+
+def _columns(*expressions: Q | Expression | None) -> tuple[str, ...]:
+    from django.db.models.expressions import Col
+
+    query = _conversation_query()
+    found = []
+    for expression in expressions:
+        if expression is None:
+            continue
+        stack = [_resolved(expression, query)]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Col):
+                found.append(node.target.column)
+            stack.extend(getattr(node, "children", None) or node.get_source_expressions())
+    return tuple(dict.fromkeys(found))

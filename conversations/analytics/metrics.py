@@ -1,0 +1,408 @@
+"""Every metric the product shows, each defined once: `Totals` and the metrics derived from it.
+
+`Totals` holds the additive figures of a set of conversations (one field per declaration in
+analytics.figures, plus the response-time histogram); its sets add up (`+`). Each metric below
+is one declaration: a function of a Totals with its unit, its documentation and the names it
+goes by in the answers (`summary` paths, `topics`/`series` keys where they differ from its
+name); it becomes a property of Totals. A number on the dashboard, in the API or in a CSV
+export is one of these, so it cannot differ between them. Metrics that need more than a Totals
+(a topic's share of the window, money under the cost settings) are declared here too, with the
+attribute of the result row they are read from (`source`); analytics.tables lays them out.
+
+Rounding is half-up: rates to 1 decimal, CSAT means to 2, money to 2.
+"""
+
+from __future__ import annotations
+
+import enum
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, make_dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from conversations import histogram
+from conversations.analytics.figures import CSAT_SCORES, FIGURES, HISTOGRAM, NAMES
+
+ONE_DECIMAL = Decimal("0.1")
+TWO_DECIMALS = Decimal("0.01")
+
+
+def _round(value: Decimal | None, places: Decimal) -> Decimal | None:
+    return None if value is None else value.quantize(places, rounding=ROUND_HALF_UP)
+
+
+def percent(part: int, whole: int) -> Decimal | None:
+    """100 × part / whole, 1 decimal; None when whole is 0."""
+    if whole == 0:
+        return None
+    return _round(Decimal(100 * part) / Decimal(whole), ONE_DECIMAL)
+
+
+def relative_change(current: int | Decimal | None, previous: int | Decimal | None) -> Decimal | None:
+    """Change against the previous period in %: 100 × (current − previous) / previous, 1 decimal.
+
+    None when either is unknown or the previous value is 0 (no base to compare with).
+    """
+    if current is None or previous is None or previous == 0:
+        return None
+    return _round(Decimal(100) * (Decimal(current) - Decimal(previous)) / Decimal(previous), ONE_DECIMAL)
+
+
+def difference(current: int | Decimal | None, previous: int | Decimal | None) -> Decimal | None:
+    """current − previous (percentage points for rates); None when either is unknown."""
+    if current is None or previous is None:
+        return None
+    return Decimal(current) - Decimal(previous)
+
+
+def _mean(total: int | Decimal, count: int, places: Decimal) -> Decimal | None:
+    if count == 0:
+        return None
+    return _round(Decimal(total) / Decimal(count), places)
+
+
+# --- The metric declarations -----------------------------------------------------------------
+
+
+class Unit(enum.Enum):
+    """How a metric is written: its API field (decimal places, digits) and its CSV suffix."""
+
+    COUNT = ("count", 0, 0, "")
+    PERCENT = ("percent", 6, 1, "_pct")
+    SCORE = ("score", 3, 2, "")  # a mean CSAT, 1 to 5
+    TURNS = ("turns", 8, 1, "")
+    MILLISECONDS = ("milliseconds", 14, 1, "")
+    MONEY = ("money", 20, 2, "")
+
+    def __init__(self, label: str, max_digits: int, decimal_places: int, csv_suffix: str) -> None:
+        self.max_digits, self.decimal_places, self.csv_suffix = max_digits, decimal_places, csv_suffix
+
+
+class Answer(enum.Enum):
+    """The answers that lay metrics out (analytics.tables)."""
+
+    SUMMARY = "summary"
+    TOPICS = "topics"
+    SERIES = "series"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: Unit
+    doc: str
+    # Where a result row (Summary, TopicStats, Bucket) holds it: "totals.<name>" unless said.
+    source: str
+    # Its paths in the summary ("csat.score"); its key in the topics and series answers
+    # where that differs from its name.
+    summary: tuple[str, ...] = ()
+    names: dict[Answer, str] = field(default_factory=dict)
+    compute: Callable[[Any], Any] | None = None
+    nullable: bool = True
+
+    def name_in(self, answer: Answer) -> str:
+        return self.names.get(answer, self.name)
+
+    def csv_name(self, answer: Answer) -> str:
+        return self.name_in(answer) + self.unit.csv_suffix
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def declare(
+    name: str,
+    unit: Unit,
+    doc: str,
+    *,
+    source: str | None = None,
+    summary: tuple[str, ...] = (),
+    topics: str | None = None,
+    series: str | None = None,
+    compute: Callable[[Any], Any] | None = None,
+) -> Metric:
+    names = {answer: key for answer, key in ((Answer.TOPICS, topics), (Answer.SERIES, series)) if key}
+    declared = Metric(
+        name=name,
+        unit=unit,
+        doc=doc,
+        source=source or f"totals.{name}",
+        summary=summary,
+        names=names,
+        compute=compute,
+        nullable=unit not in (Unit.COUNT, Unit.MONEY),
+    )
+    METRICS[name] = declared
+    return declared
+
+
+def metric(
+    unit: Unit, *, summary: tuple[str, ...] = (), topics: str | None = None, series: str | None = None
+):
+    """Declares the decorated function of a Totals as a metric (and a property of Totals)."""
+
+    def register(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        declare(
+            function.__name__,
+            unit,
+            (function.__doc__ or "").strip(),
+            summary=summary,
+            topics=topics,
+            series=series,
+            compute=function,
+        )
+        return function
+
+    return register
+
+
+# Additive figures shown as they are.
+declare("conversations", Unit.COUNT, "Conversations in the window.", summary=("total_conversations",))
+declare(
+    "ai_resolved",
+    Unit.COUNT,
+    "Conversations the bot resolved without a human taking over.",
+    summary=("ai_resolved_conversations",),
+)
+
+
+@metric(Unit.COUNT, summary=("escalated_conversations",), topics="escalations")
+def escalated(t: Totals) -> int:
+    """Conversations a human had to take over (`resolved_by_ai` false)."""
+    return t.conversations - t.ai_resolved
+
+
+@metric(Unit.PERCENT, summary=("ai_resolution_rate",))
+def ai_resolution_rate(t: Totals) -> Decimal | None:
+    """The primary metric: 100 × AI-resolved / all conversations, 1 decimal; None without data.
+
+    "Resolved by AI" is exactly what the bot reports in `resolved_by_ai`: the customer's
+    issue ended without a human taking over.
+    """
+    return percent(t.ai_resolved, t.conversations)
+
+
+@metric(Unit.TURNS, summary=("avg_turns",))
+def avg_turns(t: Totals) -> Decimal | None:
+    """Mean number of turns per conversation, 1 decimal; None without data."""
+    return _mean(t.turns_sum, t.conversations, ONE_DECIMAL)
+
+
+@metric(Unit.COUNT, summary=("csat.responses",))
+def csat_responses(t: Totals) -> int:
+    """Conversations with a CSAT score."""
+    return sum(getattr(t, f"csat_{score}") for score in CSAT_SCORES)
+
+
+@metric(Unit.PERCENT, summary=("csat.response_rate",))
+def csat_response_rate(t: Totals) -> Decimal | None:
+    """100 × conversations with a CSAT score / all conversations, 1 decimal."""
+    return percent(t.csat_responses, t.conversations)
+
+
+@metric(Unit.SCORE, summary=("avg_csat", "csat.average"))
+def avg_csat(t: Totals) -> Decimal | None:
+    """Mean CSAT (1–5) of the conversations that have one, 2 decimals.
+
+    None when no conversation has a score: the tutorial's 0 would read as "terrible".
+    """
+    return _mean(t.csat_sum, t.csat_responses, TWO_DECIMALS)
+
+
+@metric(Unit.PERCENT, summary=("csat.score",))
+def csat_score(t: Totals) -> Decimal | None:
+    """The industry's "CSAT score": 100 × ratings of 4 or 5 / all ratings, 1 decimal."""
+    return percent(t.csat_4 + t.csat_5, t.csat_responses)
+
+
+@metric(Unit.SCORE, summary=("csat.average_ai_resolved",))
+def avg_csat_ai_resolved(t: Totals) -> Decimal | None:
+    """Mean CSAT of the AI-resolved conversations that have one, 2 decimals."""
+    return _mean(t.csat_sum_ai_resolved, t.csat_count_ai_resolved, TWO_DECIMALS)
+
+
+@metric(Unit.SCORE, summary=("csat.average_escalated",))
+def avg_csat_escalated(t: Totals) -> Decimal | None:
+    """Mean CSAT of the escalated conversations that have one, 2 decimals."""
+    return _mean(
+        t.csat_sum - t.csat_sum_ai_resolved, t.csat_responses - t.csat_count_ai_resolved, TWO_DECIMALS
+    )
+
+
+@metric(Unit.MILLISECONDS, summary=("response_time.mean_ms",))
+def avg_response_ms(t: Totals) -> Decimal | None:
+    """Mean of the conversations' average response times (ms), 1 decimal.
+
+    Each conversation counts once, whatever its number of responses; conversations that
+    reported no response time are left out.
+    """
+    return _mean(t.response_ms_sum, t.response_ms_count, ONE_DECIMAL)
+
+
+@metric(Unit.MILLISECONDS, summary=("response_time.p95_ms",))
+def p95_response_ms(t: Totals) -> Decimal | None:
+    """95th percentile of the conversations' average response times (ms), 1 decimal.
+
+    From the response-time histogram (conversations.histogram): within 4.9% of the exact
+    percentile_cont for times between 10 ms and 125 s.
+    """
+    value = histogram.percentile(t.response_ms_histogram, 0.95)
+    return None if value is None else _round(Decimal(str(value)), ONE_DECIMAL)
+
+
+# Metrics of a result row rather than of its Totals (computed by analytics.selectors).
+declare(
+    "share",
+    Unit.PERCENT,
+    "100 × this topic's conversations / all conversations in the window.",
+    source="share",
+)
+declare(
+    "escalation_cost",
+    Unit.MONEY,
+    "escalations × human cost per conversation: what the knowledge gap costs.",
+    source="escalation_cost",
+)
+declare("savings", Unit.MONEY, "Money saved against human-only support.", source="cost.savings",
+        summary=("estimated_savings",))  # fmt: skip
+declare(
+    "cumulative_savings",
+    Unit.MONEY,
+    "Savings of this bucket and every one before it in the window.",
+    source="cumulative_savings",
+)
+
+
+# --- Totals ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """Money saved against human-only support, with the assumptions used."""
+
+    currency: str
+    human_cost_per_conversation: Decimal
+    ai_cost_per_conversation: Decimal
+    human_only_cost: Decimal
+    actual_cost: Decimal
+    savings: Decimal
+
+
+class _TotalsMethods:
+    """What every Totals can do besides its metrics (see `Totals` below)."""
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Totals:
+        """From a row of `full_scan_aggregates()` (an empty set gives None sums)."""
+        values = {name: row.get(name) or 0 for name in NAMES}
+        if "response_ms_buckets" in row:
+            values[HISTOGRAM] = tuple(histogram.from_buckets(row["response_ms_buckets"] or ()))
+        else:
+            values[HISTOGRAM] = tuple(row.get(HISTOGRAM) or histogram.EMPTY)
+        return cls(**values)
+
+    @classmethod
+    def from_columns(
+        cls,
+        values: Sequence[Any],
+        *,
+        histogram_counts: Sequence[int] | None = None,
+        buckets: Sequence[int] | None = None,
+        sign: int = 1,
+    ) -> Totals:
+        """From the figures' columns in `figures.NAMES` order (NULL sums of no rows are 0),
+        with the histogram as counts or as the raw rows' buckets; negated when `sign` is −1
+        (raw rows taken away from a rollup row)."""
+        if buckets is not None:
+            counts = histogram.from_buckets(buckets)
+        elif histogram_counts is not None:
+            counts = histogram_counts
+        else:
+            counts = histogram.EMPTY
+        if sign == 1:
+            return cls(*(value or 0 for value in values), tuple(counts))
+        return cls(*(-(value or 0) for value in values), tuple(-count for count in counts))
+
+    def __add__(self, other: Totals) -> Totals:
+        mine, theirs = self.response_ms_histogram, other.response_ms_histogram
+        # Topic figures carry no histogram, and a sum often starts empty: skip 101 additions.
+        if not any(theirs):
+            counts = mine
+        elif not any(mine):
+            counts = theirs
+        else:
+            counts = tuple(map(operator.add, mine, theirs))
+        return type(self)(*map(operator.add, _figure_values(self), _figure_values(other)), counts)
+
+    @property
+    def csat_sum(self) -> int:
+        return sum(score * getattr(self, f"csat_{score}") for score in CSAT_SCORES)
+
+    @property
+    def csat_distribution(self) -> dict[int, int]:
+        """How many conversations got each CSAT score, 1 to 5 (all five keys, zeros included)."""
+        return {score: getattr(self, f"csat_{score}") for score in CSAT_SCORES}
+
+    def cost(self, settings) -> CostBreakdown:
+        """Human-only cost minus actual cost, under `settings` (CostSettings).
+
+        human-only cost = conversations × human cost per conversation
+        actual cost     = AI cost of every conversation (its own `ai_cost`, else the default)
+                          + escalated × human cost per conversation
+        savings         = AI-resolved × human cost − AI cost of every conversation
+
+        The tutorial's `resolved × (human − ai)` forgets that escalated conversations also
+        cost the bot's time before the human took over.
+        """
+        human = settings.human_cost_per_conversation
+        human_only = human * self.conversations
+        ai_cost = self.ai_cost_sum + settings.ai_cost_per_conversation * self.ai_cost_missing
+        actual = ai_cost + human * self.escalated
+        return CostBreakdown(
+            currency=settings.currency,
+            human_cost_per_conversation=human,
+            ai_cost_per_conversation=settings.ai_cost_per_conversation,
+            human_only_cost=_round(human_only, TWO_DECIMALS),
+            actual_cost=_round(actual, TWO_DECIMALS),
+            savings=_round(human_only - actual, TWO_DECIMALS),
+        )
+
+    def escalation_cost(self, settings) -> Decimal:
+        """What the escalations cost in human time: escalated × human cost per conversation."""
+        return _round(settings.human_cost_per_conversation * self.escalated, TWO_DECIMALS)
+
+
+# One field per figure (figures.FIGURES order, which `from_columns` and `+` rely on) and the
+# histogram; one property per metric declared with a function above.
+Totals = make_dataclass(
+    "Totals",
+    [
+        *((figure.name, type(figure.zero), field(default=figure.zero)) for figure in FIGURES),
+        (HISTOGRAM, tuple, field(default=histogram.EMPTY)),
+    ],
+    bases=(_TotalsMethods,),
+    namespace={
+        name: property(declared.compute, doc=declared.doc)
+        for name, declared in METRICS.items()
+        if declared.compute is not None
+    },
+    frozen=True,
+)
+Totals.__module__ = __name__
+Totals.__doc__ = "Sums and counts over a set of conversations (analytics.figures), with their metrics."
+_figure_values = operator.attrgetter(*NAMES)
+
+
+def full_scan_aggregates(*, with_histogram: bool = True) -> dict:
+    """ORM aggregates over conversations, keyed by Totals field: a full scan's figures (what
+    the tests compare the rollup reads with)."""
+    from django.contrib.postgres.aggregates import ArrayAgg
+    from django.db.models import Q
+
+    result = {figure.name: figure.aggregate() for figure in FIGURES}
+    if with_histogram:
+        result["response_ms_buckets"] = ArrayAgg(
+            "response_ms_bucket", filter=Q(response_ms_bucket__isnull=False)
+        )
+    return result

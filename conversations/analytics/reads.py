@@ -1,0 +1,371 @@
+"""One SQL statement per read: the rollup rows and raw edge rows of a plan (analytics.planner),
+for one or more windows at once, back as `Totals` per window, per topic and per bucket.
+
+SQL rather than the ORM, for two reasons: a read is one statement of materialized CTEs over the
+rollups *with their unfolded deltas* (rollups.LIVE_*, a UNION ALL subquery), which a QuerySet
+cannot select from; and compiling ~20 aggregate expressions per query cost more than PostgreSQL
+took to run it (docs/benchmarks.md, "SQL text for reads"). The SQL of each figure is the one
+compiled from its declaration (analytics.figures); the statement is composed with psycopg.sql
+from fixed fragments and names, every value a bound parameter.
+
+Each part of a read (rollup rows, raw edge rows, per topic or not) is a materialized CTE and the
+statement the UNION ALL of them, each row tagged with its window's number. The CTEs are a
+planner fence on purpose: over a UNION ALL of two costly branches PostgreSQL plans a Parallel
+Append, and starting its workers took longer than the whole read (docs/benchmarks.md,
+"Parallel Append"). The raw rows at a window's edges are a CTE too: read once for the totals
+and the topic counts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+from psycopg import sql
+
+from conversations import rollups
+from conversations.analytics.figures import BY_NAME, HISTOGRAM, NAMES
+from conversations.analytics.metrics import Totals
+from conversations.analytics.planner import HOUR, Plan, ceil, floor
+from conversations.analytics.query import Filters, Granularity, Period
+from conversations.models import Conversation, Span, Topic
+
+
+class TopicFigures(enum.Enum):
+    """What a read takes per topic: its conversations only, or every figure (no histogram:
+    no percentile per topic)."""
+
+    COUNTS = "counts"
+    ALL = "all"
+
+
+@dataclass
+class WindowFigures:
+    """What a read found for one window."""
+
+    totals: Totals = field(default_factory=Totals)
+    topics: dict[int, tuple[str, Totals]] = field(default_factory=dict)
+    # By bucket start in UTC: Python never finds two datetimes in different zones equal during
+    # a repeated (DST fall-back) hour, so a display-zone key would miss its row.
+    series: dict[datetime, Totals] = field(default_factory=lambda: defaultdict(Totals))
+
+
+_CONVERSATIONS = sql.Identifier(Conversation._meta.db_table)
+_TOPIC_ID_OF_NAME = sql.SQL("(SELECT id FROM {} WHERE name = %s)").format(
+    sql.Identifier(Topic._meta.db_table)
+)
+_LIVE = {
+    False: sql.SQL(rollups.LIVE_CONVERSATION_ROLLUPS),
+    True: sql.SQL(rollups.LIVE_TOPIC_ROLLUPS),
+}
+_FIGURE_COLUMNS = [sql.Identifier(name) for name in NAMES]
+_ROLLUP_SUMS = sql.SQL(", ").join(sql.SQL("sum(r.{})").format(column) for column in _FIGURE_COLUMNS)
+_RAW_SUMS = sql.SQL(", ").join(sql.SQL(BY_NAME[name].sql_sum()) for name in NAMES)
+# Topic counts: the conversations, and no other figure. Typed: a CTE's NULL column would be text.
+_ROLLUP_COUNTS = sql.SQL(", ").join(
+    [sql.SQL("sum(r.conversations)"), *[sql.SQL("NULL::bigint")] * (len(NAMES) - 1)]
+)
+_RAW_COUNTS = sql.SQL(", ").join([sql.SQL("count(*)"), *[sql.SQL("NULL::bigint")] * (len(NAMES) - 1)])
+# Their histograms summed element by element (the aggregate of migration 0003).
+_ROLLUP_HISTOGRAM = sql.SQL("sa_histogram_sum(r.{})").format(sql.Identifier(HISTOGRAM))
+_RAW_BUCKETS = sql.SQL("array_agg(c.response_ms_bucket) FILTER (WHERE c.response_ms_bucket IS NOT NULL)")
+# The columns of every part: which window, its topic (NULL for the window's totals), its
+# bucket (NULL unless a series), the sign of raw rows, the figures, the histogram's counts
+# (rollup rows) or the response-time buckets (raw rows).
+_PART_COLUMNS = sql.SQL(", ").join(
+    sql.Identifier(name) for name in ("part", "topic_id", "bucket", "sign", *NAMES, "histogram", "buckets")
+)
+# What the figures and the topic counts need of a raw conversation.
+_EDGE_COLUMNS = sql.SQL(", ").join(
+    sql.SQL("c.{}").format(sql.Identifier(name))
+    for name in dict.fromkeys(["timestamp", "response_ms_bucket", "topic_ids", *rollups.CHANGE_COLUMNS[1:]])
+    if name not in ("channel", "bot_version")
+)
+# Whether a local bucket (date_trunc's granularity, time zone) starts inside the UTC hour `{hour}`.
+_BUCKET_STARTS_IN = (
+    "date_trunc(%s, {hour} AT TIME ZONE %s)"
+    " <> date_trunc(%s, ({hour} + interval '1 hour' - interval '1 microsecond') AT TIME ZONE %s)"
+)
+
+
+def _where(conditions: Sequence[sql.Composable], joiner: str = " AND ") -> sql.Composable:
+    return sql.SQL(joiner).join(conditions)
+
+
+def _ranges_where(plan: Plan) -> tuple[sql.Composable, list] | None:
+    """The rollup rows `r` of a plan's ranges (the leading columns of the rollup tables' unique
+    keys, which serve these reads)."""
+    if not plan.ranges:
+        return None
+    conditions, params = [], []
+    for span, start, end in plan.ranges:
+        hours = (ceil(start, HOUR), floor(end, HOUR))
+        if span != Span.QUARTER or plan.local_buckets is None or hours[0] >= hours[1]:
+            conditions.append(sql.SQL("(r.span = %s AND r.start >= %s AND r.start < %s)"))
+            params += [span.value, start, end]
+            continue
+        # Quarter hours where a bucket starts in their hour (and before or after the whole
+        # hours); every other whole hour in one row: 27 rows a day in India rather than 96.
+        granularity, tz = plan.local_buckets
+        bucket = [granularity.value, str(tz)] * 2
+        in_its_hour = _BUCKET_STARTS_IN.format(hour="date_trunc('hour', r.start, 'UTC')")
+        in_hour = _BUCKET_STARTS_IN.format(hour="r.start")
+        conditions += [
+            sql.SQL(
+                "(r.span = %s AND r.start >= %s AND r.start < %s"
+                f" AND (r.start < %s OR r.start >= %s OR {in_its_hour}))"
+            ),
+            sql.SQL(f"(r.span = %s AND r.start >= %s AND r.start < %s AND NOT {in_hour})"),
+        ]
+        params += [Span.QUARTER.value, start, end, *hours, *bucket, Span.HOUR.value, *hours, *bucket]
+    return sql.SQL("({})").format(_where(conditions, " OR ")), params
+
+
+def _rollups_where(
+    plan: Plan, filters: Filters, *, per_topic: bool
+) -> tuple[sql.Composable, sql.Composable, list] | None:
+    """The rollups (unfolded deltas included) and rows `r` of a plan: per topic when asked or
+    filtering by topic, else per channel × bot version. Without a channel or version filter,
+    the "all" rows (NULL, NULL): one row per quarter hour, hour or day (per topic)."""
+    if (ranges := _ranges_where(plan)) is None:
+        return None
+    text, params = ranges
+    conditions = [text]
+    if filters.channel is None and filters.bot_version is None:
+        conditions.append(sql.SQL("r.channel IS NULL AND r.bot_version IS NULL"))
+    else:
+        conditions.append(sql.SQL("r.channel IS NOT NULL"))
+        if filters.channel is not None:
+            conditions.append(sql.SQL("r.channel = %s"))
+            params.append(filters.channel)
+        if filters.bot_version is not None:
+            conditions.append(sql.SQL("r.bot_version = %s"))
+            params.append(filters.bot_version)
+    topic_rows = per_topic or bool(filters.topic)
+    if filters.topic:
+        conditions.append(sql.SQL("r.topic_id = {}").format(_TOPIC_ID_OF_NAME))
+        params.append(filters.topic)
+    return _LIVE[topic_rows], _where(conditions), params
+
+
+def _periods_where(periods: tuple[Period, ...]) -> tuple[sql.Composable, list]:
+    text = _where(
+        [
+            sql.SQL("(c.timestamp >= %s AND c.timestamp < %s)")
+            if part.include_start
+            else sql.SQL("(c.timestamp > %s AND c.timestamp < %s)")
+            for part in periods
+        ],
+        " OR ",
+    )
+    return sql.SQL("({})").format(text), [value for part in periods for value in (part.start, part.end)]
+
+
+def _edges_sql(plan: Plan, filters: Filters) -> tuple[sql.Composable, list] | None:
+    """The raw conversations `c` at a plan's edges, each with its `sign`: +1 for rows added to
+    the rollup rows, −1 for rows taken from them; one read serves both."""
+    if not plan.raw and not plan.minus:
+        return None
+    if plan.minus:
+        minus, params = _periods_where(plan.minus)
+        sign = sql.SQL("CASE WHEN {} THEN -1 ELSE 1 END").format(minus)
+    else:
+        sign, params = sql.SQL("1"), []
+    text, where_params = _periods_where(plan.raw + plan.minus)
+    conditions, params = [text], params + where_params
+    if filters.channel is not None:
+        conditions.append(sql.SQL("c.channel = %s"))
+        params.append(filters.channel)
+    if filters.bot_version is not None:
+        conditions.append(sql.SQL("c.bot_version = %s"))
+        params.append(filters.bot_version)
+    if filters.topic:
+        # {NULL} for an unknown name: contained in no array.
+        conditions.append(sql.SQL("c.topic_ids @> ARRAY[{}]").format(_TOPIC_ID_OF_NAME))
+        params.append(filters.topic)
+    statement = sql.SQL("SELECT {} AS sign, {} FROM {} c WHERE {}").format(
+        sign, _EDGE_COLUMNS, _CONVERSATIONS, _where(conditions)
+    )
+    return statement, params
+
+
+class _Statement:
+    """One statement being put together: its CTEs and their parameters, in text order."""
+
+    def __init__(self) -> None:
+        self.ctes: list[sql.Composable] = []
+        self.params: list = []
+        self.parts: list[sql.Identifier] = []
+        self.with_topics = False
+
+    def window(
+        self,
+        part: int,
+        plan: Plan,
+        filters: Filters,
+        *,
+        totals: bool = True,
+        topics: TopicFigures | None = None,
+        series: tuple[Granularity, ZoneInfo] | None = None,
+    ) -> None:
+        """Adds the parts of one window: its totals (per bucket of `series`), and its topics.
+        With a topic filter, only that topic."""
+        if series:
+            bucket_rollup = sql.SQL("date_trunc(%s, r.start AT TIME ZONE %s)")
+            bucket_raw = sql.SQL("date_trunc(%s, c.timestamp AT TIME ZONE %s)")
+            bucket_params = [series[0].value, str(series[1])]
+        else:
+            bucket_rollup = bucket_raw = sql.SQL("NULL::timestamp")
+            bucket_params = []
+        edges = self._edges(part, plan, filters)
+        if totals:
+            if (rollup_rows := _rollups_where(plan, filters, per_topic=False)) is not None:
+                table, where, where_params = rollup_rows
+                # A window with no rollup rows would still give one (empty) row: HAVING drops it.
+                grouped = sql.SQL("GROUP BY bucket" if series else "HAVING count(*) > 0")
+                self._part(
+                    sql.SQL(
+                        "SELECT %s, NULL::bigint, {bucket} AS bucket, 1, {sums}, {histogram},"
+                        " NULL::smallint[] FROM {table} r WHERE {where} {grouped}"
+                    ).format(
+                        bucket=bucket_rollup,
+                        sums=_ROLLUP_SUMS,
+                        histogram=_ROLLUP_HISTOGRAM,
+                        table=table,
+                        where=where,
+                        grouped=grouped,
+                    ),
+                    [part, *bucket_params, *where_params],
+                )
+            if edges is not None:
+                source, source_params = edges
+                self._part(
+                    sql.SQL(
+                        "SELECT %s, NULL::bigint, {bucket} AS bucket, c.sign, {sums}, NULL::integer[],"
+                        " {buckets} FROM {source} c GROUP BY bucket, c.sign"
+                    ).format(bucket=bucket_raw, sums=_RAW_SUMS, buckets=_RAW_BUCKETS, source=source),
+                    [part, *bucket_params, *source_params],
+                )
+        if topics:
+            self._topics(part, plan, filters, topics, edges)
+
+    def _topics(self, part, plan, filters, topics: TopicFigures, edges) -> None:
+        self.with_topics = True
+        every = topics is TopicFigures.ALL
+        if (rollup_rows := _rollups_where(plan, filters, per_topic=True)) is not None:
+            table, where, where_params = rollup_rows
+            self._part(
+                sql.SQL(
+                    "SELECT %s, r.topic_id, NULL::timestamp, 1, {sums}, NULL::integer[], NULL::smallint[]"
+                    " FROM {table} r WHERE {where} GROUP BY r.topic_id"
+                ).format(sums=_ROLLUP_SUMS if every else _ROLLUP_COUNTS, table=table, where=where),
+                [part, *where_params],
+            )
+        if edges is not None:
+            source, source_params = edges
+            # Each raw row once per topic it has (the ids are in the row: no join). An unnest
+            # in the select list, not a LATERAL function scan, which builds a tuplestore per row.
+            topic_rows = sql.SQL("(SELECT unnest(c.topic_ids) AS topic_id, c.* FROM {} c) c").format(source)
+            topic_params = []
+            if filters.topic:
+                topic_rows = sql.SQL("{} WHERE c.topic_id = {}").format(topic_rows, _TOPIC_ID_OF_NAME)
+                topic_params.append(filters.topic)
+            self._part(
+                sql.SQL(
+                    "SELECT %s, c.topic_id, NULL::timestamp, c.sign, {sums}, NULL::integer[],"
+                    " NULL::smallint[] FROM {rows} GROUP BY c.topic_id, c.sign"
+                ).format(sums=_RAW_SUMS if every else _RAW_COUNTS, rows=topic_rows),
+                [part, *source_params, *topic_params],
+            )
+
+    def _edges(self, part: int, plan: Plan, filters: Filters) -> tuple[sql.Composable, list] | None:
+        """Where the parts read a window's raw edge rows `c` (with their sign) from: a CTE,
+        or, when the window has no rollup rows, the rows themselves (then they are the whole
+        window, perhaps long: a series that no rollup rows serve, better not kept in memory)."""
+        if (edges := _edges_sql(plan, filters)) is None:
+            return None
+        statement, params = edges
+        if not plan.ranges:
+            return sql.SQL("({})").format(statement), params
+        name = sql.Identifier(f"edges_{part}")
+        self._cte(name, statement, params)
+        return name, []
+
+    def _cte(self, name: sql.Composable, statement: sql.Composable, params: list) -> None:
+        self.ctes.append(sql.SQL("{} AS MATERIALIZED ({})").format(name, statement))
+        self.params += params
+
+    def _part(self, statement: sql.Composable, params: list) -> None:
+        name = sql.Identifier(f"part_{len(self.parts)}")
+        self._cte(sql.SQL("{} ({})").format(name, _PART_COLUMNS), statement, params)
+        self.parts.append(name)
+
+    def rows(self) -> list[tuple]:
+        """(part, topic_id, bucket, sign, *figures, histogram, buckets[, topic name]) rows."""
+        if not self.parts:
+            return []
+        union = sql.SQL(" UNION ALL ").join(sql.SQL("SELECT * FROM {}").format(name) for name in self.parts)
+        if self.with_topics:
+            union = sql.SQL("SELECT x.*, t.name FROM ({}) AS x LEFT JOIN {} t ON t.id = x.topic_id").format(
+                union, sql.Identifier(Topic._meta.db_table)
+            )
+        statement = sql.SQL("WITH {} {}").format(sql.SQL(", ").join(self.ctes), union)
+        with connection.cursor() as cursor:
+            cursor.execute(statement.as_string(), self.params)
+            return cursor.fetchall()
+
+
+def read(
+    windows: Sequence[tuple[Period, Plan]],
+    filters: Filters,
+    *,
+    totals: bool = True,
+    topics: TopicFigures | None = None,
+    series: tuple[Granularity, ZoneInfo] | None = None,
+) -> list[WindowFigures]:
+    """The figures of each window, read as its plan says, in one statement."""
+    statement = _Statement()
+    for part, (_, plan) in enumerate(windows):
+        statement.window(part, plan, filters, totals=totals, topics=topics, series=series)
+    figures = [WindowFigures() for _ in windows]
+    # A topic's signed sums first (it has a rollup row and up to two raw ones), then one Totals.
+    topic_sums: list[dict[int, tuple[str, list]]] = [{} for _ in windows]
+    count = len(NAMES)
+    for row in statement.rows():
+        part, topic_id, bucket, sign = row[:4]
+        values, (counts, buckets) = row[4 : 4 + count], row[4 + count : 6 + count]
+        if topic_id is not None:
+            name = row[6 + count]
+            _, sums = topic_sums[part].setdefault(topic_id, (name, [0] * count))
+            for position, value in enumerate(values):
+                sums[position] += sign * (value or 0)
+            continue
+        part_totals = Totals.from_columns(values, histogram_counts=counts, buckets=buckets, sign=sign)
+        if bucket is None:
+            figures[part].totals += part_totals
+        else:
+            figures[part].series[bucket.replace(tzinfo=series[1]).astimezone(UTC)] += part_totals
+    for part, by_topic in enumerate(topic_sums):
+        figures[part].topics = {
+            topic_id: (name, Totals.from_columns(sums)) for topic_id, (name, sums) in by_topic.items()
+        }
+    return figures
+
+
+def filter_menus(plan: Plan) -> tuple[set[str], set[str]]:
+    """The channels and bot versions of a plan's rollup rows (cheap: no raw rows)."""
+    if (ranges := _ranges_where(plan)) is None:
+        return set(), set()
+    where, params = ranges
+    statement = sql.SQL(
+        "SELECT DISTINCT r.channel, r.bot_version FROM {} r WHERE {} AND r.channel IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement.format(_LIVE[False], where).as_string(), params)
+        rows = cursor.fetchall()
+    return {channel for channel, _ in rows}, {version for _, version in rows}

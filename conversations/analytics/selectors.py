@@ -1,0 +1,329 @@
+"""The public reads. Every number in the analytics API, the dashboard and the CSV exports comes
+from one of these functions: plain results, never HTTP objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.utils import timezone
+
+from conversations.analytics import planner, reads
+from conversations.analytics.metrics import CostBreakdown, Totals, difference, percent, relative_change
+from conversations.analytics.query import Filters, Granularity, Period
+from conversations.analytics.reads import TopicFigures
+from conversations.models import Conversation, CostSettings
+
+TOP_TOPICS_LIMIT = 10
+KNOWLEDGE_GAPS_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class Summary:
+    period: Period
+    filters: Filters
+    totals: Totals
+    cost: CostBreakdown
+    top_topics: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class TopicStats:
+    topic_id: int
+    topic: str
+    totals: Totals
+    share: Decimal | None  # 100 × this topic's conversations / all conversations in the window
+    escalation_cost: Decimal
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: datetime
+    totals: Totals
+    cost: CostBreakdown
+    cumulative_savings: Decimal  # savings of this bucket and every one before it in the window
+
+
+def _read_window(
+    period: Period, filters: Filters, *, totals: bool = True, topics: TopicFigures | None = None
+) -> reads.WindowFigures:
+    plan = planner.window_plan(period, filters, topics=topics is not None, now=timezone.now())
+    [figures] = reads.read([(period, plan)], filters, totals=totals, topics=topics)
+    return figures
+
+
+def window_totals(*, period: Period, filters: Filters) -> Totals:
+    """The additive figures of a window (rollup rows ± raw rows at its edges)."""
+    return _read_window(period, filters).totals
+
+
+def _ranked(by_topic: dict[int, tuple[str, Totals]], limit: int) -> list[tuple[str, int]]:
+    counts = ((name, totals.conversations) for name, totals in by_topic.values())
+    return sorted(((name, n) for name, n in counts if n > 0), key=lambda pair: (-pair[1], pair[0]))[:limit]
+
+
+def top_topics(
+    *, period: Period, filters: Filters, limit: int = TOP_TOPICS_LIMIT, totals: Totals | None = None
+) -> list[tuple[str, int]]:
+    """Up to `limit` (topic, conversations) pairs, most conversations first, ties by name.
+
+    With a topic filter, only that topic: the rollups count topics one by one, not which
+    topics occur together.
+    """
+    if filters.topic:
+        totals = totals or window_totals(period=period, filters=filters)
+        return [(filters.topic, totals.conversations)] if totals.conversations else []
+    return _ranked(_read_window(period, filters, totals=False, topics=TopicFigures.COUNTS).topics, limit)
+
+
+def summary(
+    *,
+    period: Period,
+    filters: Filters,
+    cost_settings: CostSettings | None = None,
+    with_top_topics: bool = True,
+) -> Summary:
+    """The whole window at once: the tutorial's summary keys and everything added to them.
+
+    One read: the totals and the top topics together (with a topic filter, the top topics
+    are that topic's count: the totals).
+    """
+    cost_settings = cost_settings or CostSettings.load()
+    read_topics = with_top_topics and not filters.topic
+    figures = _read_window(period, filters, topics=TopicFigures.COUNTS if read_topics else None)
+    totals = figures.totals
+    if read_topics:
+        top = _ranked(figures.topics, TOP_TOPICS_LIMIT)
+    elif with_top_topics:
+        top = top_topics(period=period, filters=filters, totals=totals)
+    else:
+        top = []
+    return Summary(
+        period=period, filters=filters, totals=totals, cost=totals.cost(cost_settings), top_topics=top
+    )
+
+
+def _topic_stats(
+    by_topic: dict[int, tuple[str, Totals]], *, total: int, cost_settings: CostSettings
+) -> list[TopicStats]:
+    result = [
+        TopicStats(
+            topic_id=topic_id,
+            topic=name,
+            totals=totals,
+            share=percent(totals.conversations, total),
+            escalation_cost=totals.escalation_cost(cost_settings),
+        )
+        for topic_id, (name, totals) in by_topic.items()
+        if totals.conversations > 0
+    ]
+    return sorted(result, key=lambda topic: (-topic.totals.conversations, topic.topic))
+
+
+def topic_breakdown(
+    *,
+    period: Period,
+    filters: Filters,
+    cost_settings: CostSettings | None = None,
+    total: int | None = None,
+) -> list[TopicStats]:
+    """Every topic with conversations in the window, most conversations first, ties by name.
+
+    `total` (the window's conversation count, for each topic's share) saves queries when
+    the caller already knows it. With a topic filter, only that topic.
+    """
+    cost_settings = cost_settings or CostSettings.load()
+    if total == 0:
+        return []
+    figures = _read_window(period, filters, totals=total is None, topics=TopicFigures.ALL)
+    if total is None:
+        total = figures.totals.conversations
+    return _topic_stats(figures.topics, total=total, cost_settings=cost_settings)
+
+
+def bucket_starts(
+    *, start: datetime, end: datetime, granularity: Granularity, tz: ZoneInfo
+) -> list[datetime]:
+    """The start of every bucket that overlaps [start, end), in `tz`, empty ones included.
+
+    Days and weeks are calendar days in `tz` (23 or 25 hours long on DST changes), so
+    buckets step in local wall-clock time and are normalized after each step.
+    (Zulip's analytics/lib/time_utils.py::time_range does the same.)
+    """
+    if start >= end:
+        return []
+    if granularity == Granularity.HOUR:
+        # Hours are UTC hours (shown in `tz`): exact across DST changes, where a local
+        # hour repeats or goes missing. Same as the SQL side (date_trunc in UTC).
+        current = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        buckets = []
+        while current < end:
+            buckets.append(current.astimezone(tz))
+            current += timedelta(hours=1)
+        return buckets
+    local = start.astimezone(tz)
+    first = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if granularity == Granularity.WEEK:
+        first -= timedelta(days=first.weekday())  # Monday, as PostgreSQL's date_trunc('week')
+    step = timedelta(days=7 if granularity == Granularity.WEEK else 1)
+    buckets, day = [], first.replace(tzinfo=None)
+    while True:
+        bucket = day.replace(tzinfo=tz)
+        if bucket >= end:
+            return buckets
+        buckets.append(bucket)
+        day += step
+
+
+def timeseries(
+    *,
+    period: Period,
+    filters: Filters,
+    granularity: Granularity,
+    tz: ZoneInfo,
+    cost_settings: CostSettings | None = None,
+) -> list[Bucket]:
+    """Per-bucket totals over the window, one entry for every bucket, empty ones as zeros
+    (see planner.series_plan for the rows each kind of series reads)."""
+    cost_settings = cost_settings or CostSettings.load()
+    bucket_tz = UTC if granularity == Granularity.HOUR else tz
+    plan = planner.series_plan(period, filters, granularity=granularity, tz=bucket_tz, now=timezone.now())
+    [figures] = reads.read([(period, plan)], filters, series=(granularity, bucket_tz))
+    buckets, running = [], Decimal(0)
+    for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
+        totals = figures.series.get(bucket_start.astimezone(UTC), Totals())
+        cost = totals.cost(cost_settings)
+        running += cost.savings
+        buckets.append(Bucket(start=bucket_start, totals=totals, cost=cost, cumulative_savings=running))
+    return buckets
+
+
+@dataclass(frozen=True)
+class TopicTrend:
+    stats: TopicStats
+    previous_conversations: int
+    change: Decimal | None  # % change in conversations; None when the topic is new
+    rate_change: Decimal | None  # change of its AI resolution rate, percentage points
+
+
+def topic_trends(*, period: Period, filters: Filters) -> list[TopicTrend]:
+    """Every topic of the period beside its figures in the period before (what the topics
+    CSV export prints), in one read."""
+    cost_settings = CostSettings.load()
+    now, then = reads.read(
+        [(window, planner.window_plan(window, filters, topics=True, now=timezone.now()))
+         for window in (period, period.previous())],
+        filters,
+        topics=TopicFigures.ALL,
+    )  # fmt: skip
+    return _trends(
+        _topic_stats(now.topics, total=now.totals.conversations, cost_settings=cost_settings),
+        {
+            topic.topic_id: topic
+            for topic in _topic_stats(
+                then.topics, total=then.totals.conversations, cost_settings=cost_settings
+            )
+        },
+    )
+
+
+def _trends(topics: list[TopicStats], previous: dict[int, TopicStats]) -> list[TopicTrend]:
+    trends = []
+    for topic in topics:
+        before = previous.get(topic.topic_id)
+        previous_count = before.totals.conversations if before else 0
+        trends.append(
+            TopicTrend(
+                stats=topic,
+                previous_conversations=previous_count,
+                change=relative_change(topic.totals.conversations, previous_count),
+                rate_change=difference(
+                    topic.totals.ai_resolution_rate, before.totals.ai_resolution_rate if before else None
+                ),
+            )
+        )
+    return trends
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Everything the staff dashboard shows, for one period and the one before it."""
+
+    period: Period
+    previous_period: Period
+    filters: Filters
+    granularity: Granularity
+    tz: ZoneInfo
+    current: Summary
+    previous: Summary
+    buckets: list[Bucket]
+    topics: list[TopicStats]
+    previous_topics: dict[int, TopicStats]
+    has_any_data: bool
+    channels: list[str]
+    bot_versions: list[str]
+
+    @property
+    def topic_trends(self) -> list[TopicTrend]:
+        """Every topic of the period beside its figures in the previous period."""
+        return _trends(self.topics, self.previous_topics)
+
+    @property
+    def knowledge_gaps(self) -> list[TopicStats]:
+        """The topics whose escalations cost most: what to document next."""
+        escalated = [topic for topic in self.topics if topic.totals.escalated]
+        return sorted(escalated, key=lambda topic: (-topic.escalation_cost, topic.topic))[
+            :KNOWLEDGE_GAPS_LIMIT
+        ]
+
+
+def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz: ZoneInfo) -> Dashboard:
+    """The dashboard's numbers: the same reads as the API's selectors, each made once for
+    the period and the one before it together, in a fixed number of queries."""
+    cost_settings = CostSettings.load()
+    before = period.previous()
+    moment = timezone.now()
+    # Both periods' totals and topics in one read.
+    now, then = reads.read(
+        [
+            (window, planner.window_plan(window, filters, topics=True, now=moment))
+            for window in (period, before)
+        ],
+        filters,
+        topics=TopicFigures.ALL,
+    )
+    totals, previous_totals = now.totals, then.totals
+    topics = _topic_stats(now.topics, total=totals.conversations, cost_settings=cost_settings)
+    previous_topics = _topic_stats(
+        then.topics, total=previous_totals.conversations, cost_settings=cost_settings
+    )
+    # The top topics are the first rows of the topics table (with a topic filter, that topic).
+    top = [(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]]
+    channels, versions = reads.filter_menus(planner.plan(period, now=moment))
+    return Dashboard(
+        period=period,
+        previous_period=before,
+        filters=filters,
+        granularity=granularity,
+        tz=tz,
+        current=Summary(
+            period=period, filters=filters, totals=totals, cost=totals.cost(cost_settings), top_topics=top
+        ),
+        previous=Summary(
+            period=before,
+            filters=filters,
+            totals=previous_totals,
+            cost=previous_totals.cost(cost_settings),
+            top_topics=[],
+        ),
+        buckets=timeseries(
+            period=period, filters=filters, granularity=granularity, tz=tz, cost_settings=cost_settings
+        ),
+        topics=topics,
+        previous_topics={topic.topic_id: topic for topic in previous_topics},
+        has_any_data=bool(totals.conversations) or Conversation.objects.exists(),
+        channels=sorted((channels | {filters.channel or ""}) - {""}),
+        bot_versions=sorted((versions | {filters.bot_version or ""}) - {""}),
+    )

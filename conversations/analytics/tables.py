@@ -1,0 +1,190 @@
+"""Which metrics each answer shows, in which order, and how they are written.
+
+The names come from the metrics' declarations (analytics.metrics: a summary path such as
+"csat.score", `escalations` in the topics answer); here is only the order of each answer and
+export, and the JSON field each unit is written with. The API views and the CSV exports build
+their bodies, headers and OpenAPI schema from these, so a metric added to a layout appears in
+the answer, its schema and the export at once.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_serializer, inline_serializer
+from rest_framework import serializers
+
+from conversations.analytics.figures import CSAT_SCORES
+from conversations.analytics.metrics import METRICS, Answer, Metric, Unit
+
+# The summary, after `window` and `filters` and before `cost`: the tutorial's keys first (same
+# names and meaning; avg_csat is null, not 0, without scores), then those added. Each path is
+# a metric's (its `summary` paths) or one of the two lists below.
+SUMMARY_LAYOUT = (
+    "total_conversations",
+    "ai_resolution_rate",
+    "avg_csat",
+    "top_topics",
+    "avg_turns",
+    "estimated_savings",
+    "ai_resolved_conversations",
+    "escalated_conversations",
+    "csat.responses",
+    "csat.response_rate",
+    "csat.average",
+    "csat.score",
+    "csat.distribution",
+    "csat.average_ai_resolved",
+    "csat.average_escalated",
+    "response_time.mean_ms",
+    "response_time.p95_ms",
+)
+# The summary's blocks, by their OpenAPI component names.
+SUMMARY_BLOCKS = {"csat": "Csat", "response_time": "ResponseTime"}
+
+TOPIC_METRICS = (
+    "conversations",
+    "share",
+    "ai_resolved",
+    "escalated",
+    "ai_resolution_rate",
+    "avg_csat",
+    "csat_responses",
+    "escalation_cost",
+)
+SERIES_METRICS = (
+    "conversations",
+    "ai_resolved",
+    "escalated",
+    "ai_resolution_rate",
+    "csat_responses",
+    "avg_csat",
+    "csat_score",
+    "avg_turns",
+    "p95_response_ms",
+    "savings",
+    "cumulative_savings",
+)
+# The dashboard's topics table as exported (its own order, as on the page), then the
+# comparison with the previous period.
+TOPICS_EXPORT_METRICS = (
+    "conversations",
+    "share",
+    "ai_resolution_rate",
+    "escalated",
+    "avg_csat",
+    "csat_responses",
+    "escalation_cost",
+)
+SERIES_EXPORT_METRICS = SERIES_METRICS
+
+_BY_SUMMARY_PATH: dict[str, Metric] = {path: metric for metric in METRICS.values() for path in metric.summary}
+_GETTERS: dict[str, Callable[[Any], Any]] = {
+    name: operator.attrgetter(metric.source) for name, metric in METRICS.items()
+}
+# Not metrics: the summary's two lists.
+_SUMMARY_EXTRAS: dict[str, tuple[Callable[[Any], Any], Callable[[], serializers.Field]]] = {
+    "top_topics": (
+        lambda summary: [[name, count] for name, count in summary.top_topics],
+        lambda: serializers.ListField(
+            child=serializers.ListField(child=serializers.JSONField(), min_length=2, max_length=2),
+            help_text="Up to 10 [topic, conversations] pairs, most first, ties by name.",
+        ),
+    ),
+    "csat.distribution": (
+        lambda summary: {str(score): count for score, count in summary.totals.csat_distribution.items()},
+        lambda: inline_serializer(
+            "CsatDistribution", {str(score): serializers.IntegerField() for score in CSAT_SCORES}
+        ),
+    ),
+}
+
+
+def metric_field(metric: Metric) -> serializers.Field:
+    """The JSON field a metric is written with: an integer, or a decimal number of its unit's
+    places (half-up rounded already: the field only writes it)."""
+    help_text = metric.doc.split("\n", 1)[0]
+    if metric.unit is Unit.COUNT:
+        return serializers.IntegerField(help_text=help_text)
+    return serializers.DecimalField(
+        max_digits=metric.unit.max_digits,
+        decimal_places=metric.unit.decimal_places,
+        allow_null=metric.nullable,
+        help_text=help_text + (" Null without data." if metric.nullable else ""),
+    )
+
+
+def named_serializer(
+    component_name: str, fields: dict[str, serializers.Field]
+) -> type[serializers.Serializer]:
+    """A serializer class of these fields, in this order, named `component_name` in the schema."""
+    serializer = type(f"{component_name}Serializer", (serializers.Serializer,), dict(fields))
+    # DRF orders declared fields by when each was built; the layout's order is the answer's.
+    serializer._declared_fields = dict(fields)
+    return extend_schema_serializer(component_name=component_name)(serializer)
+
+
+# --- The summary -------------------------------------------------------------------------------
+
+
+def summary_body(summary) -> dict[str, Any]:
+    """The summary's metrics (a selectors.Summary), nested and ordered as SUMMARY_LAYOUT says."""
+    body: dict[str, Any] = {}
+    for path in SUMMARY_LAYOUT:
+        *block, key = path.split(".")
+        target = body.setdefault(block[0], {}) if block else body
+        if path in _SUMMARY_EXTRAS:
+            target[key] = _SUMMARY_EXTRAS[path][0](summary)
+        else:
+            target[key] = _GETTERS[_BY_SUMMARY_PATH[path].name](summary)
+    return body
+
+
+def summary_fields() -> dict[str, serializers.Field]:
+    """The fields of `summary_body`, its blocks as nested serializers."""
+    fields: dict[str, Any] = {}
+    for path in SUMMARY_LAYOUT:
+        *block, key = path.split(".")
+        target = fields.setdefault(block[0], {}) if block else fields
+        target[key] = (
+            _SUMMARY_EXTRAS[path][1]() if path in _SUMMARY_EXTRAS else metric_field(_BY_SUMMARY_PATH[path])
+        )
+    return {
+        key: named_serializer(SUMMARY_BLOCKS[key], value)() if isinstance(value, dict) else value
+        for key, value in fields.items()
+    }
+
+
+def summary_metric(path: str) -> Metric:
+    """The metric at a path of the summary ("csat.score")."""
+    return _BY_SUMMARY_PATH[path]
+
+
+# --- Rows: topics and time-series buckets ------------------------------------------------------
+
+
+def row_body(row, metrics: Iterable[str], answer: Answer) -> dict[str, Any]:
+    """The metrics of a result row (TopicStats, Bucket) under their names in `answer`."""
+    return {METRICS[name].name_in(answer): _GETTERS[name](row) for name in metrics}
+
+
+def row_fields(metrics: Iterable[str], answer: Answer) -> dict[str, serializers.Field]:
+    return {METRICS[name].name_in(answer): metric_field(METRICS[name]) for name in metrics}
+
+
+def row_serializer(
+    component_name: str, metrics: Iterable[str], answer: Answer, *, before: dict | None = None
+) -> type[serializers.Serializer]:
+    """A serializer of rows with `before`'s fields, then the metrics'."""
+    return named_serializer(component_name, {**(before or {}), **row_fields(metrics, answer)})
+
+
+def export_header(metrics: Iterable[str], answer: Answer) -> list[str]:
+    """CSV column names: the answer's names, with the unit's suffix (`_pct` for rates)."""
+    return [METRICS[name].csv_name(answer) for name in metrics]
+
+
+def export_values(row, metrics: Iterable[str]) -> list[Any]:
+    return [_GETTERS[name](row) for name in metrics]

@@ -1,0 +1,179 @@
+"""The analytics API: one skeleton (`AnalyticsApi`) for its three reads.
+
+Each view parses the query once (conversations.serializers), calls one selector
+(conversations.analytics.selectors) and writes the answer laid out by
+conversations.analytics.tables, which also gives its OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from conversations.analytics import selectors, tables
+from conversations.analytics.metrics import Answer
+from conversations.analytics.query import Period
+from conversations.auth import CanRead
+from conversations.serializers import AnalyticsQuerySerializer, TimeseriesQuerySerializer
+
+
+class WindowSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(help_text="Exclusive.")
+    start_inclusive = serializers.BooleanField(
+        help_text="False for `hours` windows (timestamp > now - hours)."
+    )
+
+
+class FiltersSerializer(serializers.Serializer):
+    channel = serializers.CharField(allow_null=True)
+    topic = serializers.CharField(allow_null=True)
+    bot_version = serializers.CharField(allow_null=True)
+
+
+def _money(help_text: str = "") -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=20, decimal_places=2, help_text=help_text)
+
+
+class CostSerializer(serializers.Serializer):
+    """The cost assumptions (CostSettings) and what they make of the window."""
+
+    currency = serializers.CharField()
+    human_cost_per_conversation = serializers.DecimalField(max_digits=10, decimal_places=2)
+    ai_cost_per_conversation = serializers.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        help_text="Used for conversations that did not report their own ai_cost.",
+    )
+    human_only_cost = _money("conversations × human cost per conversation")
+    actual_cost = _money("AI cost of every conversation + escalated × human cost")
+    savings = _money("human_only_cost - actual_cost")
+
+
+class AnalyticsApi(APIView):
+    """Parse the query, read, answer `{"window", "filters", **answer(query)}`."""
+
+    permission_classes = [CanRead]
+    throttle_scope = "read"
+    query_serializer: ClassVar[type[serializers.Serializer]] = AnalyticsQuerySerializer
+    # One output serializer per view, shared by its requests: building one per request
+    # deep-copied its declared fields, a third of a summary's Python time (docs/benchmarks.md).
+    output: ClassVar[serializers.Serializer]
+
+    def get(self, request: Request) -> Response:
+        query = self.query_serializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        period: Period = query.validated_data["period"]
+        body = {
+            "window": {"start": period.start, "end": period.end, "start_inclusive": period.include_start},
+            "filters": dataclasses.asdict(query.validated_data["filters"]),
+            **self.answer(**query.validated_data),
+        }
+        return Response(self.output.to_representation(body))
+
+    def answer(self, *, period, filters, **query: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _output(component_name: str, fields: dict[str, serializers.Field]) -> serializers.Serializer:
+    return tables.named_serializer(
+        component_name, {"window": WindowSerializer(), "filters": FiltersSerializer(), **fields}
+    )()
+
+
+_ERRORS = {400: None, 401: None, 403: None}
+_SUMMARY = _output("AnalyticsSummary", {**tables.summary_fields(), "cost": CostSerializer()})
+_TOPICS = _output(
+    "AnalyticsTopics",
+    {
+        "topics": tables.row_serializer(
+            "TopicStats", tables.TOPIC_METRICS, Answer.TOPICS, before={"topic": serializers.CharField()}
+        )(many=True)
+    },
+)
+_TIMESERIES = _output(
+    "AnalyticsTimeseries",
+    {
+        "granularity": serializers.CharField(),
+        "time_zone": serializers.CharField(),
+        "buckets": tables.row_serializer(
+            "Bucket",
+            tables.SERIES_METRICS,
+            Answer.SERIES,
+            before={
+                "start": serializers.DateTimeField(help_text="Bucket start, in the requested time zone.")
+            },
+        )(many=True),
+    },
+)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="analytics_summary",
+        summary="Summary of a window: the tutorial's keys plus CSAT, response time and cost detail",
+        parameters=[AnalyticsQuerySerializer],
+        responses={200: _SUMMARY, **_ERRORS},
+    )
+)
+class AnalyticsSummaryApi(AnalyticsApi):
+    output = _SUMMARY
+
+    def answer(self, *, period, filters, **query):
+        result = selectors.summary(period=period, filters=filters)
+        return {**tables.summary_body(result), "cost": dataclasses.asdict(result.cost)}
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="analytics_topics",
+        summary="Every topic in the window with its conversations, AI resolution, CSAT and escalations",
+        parameters=[AnalyticsQuerySerializer],
+        responses={200: _TOPICS, **_ERRORS},
+    )
+)
+class AnalyticsTopicsApi(AnalyticsApi):
+    output = _TOPICS
+
+    def answer(self, *, period, filters, **query):
+        rows = selectors.topic_breakdown(period=period, filters=filters)
+        return {
+            "topics": [
+                {"topic": row.topic, **tables.row_body(row, tables.TOPIC_METRICS, Answer.TOPICS)}
+                for row in rows
+            ]
+        }
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="analytics_timeseries",
+        summary="Per-hour, -day or -week buckets over the window, empty buckets included",
+        parameters=[TimeseriesQuerySerializer],
+        responses={200: _TIMESERIES, **_ERRORS},
+    )
+)
+class AnalyticsTimeseriesApi(AnalyticsApi):
+    query_serializer = TimeseriesQuerySerializer
+    output = _TIMESERIES
+
+    def answer(self, *, period, filters, granularity, tz, **query):
+        buckets = selectors.timeseries(period=period, filters=filters, granularity=granularity, tz=tz)
+        return {
+            "granularity": granularity,
+            "time_zone": str(tz),
+            "buckets": [
+                # isoformat keeps the bucket's own time zone (DRF would convert to UTC).
+                {
+                    "start": bucket.start.isoformat(),
+                    **tables.row_body(bucket, tables.SERIES_METRICS, Answer.SERIES),
+                }
+                for bucket in buckets
+            ],
+        }
