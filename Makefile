@@ -8,7 +8,7 @@ DEMO_DATA ?= 1
 DEMO_CONVERSATIONS ?= 20000
 DEMO_DAYS ?= 90
 
-.PHONY: run test lint format db db-stop browser bench bench-floor bench-ratio venv venv-dev clean help
+.PHONY: run test lint format db db-stop postgres browser bench bench-floor bench-ratio venv venv-dev clean help
 
 help:
 	@echo "make run      start the app with demo data on http://127.0.0.1:$(PORT)"
@@ -16,6 +16,7 @@ help:
 	@echo "make db       start the private PostgreSQL cluster, print its DATABASE_URL"
 	@echo "make db-stop  stop it"
 	@echo "make lint     ruff check + format check"
+	@echo "make postgres install Debian's PostgreSQL if it is missing (as root)"
 	@echo "make browser  install Debian's Chromium for the browser tests (as root)"
 	@echo "make bench    the performance benchmark (SIZE=10000000 for ten million conversations)"
 	@echo "make bench-floor  what the stack costs a single POST before our write"
@@ -36,7 +37,7 @@ venv: $(VENV)/.installed-runtime
 venv-dev: $(VENV)/.installed-dev
 
 # Starts the private cluster unless DATABASE_URL points elsewhere; the URL is the last line.
-db: venv
+db: venv postgres
 	@if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PY) -m supportanalytics.localdb start; fi
 
 db-stop:
@@ -49,6 +50,16 @@ run: db
 	$(PY) manage.py ensure_staff_user
 	@echo "Dashboard and admin: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/"
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# Without PostgreSQL's binaries (where localdb looks for them), root installs Debian's, as
+# `browser` does for Chromium; anyone else gets localdb's error naming the command to run.
+postgres: venv
+	@if [ -z "$$DATABASE_URL" ] && [ "$$(id -u)" = "0" ] \
+		&& ! $(PY) -m supportanalytics.localdb bindir >/dev/null 2>&1; then \
+		echo "PostgreSQL is not installed: installing it from Debian" >&2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+			|| { echo "Installing PostgreSQL failed" >&2; exit 1; }; \
+	fi
 
 # The browser tests drive Debian's Chromium through Playwright (never `playwright install`,
 # which downloads its own browser build). Without root they are skipped, except under CI.

@@ -4,6 +4,7 @@ from django.db.models import BigIntegerField
 from django.db.models.expressions import RawSQL
 from django.shortcuts import redirect
 from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
 from conversations import rollups, services
 from conversations.models import ApiKey, Conversation, CostSettings, Span, Topic
@@ -118,6 +119,12 @@ class TopicAdmin(admin.ModelAdmin):
     @admin.display(description="conversations", ordering="conversation_count")
     def conversation_count(self, topic: Topic) -> int:
         return topic.conversation_count
+
+
+# The package's own admin registers its APIKey model, whose table nothing uses (our keys are
+# ApiKey): without this the admin index lists "API keys" twice. The app stays installed, as
+# AbstractAPIKey's module defines that model.
+admin.site.unregister(APIKey)
 
 
 @admin.register(ApiKey)

@@ -18,6 +18,9 @@ LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 30
 PLOT_W = WIDTH - LEFT - RIGHT
 PLOT_H = HEIGHT - TOP - BOTTOM
 MAX_X_LABELS = 7
+# Marks the unfinished last bucket (today, this hour) in tooltips and data tables.
+SO_FAR = " (so far)"
+IN_PROGRESS_LEGEND = "In progress (so far)"
 
 
 def _svg_number(value: float) -> str:
@@ -81,6 +84,14 @@ class Chart:
     legend: list[tuple[str, str]] = field(default_factory=list)  # (css class, label)
     table_headers: list[str] = field(default_factory=list)
     table_rows: list[list[str]] = field(default_factory=list)
+    partial_note: str = ""  # shown (and read out) when the last bucket is unfinished
+
+
+def _mark_partial(labels: list[str], in_progress: str) -> list[str]:
+    """The labels for titles and tables, the unfinished last bucket's saying so."""
+    if not in_progress or not labels:
+        return labels
+    return [*labels[:-1], labels[-1] + SO_FAR]
 
 
 def nice_ceiling(value: float) -> float:
@@ -128,16 +139,31 @@ def _x_labels(chart: Chart, labels: list[str], slot: float) -> None:
 
 
 def stacked_bars(
-    *, slug: str, title: str, description: str, labels: list[str], series: list[tuple[str, str, list[int]]]
+    *,
+    slug: str,
+    title: str,
+    description: str,
+    labels: list[str],
+    series: list[tuple[str, str, list[int]]],
+    in_progress: str = "",
 ) -> Chart:
-    """Vertical bars, one per bucket, stacking the series bottom-up (e.g. resolved, escalated)."""
+    """Vertical bars, one per bucket, stacking the series bottom-up (e.g. resolved, escalated).
+
+    in_progress: the bucket's unit ("day", "hour") when the last bucket is unfinished; its bar
+    is then hatched (the page's `partial-hatch` pattern), so that it does not read as a drop.
+    """
     chart = Chart(slug, title, description, legend=[(css, name) for name, css, _ in series])
     totals = [sum(values[i] for _, _, values in series) for i in range(len(labels))]
     high = nice_ceiling(max(totals, default=0))
     _y_axis(chart, 0, high)
     slot = PLOT_W / max(len(labels), 1)
     bar_width = max(slot * 0.8, 1)
-    for index, label in enumerate(labels):
+
+    def bar_x(index: int) -> float:
+        return round(LEFT + slot * index + (slot - bar_width) / 2, 2)
+
+    named = _mark_partial(labels, in_progress)
+    for index, label in enumerate(named):
         bottom = 0
         for name, css, values in series:
             value = values[index]
@@ -145,7 +171,7 @@ def stacked_bars(
                 y_top = _y(bottom + value, 0, high)
                 chart.rects.append(
                     _rect(
-                        round(LEFT + slot * index + (slot - bar_width) / 2, 2),
+                        bar_x(index),
                         round(y_top, 2),
                         round(bar_width, 2),
                         round(_y(bottom, 0, high) - y_top, 2),
@@ -154,11 +180,26 @@ def stacked_bars(
                     )
                 )
             bottom += value
+    if in_progress and labels:
+        last = len(labels) - 1
+        if totals[last]:
+            y_top = _y(totals[last], 0, high)
+            chart.rects.append(
+                _rect(
+                    bar_x(last),
+                    round(y_top, 2),
+                    round(bar_width, 2),
+                    round(_y(0, 0, high) - y_top, 2),
+                    "partial-hatch",
+                )
+            )
+        chart.legend.append(("partial-hatch", IN_PROGRESS_LEGEND))
+        chart.partial_note = f"Latest {in_progress} is still in progress (hatched bar: so far)."
     _x_labels(chart, labels, slot)
     chart.table_headers = ["Period", *(name for name, _, _ in series), "Total"]
     chart.table_rows = [
         [label, *(f"{values[i]:,}" for _, _, values in series), f"{totals[i]:,}"]
-        for i, label in enumerate(labels)
+        for i, label in enumerate(named)
     ]
     return chart
 
@@ -177,8 +218,13 @@ def line(
     band_label: str = "",
     value_header: str = "Value",
     format_value: Callable[[Decimal], str] = str,
+    in_progress: str = "",
 ) -> Chart:
-    """A line over the buckets; a None value (an empty bucket) leaves a gap in the line."""
+    """A line over the buckets; a None value (an empty bucket) leaves a gap in the line.
+
+    in_progress: the bucket's unit ("day", "hour") when the last bucket is unfinished; the
+    line's last step is then dashed and its dot hollow.
+    """
     chart = Chart(slug, title, description, legend=[("series-line", value_header)])
     known = [float(value) for value in values if value is not None]
     if low is None:
@@ -197,21 +243,37 @@ def line(
     slot = PLOT_W / max(len(labels), 1)
     segments: list[list[tuple[float, float]]] = [[]]
     shown = ["no data" if value is None else format_value(value) for value in values]
-    for index, (label, value) in enumerate(zip(labels, values, strict=True)):
+    named = _mark_partial(labels, in_progress)
+    partial_index = len(labels) - 1 if in_progress else None
+    for index, (label, value) in enumerate(zip(named, values, strict=True)):
         if value is None:
             if segments[-1]:
                 segments.append([])
             continue
         x, y = round(LEFT + slot * (index + 0.5), 2), round(_y(float(value), low, high), 2)
         segments[-1].append((x, y))
-        chart.dots.append(Dot(_svg_number(x), _svg_number(y), "series-dot", f"{label}: {shown[index]}"))
+        css_class = "series-dot partial" if index == partial_index else "series-dot"
+        chart.dots.append(Dot(_svg_number(x), _svg_number(y), css_class, f"{label}: {shown[index]}"))
+    partial_step = None
+    if partial_index is not None and values[partial_index] is not None and len(segments[-1]) > 1:
+        partial_step = segments[-1][-2:]
+        segments[-1] = segments[-1][:-1]
     for segment in segments:
         if len(segment) > 1:
-            chart.paths.append(Path("M" + " L".join(f"{x},{y}" for x, y in segment), "series-line"))
+            chart.paths.append(Path(_path_d(segment), "series-line"))
+    if partial_step:
+        chart.paths.append(Path(_path_d(partial_step), "series-line partial"))
+    if in_progress and labels:
+        chart.legend.append(("partial-line", IN_PROGRESS_LEGEND))
+        chart.partial_note = f"Latest {in_progress} is still in progress (dashed line: so far)."
     _x_labels(chart, labels, slot)
     chart.table_headers = ["Period", value_header]
-    chart.table_rows = [[label, text] for label, text in zip(labels, shown, strict=True)]
+    chart.table_rows = [[label, text] for label, text in zip(named, shown, strict=True)]
     return chart
+
+
+def _path_d(points: list[tuple[float, float]]) -> str:
+    return "M" + " L".join(f"{x},{y}" for x, y in points)
 
 
 def horizontal_bars(

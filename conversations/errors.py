@@ -3,6 +3,7 @@
     {"detail": "<one sentence>", "errors": [{"index": 3, "field": "turns", "message": "..."}]}
 
 `errors` appears on validation failures (400) only; `index` only when the body was an array.
+An unknown path under /api/ answers 404 in this shape too (`not_found`, the project's handler404).
 When PostgreSQL cannot be reached the answer is 503 with a `Retry-After` header, never a 500
 (`DatabaseUnavailable` here for the API, `supportanalytics.outage` for the other pages).
 """
@@ -16,6 +17,9 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -31,6 +35,24 @@ RETRY_AFTER_SECONDS = 10
 DATABASE_UNAVAILABLE = (
     "The database is unavailable. Retry in a few seconds (posting a conversation again is safe)."
 )
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    """Whether an answer made outside DRF (a 404, a 503) should be the API's JSON."""
+    return request.path_info == "/api" or request.path_info.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: under /api/ an unknown path answers JSON, as DRF's NotFound does.
+
+    A handler rather than a catch-all route, so that CommonMiddleware still redirects a path
+    missing its trailing slash (it only does for a path that resolves to nothing). With
+    DJANGO_DEBUG=1 Django shows its debug page instead, as for every 404.
+    """
+    if is_api_request(request):
+        detail = f"No API endpoint at {request.path}. The endpoints are listed at {reverse('api-docs')}."
+        return JsonResponse({"detail": detail}, status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
 
 
 def _flatten(detail: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -201,9 +203,30 @@ def _bucket_label(bucket, granularity: str) -> str:
     return bucket.start.strftime("%b %d")
 
 
+def bucket_end(start: datetime, *, granularity: str, tz: ZoneInfo) -> datetime:
+    """Where the bucket starting at `start` ends when nothing cuts it short.
+
+    Stepped as selectors.bucket_starts steps: hours are UTC hours, days and weeks step in
+    local wall-clock time (a day is 23 or 25 hours long on a DST change).
+    """
+    if granularity == Granularity.HOUR:
+        return start.astimezone(UTC) + timedelta(hours=1)
+    step = timedelta(days=7 if granularity == Granularity.WEEK else 1)
+    return (start.astimezone(tz).replace(tzinfo=None) + step).replace(tzinfo=tz)
+
+
+def last_bucket_in_progress(dash: Dashboard) -> bool:
+    """The period ends before its last bucket does (today so far, this hour so far): that
+    bucket is drawn as partial, or it would read as a drop."""
+    if not dash.buckets:
+        return False
+    return bucket_end(dash.buckets[-1].start, granularity=dash.granularity, tz=dash.tz) > dash.period.end
+
+
 def build_charts(dash: Dashboard) -> list[charts.Chart]:
     labels = [_bucket_label(bucket, dash.granularity) for bucket in dash.buckets]
     per = "hour" if dash.granularity == Granularity.HOUR else "day"
+    in_progress = per if last_bucket_in_progress(dash) else ""
     currency = dash.current.cost.currency
     symbol = formatting.CURRENCY_SYMBOLS.get(currency, "")
     totals = dash.current.totals
@@ -217,6 +240,7 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
                 ("AI-resolved", "series-resolved", [b.totals.ai_resolved for b in dash.buckets]),
                 ("Escalated", "series-escalated", [b.totals.escalated for b in dash.buckets]),
             ],
+            in_progress=in_progress,
         ),
         charts.line(
             slug="resolution",
@@ -231,6 +255,7 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
             band_label="Target 60–70%",
             value_header="AI resolution rate",
             format_value=formatting.rate,
+            in_progress=in_progress,
         ),
         charts.line(
             slug="csat",
@@ -243,6 +268,7 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
             unit="%",
             value_header="CSAT (4–5)",
             format_value=formatting.rate,
+            in_progress=in_progress,
         ),
         charts.line(
             slug="savings",
@@ -253,6 +279,7 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
             unit=symbol,
             value_header=f"Savings ({currency})",
             format_value=lambda value: formatting.money(value, currency),
+            in_progress=in_progress,
         ),
         charts.horizontal_bars(
             slug="csat-distribution",

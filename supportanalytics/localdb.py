@@ -16,6 +16,7 @@ Command line (used by the Makefile)::
     python -m supportanalytics.localdb start   # start if needed, print DATABASE_URL last
     python -m supportanalytics.localdb stop
     python -m supportanalytics.localdb url
+    python -m supportanalytics.localdb bindir  # PostgreSQL's binaries, or exit 1 saying how to install them
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from urllib.parse import quote
 BASE_DIR = Path(__file__).resolve().parent.parent
 DB_NAME = "supportanalytics"
 DB_USER = "supportanalytics"
+# What we tell people to run when PostgreSQL is missing (as root, `make db` runs it itself).
+INSTALL_COMMAND = "sudo apt-get install postgresql"
 SERVICE_USER = "postgres"
 # sun_path is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -61,6 +64,17 @@ def find_bindir() -> Path | None:
         return Path(candidates[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
+
+
+def installed_bindir() -> Path:
+    """find_bindir(), if PostgreSQL's server binaries are really there."""
+    bindir = find_bindir()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        raise LocalDatabaseError(
+            f"PostgreSQL is not installed. Install it with: {INSTALL_COMMAND}"
+            " (or set DATABASE_URL to an existing database)."
+        )
+    return bindir
 
 
 def _service_user_can_reach(path: Path) -> bool:
@@ -185,12 +199,7 @@ def _create_database(directory: Path) -> None:
 
 def ensure_running() -> str:
     """Start (and on first use create) the private cluster; return its DATABASE_URL."""
-    bindir = find_bindir()
-    if bindir is None or not (bindir / "pg_ctl").exists():
-        raise LocalDatabaseError(
-            "PostgreSQL not found: install it (e.g. `apt-get install postgresql`) "
-            "or set DATABASE_URL to an existing database."
-        )
+    bindir = installed_bindir()
     directory = data_dir()
     if directory.parent != BASE_DIR / "var":
         _check_owner(directory)
@@ -252,8 +261,10 @@ def main(argv: list[str]) -> int:
             stop()
         elif command == "url":
             print(database_url())
+        elif command == "bindir":
+            print(installed_bindir())
         else:
-            print(f"usage: {argv[0]} start|stop|url", file=sys.stderr)
+            print(f"usage: {argv[0]} start|stop|url|bindir", file=sys.stderr)
             return 2
     except LocalDatabaseError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -22,7 +22,7 @@ import sys
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from conversations.errors import DATABASE_ERRORS, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
+from conversations.errors import DATABASE_ERRORS, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, is_api_request
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ _PAGE = """<!doctype html>
 
 def database_unavailable_response(request: HttpRequest) -> HttpResponse:
     """503 with Retry-After: JSON in the API's error shape under /api/, a short page elsewhere."""
-    if request.path_info.startswith("/api/"):
+    if is_api_request(request):
         response = JsonResponse({"detail": DATABASE_UNAVAILABLE}, status=503)
     else:
         response = HttpResponse(_PAGE, status=503, content_type="text/html; charset=utf-8")

@@ -33,6 +33,8 @@ urlpatterns = [
 # A database error outside any view (e.g. a middleware saving the session) answers 503, not 500.
 # (/healthz is answered by supportanalytics.health.HealthCheckMiddleware, not by a route.)
 handler500 = "supportanalytics.outage.server_error"
+# An unknown path under /api/ answers JSON in the API's error shape; elsewhere Django's page.
+handler404 = "conversations.errors.not_found"
 
 admin.site.site_header = "Support Analytics"
 admin.site.site_title = "Support Analytics admin"

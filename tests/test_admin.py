@@ -213,6 +213,23 @@ def test_topic_changelist_shows_conversation_counts(superuser_client):
 # --- API keys -----------------------------------------------------------------------------
 
 
+def test_admin_index_lists_api_keys_once_ours(superuser_client):
+    response = superuser_client.get(reverse("admin:index"))
+
+    assert response.status_code == 200
+    listed_models = [
+        (app["app_label"], model["object_name"])
+        for app in response.context["app_list"]
+        for model in app["models"]
+        if model["name"] == "API keys"
+    ]
+    assert listed_models == [("conversations", "ApiKey")]
+    assert response.content.decode().count(">API keys</a>") == 1
+    # The package's own changelist is gone; ours answers.
+    assert superuser_client.get("/admin/rest_framework_api_key/apikey/").status_code == 404
+    assert superuser_client.get(reverse("admin:conversations_apikey_changelist")).status_code == 200
+
+
 def test_api_key_add_page_loads(superuser_client):
     response = superuser_client.get(reverse("admin:conversations_apikey_add"))
 

@@ -5,10 +5,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 
 from conversations import formatting
+from conversations.selectors import Granularity
+from conversations.views import bucket_end
 from tests.conftest import T0
 from tests.factories import ConversationFactory
 from tests.scans import topic_names
@@ -284,6 +288,121 @@ def test_charts_are_inline_svg_with_titles_and_data_tables(staff_client, convers
     volume = dict(figures)["volume"]
     assert volume.count('<th scope="row">') == 7
     assert "target 60–70%" in page.lower()
+
+
+# --- The unfinished last bucket -----------------------------------------------------------
+
+SERIES_CHARTS = ["volume", "resolution", "csat", "savings"]
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def partial_marks(response) -> dict[str, dict]:
+    """Per time-series chart: which table rows say "(so far)", its hatched or dashed shapes, its note."""
+    marks = {}
+    for chart in response.context["charts"]:
+        if chart.slug not in SERIES_CHARTS:
+            assert chart.partial_note == ""
+            continue
+        marks[chart.slug] = {
+            "rows": [index for index, row in enumerate(chart.table_rows) if row[0].endswith(" (so far)")],
+            "bars": [rect.x for rect in chart.rects if rect.css_class == "partial-hatch"],
+            "steps": [path.d for path in chart.paths if path.css_class == "series-line partial"],
+            "dots": [dot.label for dot in chart.dots if dot.css_class == "series-dot partial"],
+            "note": chart.partial_note,
+        }
+    return marks
+
+
+def test_seven_days_mark_only_today_as_partial(staff_client, conversations):
+    response = staff_client.get(URL, {"range": "7d"})
+
+    marks = partial_marks(response)
+    last = 6  # Mar 8 .. Mar 14, T0 is noon on Mar 14
+    assert {slug: mark["rows"] for slug, mark in marks.items()} == {slug: [last] for slug in SERIES_CHARTS}
+    volume = response.context["charts"][0]
+    assert volume.table_rows[last][0] == "Mar 14 (so far)"
+    today_bars = {rect.x for rect in volume.rects if rect.label.startswith("Mar 14 (so far):")}
+    assert len(today_bars) == 1 and marks["volume"]["bars"] == list(today_bars)
+    assert marks["volume"]["note"] == "Latest day is still in progress (hatched bar: so far)."
+    for slug in ["resolution", "csat", "savings"]:
+        # One dashed step, from Mar 13 to Mar 14, and Mar 14's dot alone hollow.
+        assert len(marks[slug]["steps"]) == 1, slug
+        assert [label.split(":")[0] for label in marks[slug]["dots"]] == ["Mar 14 (so far)"], slug
+        assert marks[slug]["note"].startswith("Latest day is still in progress"), slug
+    page = response.content.decode()
+    assert page.count('<p class="partial-note">Latest day is still in progress') == 4
+    assert page.count(">In progress (so far)</li>") == 4
+    assert 'id="partial-hatch"' in page
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"range": "custom", "start": "2026-03-01", "end": "2026-03-13"},
+        {"range": "custom", "start": "2026-03-13", "end": "2026-03-13"},
+        {"range": "24h"},  # T0 is on the hour: the last hour is whole
+    ],
+)
+def test_whole_past_buckets_are_not_partial(staff_client, conversations, params):
+    response = staff_client.get(URL, params)
+
+    assert response.status_code == 200
+    assert all(
+        mark == {"rows": [], "bars": [], "steps": [], "dots": [], "note": ""}
+        for mark in partial_marks(response).values()
+    )
+    page = response.content.decode()
+    assert "(so far)" not in page
+    assert "partial-note" not in page
+
+
+def test_the_current_hour_is_partial_in_the_24_hour_range(staff_client, conversations):
+    with time_machine.travel(T0 + timedelta(minutes=30), tick=False):
+        response = staff_client.get(URL, {"range": "24h"})
+
+    assert response.context["query"].granularity == Granularity.HOUR
+    volume = response.context["charts"][0]
+    assert [row[0] for row in volume.table_rows if row[0].endswith("(so far)")] == ["12:00 (so far)"]
+    assert volume.partial_note.startswith("Latest hour is still in progress")
+
+
+@pytest.mark.parametrize(
+    ("start", "granularity", "end"),
+    [
+        # New York's 23-hour and 25-hour days, and the hours either side of a change (UTC hours).
+        (datetime(2026, 3, 8, tzinfo=NEW_YORK), Granularity.DAY, datetime(2026, 3, 9, 4, tzinfo=UTC)),
+        (datetime(2026, 11, 1, tzinfo=NEW_YORK), Granularity.DAY, datetime(2026, 11, 2, 5, tzinfo=UTC)),
+        (datetime(2026, 3, 2, tzinfo=NEW_YORK), Granularity.WEEK, datetime(2026, 3, 9, 4, tzinfo=UTC)),
+        (datetime(2026, 11, 1, 5, 0, tzinfo=UTC), Granularity.HOUR, datetime(2026, 11, 1, 6, tzinfo=UTC)),
+        (datetime(2026, 11, 1, 6, 0, tzinfo=UTC), Granularity.HOUR, datetime(2026, 11, 1, 7, tzinfo=UTC)),
+    ],
+)
+def test_bucket_end_steps_in_local_wall_clock_time(start, granularity, end):
+    local_start = start.astimezone(NEW_YORK)
+    assert bucket_end(local_start, granularity=granularity, tz=NEW_YORK) == end
+
+
+@pytest.mark.parametrize(
+    ("now", "params", "partial"),
+    [
+        # 23:30 on Nov 1 in New York, a 25-hour day: 24 hours after its start it still runs.
+        (datetime(2026, 11, 2, 4, 30, tzinfo=UTC), {"range": "7d"}, True),
+        # Whole days up to Mar 8, a 23-hour day: it ended when the range did.
+        (
+            datetime(2026, 3, 14, 12, tzinfo=UTC),
+            {"range": "custom", "start": "2026-03-02", "end": "2026-03-08"},
+            False,
+        ),
+    ],
+)
+def test_partial_follows_local_days_across_dst(staff_client, settings, now, params, partial):
+    settings.ANALYTICS_TIME_ZONE = "America/New_York"
+    with time_machine.travel(now, tick=False):
+        ConversationFactory(timestamp=now - timedelta(hours=2))
+        response = staff_client.get(URL, params)
+
+    volume = response.context["charts"][0]
+    assert [row[0].endswith("(so far)") for row in volume.table_rows] == [False] * 6 + [partial]
 
 
 @pytest.mark.parametrize(

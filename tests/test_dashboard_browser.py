@@ -214,6 +214,13 @@ def test_dashboard_in_a_browser(live_server, chromium):
     assert re.sub(r"\D", "", conversations_shown) == str(len(in_last_7_days())), conversations_shown
 
     expect(page.locator("figure.chart svg").first, "a chart").to_be_visible()
+    # Today is still running: said in words beside the chart, and its bar hatched when it has one.
+    note = page.locator("#chart-volume .partial-note")
+    expect(note, "the in-progress note").to_be_visible()
+    expect(note).to_have_text("Latest day is still in progress (hatched bar: so far).")
+    chart_shot = SCREENSHOT_DIR / "chart-volume.png"
+    chart_shot.unlink(missing_ok=True)
+    page.locator("#chart-volume").screenshot(path=chart_shot)
 
     save_screenshot(page, DESKTOP)
     save_screenshot(page, PHONE)

@@ -2,7 +2,9 @@
 
 import os
 import pwd
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import dj_database_url
@@ -168,3 +170,89 @@ def test_root_falls_back_to_the_service_users_home_and_refuses_foreign_folders(t
     planted.mkdir()  # owned by root, not by the postgres user
     with pytest.raises(localdb.LocalDatabaseError, match="belongs to another user"):
         localdb._check_owner(planted)
+
+
+# --- Without PostgreSQL -------------------------------------------------------------------
+
+
+def test_without_postgresql_starting_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(localdb, "find_bindir", lambda: None)
+
+    with pytest.raises(localdb.LocalDatabaseError, match="Install it with: sudo apt-get install postgresql"):
+        localdb.ensure_running()
+
+
+def test_a_bindir_without_pg_ctl_is_not_an_installation(monkeypatch, tmp_path, capsys):
+    (tmp_path / "initdb").touch()
+    monkeypatch.setenv("PG_BIN", str(tmp_path))
+
+    assert localdb.main(["localdb", "bindir"]) == 1
+    assert capsys.readouterr().err == (
+        "error: PostgreSQL is not installed. Install it with: sudo apt-get install postgresql"
+        " (or set DATABASE_URL to an existing database).\n"
+    )
+
+
+def test_bindir_prints_the_installed_binaries(capsys):
+    assert localdb.main(["localdb", "bindir"]) == 0
+    bindir = Path(capsys.readouterr().out.strip())
+    assert (bindir / "pg_ctl").exists()
+
+
+def make_db(tmp_path: Path, *, uid: int, pg_bin: str | None) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`make db` with a fake `id -u` and a fake apt-get that only records its arguments."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    apt_log = tmp_path / "apt-get.log"
+    (fake_bin / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (fake_bin / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {apt_log}\n')
+    for script in fake_bin.iterdir():
+        script.chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "PG_BIN"}}
+    env = {key: value for key, value in env.items() if not key.startswith(("MAKE", "MFLAGS"))}
+    env["PATH"] = f"{fake_bin}:{env['PATH']}"
+    if pg_bin:
+        env["PG_BIN"] = pg_bin
+    result = subprocess.run(
+        ["make", "-s", "db"], cwd=localdb.BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+    return result, apt_log.read_text().splitlines() if apt_log.exists() else []
+
+
+needs_make = pytest.mark.skipif(
+    not shutil.which("make")
+    or subprocess.run(["make", "-q", ".venv/.installed-runtime"], cwd=localdb.BASE_DIR).returncode != 0,
+    reason="needs make and the venv `make` builds",
+)
+
+
+@needs_make
+def test_make_db_as_root_installs_postgresql_from_debian_when_missing(tmp_path):
+    result, apt_calls = make_db(tmp_path, uid=0, pg_bin=str(tmp_path / "nowhere"))
+
+    assert apt_calls == ["update -qq", "install -y -qq postgresql"]
+    assert "installing it from Debian" in result.stderr
+    # The fake apt-get installed nothing, so starting still fails, saying why.
+    assert result.returncode != 0
+    assert "sudo apt-get install postgresql" in result.stderr
+
+
+@needs_make
+def test_make_db_as_another_user_says_which_command_to_run(tmp_path):
+    result, apt_calls = make_db(tmp_path, uid=1000, pg_bin=str(tmp_path / "nowhere"))
+
+    assert apt_calls == []
+    assert result.returncode != 0
+    assert "error: PostgreSQL is not installed. Install it with: sudo apt-get install postgresql" in (
+        result.stderr
+    )
+
+
+@needs_make
+@pytest.mark.skipif(not settings.LOCAL_MODE, reason="DATABASE_URL names another database")
+def test_make_db_with_postgresql_installed_installs_nothing(tmp_path):
+    result, apt_calls = make_db(tmp_path, uid=0, pg_bin=None)
+
+    assert apt_calls == []
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == localdb.database_url()
