@@ -11,7 +11,7 @@ import pytest
 import time_machine
 
 from conversations import formatting
-from conversations.selectors import Granularity
+from conversations.analytics.query import Granularity
 from conversations.views import bucket_end
 from tests.conftest import T0
 from tests.factories import ConversationFactory

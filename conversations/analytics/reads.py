@@ -86,6 +86,18 @@ _EDGE_COLUMNS = sql.SQL(", ").join(
     for name in dict.fromkeys(["timestamp", "response_ms_bucket", "topic_ids", *rollups.CHANGE_COLUMNS[1:]])
     if name not in ("channel", "bot_version")
 )
+
+
+def _fixed(text: sql.Composable) -> sql.SQL:
+    """A fragment without values, rendered once: composing it anew for every read cost more
+    than the rest of building the statement."""
+    return sql.SQL(text.as_string())
+
+
+_ROLLUP_SUMS, _RAW_SUMS, _ROLLUP_COUNTS, _RAW_COUNTS, _PART_COLUMNS, _EDGE_COLUMNS, _TOPIC_ID_OF_NAME = map(
+    _fixed,
+    (_ROLLUP_SUMS, _RAW_SUMS, _ROLLUP_COUNTS, _RAW_COUNTS, _PART_COLUMNS, _EDGE_COLUMNS, _TOPIC_ID_OF_NAME),
+)
 # Whether a local bucket (date_trunc's granularity, time zone) starts inside the UTC hour `{hour}`.
 _BUCKET_STARTS_IN = (
     "date_trunc(%s, {hour} AT TIME ZONE %s)"
@@ -140,17 +152,20 @@ def _rollups_where(
         conditions.append(sql.SQL("r.channel IS NULL AND r.bot_version IS NULL"))
     else:
         conditions.append(sql.SQL("r.channel IS NOT NULL"))
-        if filters.channel is not None:
-            conditions.append(sql.SQL("r.channel = %s"))
-            params.append(filters.channel)
-        if filters.bot_version is not None:
-            conditions.append(sql.SQL("r.bot_version = %s"))
-            params.append(filters.bot_version)
+        _add_label_filters("r", filters, conditions, params)
     topic_rows = per_topic or bool(filters.topic)
     if filters.topic:
         conditions.append(sql.SQL("r.topic_id = {}").format(_TOPIC_ID_OF_NAME))
         params.append(filters.topic)
     return _LIVE[topic_rows], _where(conditions), params
+
+
+def _add_label_filters(alias: str, filters: Filters, conditions: list, params: list) -> None:
+    """The channel and bot version filters, on rows `alias` (rollup rows or conversations)."""
+    for column, value in (("channel", filters.channel), ("bot_version", filters.bot_version)):
+        if value is not None:
+            conditions.append(sql.SQL("{}.{} = %s").format(sql.Identifier(alias), sql.Identifier(column)))
+            params.append(value)
 
 
 def _periods_where(periods: tuple[Period, ...]) -> tuple[sql.Composable, list]:
@@ -178,12 +193,7 @@ def _edges_sql(plan: Plan, filters: Filters) -> tuple[sql.Composable, list] | No
         sign, params = sql.SQL("1"), []
     text, where_params = _periods_where(plan.raw + plan.minus)
     conditions, params = [text], params + where_params
-    if filters.channel is not None:
-        conditions.append(sql.SQL("c.channel = %s"))
-        params.append(filters.channel)
-    if filters.bot_version is not None:
-        conditions.append(sql.SQL("c.bot_version = %s"))
-        params.append(filters.bot_version)
+    _add_label_filters("c", filters, conditions, params)
     if filters.topic:
         # {NULL} for an unknown name: contained in no array.
         conditions.append(sql.SQL("c.topic_ids @> ARRAY[{}]").format(_TOPIC_ID_OF_NAME))
