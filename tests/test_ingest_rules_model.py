@@ -251,7 +251,7 @@ def valid_timestamps(draw) -> str:
 
 @st.composite
 def valid_items(draw) -> dict:
-    """Items the serializer accepts, in the many shapes a sender may use."""
+    """Items the rules accept, in the many shapes a sender may use."""
     item = {
         "session_id": draw(st.text(alphabet=clean_characters, min_size=1, max_size=255)),
         "turns": draw(st.integers(min_value=0, max_value=10_000)),
@@ -441,6 +441,14 @@ def test_ordinary_valid_items_are_accepted(item):
 
 
 # --- The clock, the messages, the schema ---------------------------------------------------
+
+
+def test_a_conversation_from_the_rules_is_a_whole_conversation_in():
+    # The rules fill a ConversationIn's __dict__ instead of calling its __init__.
+    [conversation] = outcome(BASE)
+    assert conversation == ConversationIn(session_id="s-1", timestamp=T0, turns=3, resolved_by_ai=True)
+    assert list(vars(conversation)) == [field.name for field in dataclasses.fields(ConversationIn)]
+    assert hash(conversation) == hash(dataclasses.replace(conversation))
 
 
 def test_no_timestamp_means_time_of_receipt():

@@ -15,7 +15,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from conversations import rollups, services
-from conversations.ingest_rules import IngestInvalid, conversations_from_body
+from conversations.ingest_rules import IngestInvalid, conversation_from_item
 from conversations.services import ConversationIn
 
 # Conversations per transaction. Each holds an advisory lock per session id until it commits,
@@ -287,7 +287,7 @@ class Command(BaseCommand):
         if not isinstance(data, dict):
             return None, "not a JSON object"
         try:
-            [conversation] = conversations_from_body(data, received_at=received_at, now=now)
+            conversation = conversation_from_item(data, received_at=received_at, now=now)
         except IngestInvalid as invalid:
             return None, "; ".join(
                 f"{error['field'] or 'line'}: {error['message']}" for error in invalid.errors
