@@ -7,7 +7,7 @@ pydantic-core (Rust) where a constraint can say them; Python runs only where a r
 topic's normalized name, a label's trimming, Django's ISO 8601 parser, DecimalField's arithmetic
 for `ai_cost`, the rules between fields). It is a TypedDict, not a BaseModel: what the rules
 make of an item is a `ConversationIn` (`_conversation_in`), and a model instance on the way
-cost a tenth of the time per item (docs/benchmarks.md).
+cost ~0.6 µs more per item (docs/benchmarks.md).
 
 The leniencies are the ones DRF's serializer had, kept so senders see no change (pinned by
 tests/test_ingest_rules.py): a JSON number for a string field is taken as its `str()`
