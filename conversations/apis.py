@@ -14,12 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conversations import services
+from conversations import ingest_rules, services
 from conversations.auth import CanIngest
-from conversations.ingest_validation import conversations_from_body
 from conversations.models import SESSION_ID_MAX_LENGTH, Conversation
 from conversations.serializers import (
-    ConversationInputSerializer,
     ConversationOutputSerializer,
     StrictIntegerField,
 )
@@ -43,6 +41,16 @@ class BatchResultSerializer(serializers.Serializer):
 _CONVERSATION_OUTPUT = ConversationOutputSerializer()
 
 
+def _error_detail(errors: list[dict]) -> dict:
+    """The ingest rules' errors as DRF's nested detail, which conversations/errors.py flattens
+    back into the same list for the 400 (an `index` key level only for an array)."""
+    detail: dict = {}
+    for error in errors:
+        item = detail.setdefault(error["index"], {}) if "index" in error else detail
+        item.setdefault(error["field"] or "non_field_errors", []).append(error["message"])
+    return detail
+
+
 class ConversationIngestApi(APIView):
     permission_classes = [CanIngest]
     throttle_scope = "ingest"  # conversations.throttling
@@ -56,7 +64,7 @@ class ConversationIngestApi(APIView):
             "counts, the last item winning when a session id repeats. If any item is invalid, nothing "
             "is stored and the 400 names each bad item's index and field."
         ),
-        request=ConversationInputSerializer,
+        request=ingest_rules.ConversationInput,
         responses={
             200: PolymorphicProxySerializer(
                 component_name="IngestResult",
@@ -105,9 +113,10 @@ class ConversationIngestApi(APIView):
         else:
             raise exceptions.ParseError("Expected a JSON object or an array of objects.")
 
-        # Plain-Python checks first; anything doubtful goes through ConversationInputSerializer,
-        # whose ValidationError (and so the 400) is the same as without the fast path.
-        items = conversations_from_body(data, received_at=timezone.now())
+        try:
+            items = ingest_rules.conversations_from_body(data, received_at=timezone.now())
+        except ingest_rules.IngestInvalid as invalid:
+            raise exceptions.ValidationError(_error_detail(invalid.errors)) from None
         result = services.conversations_ingest(items=items, details=not many)
 
         if many:

@@ -42,7 +42,7 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         connection_created.connect(_configure_session, dispatch_uid="conversations.configure_session")
-        from conversations import checks, rollups  # noqa: F401 - checks registers itself
+        from conversations import checks, rollups, schema  # noqa: F401 - checks and schema register themselves
 
         # Small writes' rollup changes are folded in after responses (RollupDelta).
         request_finished.connect(rollups.fold_if_due, dispatch_uid="conversations.fold_rollup_deltas")

@@ -17,6 +17,9 @@ MAX_TURNS = 10_000
 MAX_RESPONSES = 10_000
 # A posted timestamp may be at most this far ahead of the server's clock.
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# Times outside these years are refused: nothing real lies there, and date arithmetic near
+# year 1 or 9999 (a previous period, a time-zone shift) would overflow.
+MIN_YEAR, MAX_YEAR = 1900, 9000
 MAX_RESPONSE_MS = 86_400_000  # a day: anything slower is a broken clock, not a response time
 MAX_TOPICS = 20
 TOPIC_MAX_LENGTH = 100

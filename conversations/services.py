@@ -18,8 +18,7 @@ from conversations.models import Conversation, Topic
 
 @dataclass(frozen=True)
 class ConversationIn:
-    """A validated, normalized conversation (`ingest_validation.conversations_from_body`, or
-    `ConversationInputSerializer.to_conversation_in` when the fast path is not sure)."""
+    """A validated, normalized conversation (`ingest_rules.conversations_from_body`)."""
 
     session_id: str
     timestamp: datetime
