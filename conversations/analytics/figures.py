@@ -23,6 +23,11 @@ flips the flag on a stored conversation moves its rollups as any replacement doe
 contribution out, new one in). RollupDelta needs the column too; the `conversations` system
 check says so when it is missing.
 
+A figure may also be cut off at read time (`CutOff`): counted only for the conversations that
+ended at least some time before the read (say, "settled" = older than the repeat-contact
+window, only then is "not followed up" known). Nothing is stored for it: it is a stored figure
+read over the window clipped at now − age, per bucket and per topic alike (analytics.reads).
+
 Adding a figure: a declaration below, then `manage.py makemigrations` (the new rollup column)
 with a `RunPython(fill_figures)` after it (README, "Adding a figure").
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import models
@@ -170,6 +176,22 @@ FIGURES: tuple[Figure, ...] = (
 )
 
 NAMES: tuple[str, ...] = tuple(figure.name for figure in FIGURES)
+
+
+@dataclass(frozen=True)
+class CutOff:
+    """A figure counted only for the conversations of a window that ended at least `age()`
+    before the moment of the read: the stored figure `of`, read over the window clipped there.
+    `age` is called at each read (a setting may change it)."""
+
+    name: str
+    doc: str
+    of: str
+    age: Callable[[], timedelta]
+
+
+# None yet: the honest-resolution issue declares the first ("settled" conversations).
+CUTOFFS: tuple[CutOff, ...] = ()
 BY_NAME: dict[str, Figure] = {figure.name: figure for figure in FIGURES}
 
 # Not a sum but counts per response-time bucket (conversations.histogram), added element by

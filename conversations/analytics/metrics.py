@@ -17,12 +17,12 @@ from __future__ import annotations
 import enum
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from conversations import histogram
-from conversations.analytics.figures import CSAT_SCORES, FIGURES, HISTOGRAM, NAMES
+from conversations.analytics.figures import BY_NAME, CSAT_SCORES, CUTOFFS, FIGURES, HISTOGRAM, NAMES
 
 ONE_DECIMAL = Decimal("0.1")
 TWO_DECIMALS = Decimal("0.01")
@@ -324,6 +324,19 @@ class _TotalsMethods:
             return cls(*(value or 0 for value in values), tuple(counts))
         return cls(*(-(value or 0) for value in values), tuple(-count for count in counts))
 
+    def __getattr__(self, name: str) -> Any:
+        # A cut-off figure (figures.CutOff), read into `cut_offs`; zero where none was read
+        # (an empty bucket).
+        cut_offs = self.__dict__.get("cut_offs", {})
+        if name in cut_offs:
+            return cut_offs[name]
+        if name in _CUT_OFF_ZEROS:
+            return _CUT_OFF_ZEROS[name]
+        raise AttributeError(f"Totals has no figure {name!r}")
+
+    def with_cut_offs(self, values: dict[str, Any]) -> Totals:
+        return replace(self, cut_offs={**self.cut_offs, **values})
+
     def __add__(self, other: Totals) -> Totals:
         mine, theirs = self.response_ms_histogram, other.response_ms_histogram
         # Topic figures carry no histogram, and a sum often starts empty: skip 101 additions.
@@ -333,7 +346,11 @@ class _TotalsMethods:
             counts = theirs
         else:
             counts = tuple(map(operator.add, mine, theirs))
-        return type(self)(*map(operator.add, _figure_values(self), _figure_values(other)), counts)
+        cut_offs = self.cut_offs
+        if other.cut_offs:
+            names = {*cut_offs, *other.cut_offs}
+            cut_offs = {name: cut_offs.get(name, 0) + other.cut_offs.get(name, 0) for name in names}
+        return type(self)(*map(operator.add, _figure_values(self), _figure_values(other)), counts, cut_offs)
 
     @property
     def csat_sum(self) -> int:
@@ -373,13 +390,15 @@ class _TotalsMethods:
         return _round(settings.human_cost_per_conversation * self.escalated, TWO_DECIMALS)
 
 
-# One field per figure (figures.FIGURES order, which `from_columns` and `+` rely on) and the
-# histogram; one property per metric declared with a function above.
+# One field per figure (figures.FIGURES order, which `from_columns` and `+` rely on), the
+# histogram and the cut-off figures; one property per metric declared with a function above.
 Totals = make_dataclass(
     "Totals",
     [
         *((figure.name, type(figure.zero), field(default=figure.zero)) for figure in FIGURES),
         (HISTOGRAM, tuple, field(default=histogram.EMPTY)),
+        # The cut-off figures (figures.CUTOFFS) by name, read as attributes too.
+        ("cut_offs", dict, field(default_factory=dict)),
     ],
     bases=(_TotalsMethods,),
     namespace={
@@ -392,6 +411,7 @@ Totals = make_dataclass(
 Totals.__module__ = __name__
 Totals.__doc__ = "Sums and counts over a set of conversations (analytics.figures), with their metrics."
 _figure_values = operator.attrgetter(*NAMES)
+_CUT_OFF_ZEROS = {cut_off.name: BY_NAME[cut_off.of].zero for cut_off in CUTOFFS}
 
 
 def full_scan_aggregates(*, with_histogram: bool = True) -> dict:

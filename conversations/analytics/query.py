@@ -26,6 +26,12 @@ class Period:
         strictly newer than the cutoff, so the window excludes its start."""
         return cls(start=now - timedelta(hours=hours), end=now, include_start=False)
 
+    def clipped(self, end: datetime) -> Period:
+        """The part of this period before `end` (empty when it starts at or after it)."""
+        return Period(
+            start=self.start, end=max(self.start, min(self.end, end)), include_start=self.include_start
+        )
+
     def previous(self) -> Period:
         """The period of the same length that ends where this one starts."""
         return Period(

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection
 from psycopg import sql
 
 from conversations import rollups
-from conversations.analytics.figures import BY_NAME, HISTOGRAM, NAMES
+from conversations.analytics.figures import BY_NAME, CUTOFFS, HISTOGRAM, NAMES, CutOff
 from conversations.analytics.metrics import Totals
-from conversations.analytics.planner import HOUR, Plan, ceil, floor
+from conversations.analytics.planner import HOUR, MICROSECOND, Plan, ceil, floor
 from conversations.analytics.query import Filters, Granularity, Period
 from conversations.models import Conversation, Span, Topic
 
@@ -331,22 +331,49 @@ class _Statement:
 
 
 def read(
-    windows: Sequence[tuple[Period, Plan]],
+    periods: Sequence[Period],
     filters: Filters,
     *,
+    plan: Callable[[Period], Plan],
+    now: datetime,
     totals: bool = True,
     topics: TopicFigures | None = None,
     series: tuple[Granularity, ZoneInfo] | None = None,
+    cut_offs: Sequence[CutOff] | None = None,
 ) -> list[WindowFigures]:
-    """The figures of each window, read as its plan says, in one statement."""
+    """The figures of each window, each read as `plan` says, in one statement.
+
+    The cut-off figures (figures.CUTOFFS unless given) are the figures of each window clipped
+    at now − their age, read in the same statement as windows of their own.
+    """
+    cut_offs = CUTOFFS if cut_offs is None else cut_offs
+    by_age: dict[timedelta, list[CutOff]] = defaultdict(list)
+    for cut_off in cut_offs:
+        by_age[cut_off.age()].append(cut_off)
+    # (window index, the cut-offs it is read for or None, its period), one part each.
+    windows = [(index, None, period) for index, period in enumerate(periods)]
+    windows += [
+        (index, group, period.clipped(now - age + MICROSECOND))
+        for index, period in enumerate(periods)
+        for age, group in by_age.items()
+    ]
     statement = _Statement()
-    for part, (_, plan) in enumerate(windows):
-        statement.window(part, plan, filters, totals=totals, topics=topics, series=series)
-    figures = [WindowFigures() for _ in windows]
+    for part, (_, _, period) in enumerate(windows):
+        statement.window(part, plan(period), filters, totals=totals, topics=topics, series=series)
+    read_figures = _figures(statement.rows(), len(windows), series)
+    figures = read_figures[: len(periods)]
+    for (index, group, _), clipped in zip(windows[len(periods) :], read_figures[len(periods) :], strict=True):
+        _add_cut_offs(figures[index], clipped, group, with_topics=topics is TopicFigures.ALL)
+    return figures
+
+
+def _figures(rows: list[tuple], parts: int, series) -> list[WindowFigures]:
+    """The rows of a statement as each part's figures."""
+    figures = [WindowFigures() for _ in range(parts)]
     # A topic's signed sums first (it has a rollup row and up to two raw ones), then one Totals.
-    topic_sums: list[dict[int, tuple[str, list]]] = [{} for _ in windows]
+    topic_sums: list[dict[int, tuple[str, list]]] = [{} for _ in range(parts)]
     count = len(NAMES)
-    for row in statement.rows():
+    for row in rows:
         part, topic_id, bucket, sign = row[:4]
         values, (counts, buckets) = row[4 : 4 + count], row[4 + count : 6 + count]
         if topic_id is not None:
@@ -365,6 +392,23 @@ def read(
             topic_id: (name, Totals.from_columns(sums)) for topic_id, (name, sums) in by_topic.items()
         }
     return figures
+
+
+def _add_cut_offs(
+    figures: WindowFigures, clipped: WindowFigures, group: list[CutOff], *, with_topics: bool
+) -> None:
+    """Puts the figures of the clipped window into the window's, as its cut-off figures
+    (a clipped window lies inside its window: every topic and bucket of it is there too)."""
+
+    def values(totals: Totals) -> dict:
+        return {cut_off.name: getattr(totals, cut_off.of) for cut_off in group}
+
+    figures.totals = figures.totals.with_cut_offs(values(clipped.totals))
+    for start, totals in clipped.series.items():
+        figures.series[start] = figures.series[start].with_cut_offs(values(totals))
+    if with_topics:
+        for topic_id, (name, totals) in clipped.topics.items():
+            figures.topics[topic_id] = (name, figures.topics[topic_id][1].with_cut_offs(values(totals)))
 
 
 def filter_menus(plan: Plan) -> tuple[set[str], set[str]]:

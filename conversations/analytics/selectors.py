@@ -49,9 +49,16 @@ class Bucket:
 def _read_window(
     period: Period, filters: Filters, *, totals: bool = True, topics: TopicFigures | None = None
 ) -> reads.WindowFigures:
-    plan = planner.window_plan(period, filters, topics=topics is not None, now=timezone.now())
-    [figures] = reads.read([(period, plan)], filters, totals=totals, topics=topics)
+    [figures] = reads.read(
+        [period], filters, **_window_plans(filters, topics=topics is not None), totals=totals, topics=topics
+    )
     return figures
+
+
+def _window_plans(filters: Filters, *, topics: bool) -> dict:
+    """How `reads.read` plans the windows of a read of totals (and topics), as of now."""
+    now = timezone.now()
+    return {"plan": lambda window: planner.window_plan(window, filters, topics=topics, now=now), "now": now}
 
 
 def window_totals(*, period: Period, filters: Filters) -> Totals:
@@ -189,8 +196,16 @@ def timeseries(
     (see planner.series_plan for the rows each kind of series reads)."""
     cost_settings = cost_settings or CostSettings.load()
     bucket_tz = UTC if granularity == Granularity.HOUR else tz
-    plan = planner.series_plan(period, filters, granularity=granularity, tz=bucket_tz, now=timezone.now())
-    [figures] = reads.read([(period, plan)], filters, series=(granularity, bucket_tz))
+    now = timezone.now()
+    [figures] = reads.read(
+        [period],
+        filters,
+        plan=lambda window: planner.series_plan(
+            window, filters, granularity=granularity, tz=bucket_tz, now=now
+        ),
+        now=now,
+        series=(granularity, bucket_tz),
+    )
     buckets, running = [], Decimal(0)
     for bucket_start in bucket_starts(start=period.start, end=period.end, granularity=granularity, tz=tz):
         totals = figures.series.get(bucket_start.astimezone(UTC), Totals())
@@ -213,11 +228,8 @@ def topic_trends(*, period: Period, filters: Filters) -> list[TopicTrend]:
     CSV export prints), in one read."""
     cost_settings = CostSettings.load()
     now, then = reads.read(
-        [(window, planner.window_plan(window, filters, topics=True, now=timezone.now()))
-         for window in (period, period.previous())],
-        filters,
-        topics=TopicFigures.ALL,
-    )  # fmt: skip
+        [period, period.previous()], filters, **_window_plans(filters, topics=True), topics=TopicFigures.ALL
+    )
     return _trends(
         _topic_stats(now.topics, total=now.totals.conversations, cost_settings=cost_settings),
         {
@@ -284,16 +296,9 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
     the period and the one before it together, in a fixed number of queries."""
     cost_settings = CostSettings.load()
     before = period.previous()
-    moment = timezone.now()
+    plans = _window_plans(filters, topics=True)
     # Both periods' totals and topics in one read.
-    now, then = reads.read(
-        [
-            (window, planner.window_plan(window, filters, topics=True, now=moment))
-            for window in (period, before)
-        ],
-        filters,
-        topics=TopicFigures.ALL,
-    )
+    now, then = reads.read([period, before], filters, **plans, topics=TopicFigures.ALL)
     totals, previous_totals = now.totals, then.totals
     topics = _topic_stats(now.topics, total=totals.conversations, cost_settings=cost_settings)
     previous_topics = _topic_stats(
@@ -301,7 +306,7 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
     )
     # The top topics are the first rows of the topics table (with a topic filter, that topic).
     top = [(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]]
-    channels, versions = reads.filter_menus(planner.plan(period, now=moment))
+    channels, versions = reads.filter_menus(planner.plan(period, now=plans["now"]))
     return Dashboard(
         period=period,
         previous_period=before,
