@@ -28,6 +28,8 @@ from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQue
 SMALL_SAMPLE = 30
 TARGET_BAND = (60, 70)  # the tutorial's recommended AI resolution range, in %
 TOP_TOPICS_CHART = 10
+# The axis of a line chart of rates.
+PERCENT_AXIS = {"low": 0, "high": 100, "unit": "%", "format_value": formatting.rate}
 
 
 def staff_required(view):
@@ -248,13 +250,10 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
             description=f"Share of conversations the bot resolved, per {per}; the band is the 60–70% target.",
             labels=labels,
             values=[b.totals.ai_resolution_rate for b in dash.buckets],
-            low=0,
-            high=100,
-            unit="%",
             band=TARGET_BAND,
             band_label="Target 60–70%",
             value_header="AI resolution rate",
-            format_value=formatting.rate,
+            **PERCENT_AXIS,
             in_progress=in_progress,
         ),
         charts.line(
@@ -263,11 +262,8 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
             description=f"Share of 4 and 5 ratings, per {per}; gaps where nobody rated.",
             labels=labels,
             values=[b.totals.csat_score for b in dash.buckets],
-            low=0,
-            high=100,
-            unit="%",
             value_header="CSAT (4–5)",
-            format_value=formatting.rate,
+            **PERCENT_AXIS,
             in_progress=in_progress,
         ),
         charts.line(
