@@ -236,17 +236,19 @@ def server_environment(url: str) -> dict[str, str]:
     }
 
 
-def start_server(url: str, port: int) -> subprocess.Popen:
+def start_server(url: str, port: int, base_dir: Path = BASE_DIR) -> subprocess.Popen:
+    """gunicorn serving the checkout `base_dir` (its own .venv) on `url`, once it answers."""
     env = server_environment(url)
     # Production settings serve hashed static files from a manifest: collect them first, as
     # a deployment does (README), or the dashboard fails on a fresh checkout.
+    python = str(base_dir / ".venv" / "bin" / "python")
     subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--no-input", "--verbosity", "0"],
-        cwd=BASE_DIR, env=env, check=True,
+        [python, "manage.py", "collectstatic", "--no-input", "--verbosity", "0"],
+        cwd=base_dir, env=env, check=True,
     )  # fmt: skip
     server = subprocess.Popen(
         [
-            str(BASE_DIR / ".venv" / "bin" / "gunicorn"),
+            str(base_dir / ".venv" / "bin" / "gunicorn"),
             "supportanalytics.wsgi",
             "--workers",
             str(WORKERS),
@@ -257,7 +259,7 @@ def start_server(url: str, port: int) -> subprocess.Popen:
             "--log-level",
             "warning",
         ],
-        cwd=BASE_DIR,
+        cwd=base_dir,
         env=env,
     )
     deadline = time.monotonic() + 30
@@ -447,10 +449,10 @@ def settle(url: str) -> None:
             connection.execute("CHECKPOINT")
 
 
-def time_import(lines: int, admin_url: str, url: str) -> float:
+def time_import(lines: int, admin_url: str, url: str, base_dir: Path = BASE_DIR) -> float:
     """Seconds for `manage.py import_jsonl` of a tutorial-format file of `lines` lines into an
     empty database (a tutorial user's first import): the file's 90 days of conversations, in
-    the order the tracker appended them."""
+    the order the tracker appended them. `base_dir`: the checkout whose code imports."""
     path = Path(tempfile.mkdtemp()) / "analytics.jsonl"
     end = datetime.now(UTC).replace(tzinfo=None)
     with path.open("w") as file:
@@ -473,13 +475,13 @@ def time_import(lines: int, admin_url: str, url: str) -> float:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
     environment = {**os.environ, "DATABASE_URL": url}
-    python = str(BASE_DIR / ".venv" / "bin" / "python")
+    python = str(base_dir / ".venv" / "bin" / "python")
     try:
-        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=BASE_DIR, env=environment, check=True)
+        subprocess.run([python, "manage.py", "migrate", "-v0"], cwd=base_dir, env=environment, check=True)
         started = time.monotonic()
         subprocess.run(
             [python, "manage.py", "import_jsonl", str(path), "--no-progress"],
-            cwd=BASE_DIR,
+            cwd=base_dir,
             env=environment,
             check=True,
             stdout=subprocess.DEVNULL,
