@@ -62,6 +62,9 @@ def _mean(total: int | Decimal, count: int, places: Decimal) -> Decimal | None:
     return _round(Decimal(total) / Decimal(count), places)
 
 
+_csat_counts = operator.attrgetter(*(f"csat_{score}" for score in CSAT_SCORES))
+
+
 # --- The metric declarations -----------------------------------------------------------------
 
 
@@ -192,7 +195,7 @@ def avg_turns(t: Totals) -> Decimal | None:
 @metric(Unit.COUNT, summary=("csat.responses",))
 def csat_responses(t: Totals) -> int:
     """Conversations with a CSAT score."""
-    return sum(getattr(t, f"csat_{score}") for score in CSAT_SCORES)
+    return sum(_csat_counts(t))
 
 
 @metric(Unit.PERCENT, summary=("csat.response_rate",))
@@ -354,7 +357,7 @@ class _TotalsMethods:
 
     @property
     def csat_sum(self) -> int:
-        return sum(score * getattr(self, f"csat_{score}") for score in CSAT_SCORES)
+        return sum(map(operator.mul, CSAT_SCORES, _csat_counts(self)))
 
     @property
     def csat_distribution(self) -> dict[int, int]:

@@ -9,6 +9,7 @@ the answer, its schema and the export at once.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -165,9 +166,15 @@ def summary_metric(path: str) -> Metric:
 # --- Rows: topics and time-series buckets ------------------------------------------------------
 
 
-def row_body(row, metrics: Iterable[str], answer: Answer) -> dict[str, Any]:
+def row_body(row, metrics: tuple[str, ...], answer: Answer) -> dict[str, Any]:
     """The metrics of a result row (TopicStats, Bucket) under their names in `answer`."""
-    return {METRICS[name].name_in(answer): _GETTERS[name](row) for name in metrics}
+    return {key: get(row) for key, get in _row_layout(metrics, answer)}
+
+
+@functools.cache
+def _row_layout(metrics: tuple[str, ...], answer: Answer) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    # Worked out once per layout: a series answer writes ~100 rows of ~10 metrics.
+    return tuple((METRICS[name].name_in(answer), _GETTERS[name]) for name in metrics)
 
 
 def row_fields(metrics: Iterable[str], answer: Answer) -> dict[str, serializers.Field]:
@@ -186,5 +193,5 @@ def export_header(metrics: Iterable[str], answer: Answer) -> list[str]:
     return [METRICS[name].csv_name(answer) for name in metrics]
 
 
-def export_values(row, metrics: Iterable[str]) -> list[Any]:
-    return [_GETTERS[name](row) for name in metrics]
+def export_values(row, metrics: tuple[str, ...]) -> list[Any]:
+    return [get(row) for _, get in _row_layout(metrics, Answer.SERIES)]
