@@ -308,9 +308,9 @@ class _Client:
     """A minimal HTTP/1.1 keep-alive client for the ingestion runs.
 
     The clients share the server's 2 cores, so their CPU comes out of the server's share.
-    `http.client` parses every response's headers with the `email` package: 0.68–0.72 ms of
-    client CPU per single POST (measured), a tenth of the machine at 280 requests/s. This one
-    sends the same requests and reads the status, the headers and the body by hand.
+    `http.client` parses every response's headers with the `email` package, a noticeable
+    share of the machine at single-POST rates (docs/benchmarks.md, "Bench HTTP client"). This
+    one sends the same requests and reads the status, the headers and the body by hand.
     """
 
     def __init__(self, port: int, headers: dict[str, str]):

@@ -4,11 +4,11 @@
 
 Issue 4 asks the reads at 10,000,000 conversations to take at most 1.5 × their time at
 1,000,000. `make bench` measures each size in its own run, minutes apart, on a machine whose
-speed drifts more than that (the same 1M-line import took 35 s and 62 s within ten minutes):
-the ratio of two such runs measures the drift as much as the data. This serves both bench
-databases at once (each loaded by `make bench` of its size, which this does not do) and asks
-every read of one and then of the other, round after round, alternating which goes first, so
-that both medians come from the same minutes. Appends its table to docs/benchmarks.md.
+speed drifts more than that (docs/benchmarks.md, "Read ratio side by side"): the ratio of two
+such runs measures the drift as much as the data. This serves both bench databases at once
+(each loaded by `make bench` of its size, which this does not do) and asks every read of one
+and then of the other, round after round, alternating which goes first, so that both medians
+come from the same minutes. Appends its table to docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ class AnalyticsApi(APIView):
     throttle_scope = "read"
     query_serializer: ClassVar[type[serializers.Serializer]] = AnalyticsQuerySerializer
     # One output serializer per view, shared by its requests: building one per request
-    # deep-copied its declared fields, a third of a summary's Python time (docs/benchmarks.md).
+    # deep-copies its declared fields (docs/benchmarks.md, "Shared output serializers").
     output: ClassVar[serializers.Serializer]
 
     def get(self, request: Request) -> Response:

@@ -35,9 +35,9 @@ class BatchResultSerializer(serializers.Serializer):
     updated = serializers.IntegerField()
 
 
-# One output serializer for every reply: building a serializer deep-copies its declared fields
-# (~0.4 ms, 5% of a single POST, measured), while `to_representation` keeps no state between
-# calls (the fields are bound once), so threads can share it.
+# One output serializer for every reply: building one deep-copies its declared fields, while
+# `to_representation` keeps no state between calls, so threads can share it
+# (docs/benchmarks.md, "Shared output serializers").
 _CONVERSATION_OUTPUT = ConversationOutputSerializer()
 
 

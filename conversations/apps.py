@@ -14,8 +14,8 @@ def _configure_session(sender, connection, **kwargs) -> None:
     """Settings for every new connection, for statements that run in milliseconds.
 
     JIT off: the planner cannot see how many rows an `unnest()` of a parameter array gives,
-    over-estimates, and then spends far longer compiling a statement (hundreds of ms for an
-    ingestion batch) than running it.
+    over-estimates, and then spends far longer compiling a statement than running it
+    (docs/benchmarks.md, "JIT off").
 
     Generic plans for prepared statements: the only ones are the ingestion statements of
     conversations.services (Django's own queries are never prepared). PostgreSQL would
@@ -23,8 +23,8 @@ def _configure_session(sender, connection, **kwargs) -> None:
     of ten rows looks dearer than a custom plan for one), and planning them costs more than
     running them for one conversation.
 
-    No parallel workers: starting them for a 90-day read of the rollups cost 10-25 ms on a
-    2-core machine (measured), more than the read itself.
+    No parallel workers: starting them cost more than a read of the rollups itself
+    (docs/benchmarks.md, "Parallel Append").
 
     A SET here rather than startup `options=-c ...`: connection poolers such as PgBouncer
     refuse startup options.

@@ -14,9 +14,10 @@ from conversations.throttling import ApiKeyRateThrottle, counting_sql
 KEYWORD = "Bearer"
 
 # ApiKey.objects.get_from_key(key) as one plain statement, prepared (conversations.db): every
-# API request looks its key up, and the ORM spent ~0.5 ms a request building this query
-# (measured; the query itself takes ~0.1 ms). Same rule as the library's: a key that is not
-# revoked, found by the prefix before its dot, then checked against its hash (in Python).
+# API request looks its key up, and the ORM took longer to build this query than PostgreSQL to
+# run it (docs/benchmarks.md, "API key lookup as one statement"). Same rule as the library's:
+# a key that is not revoked, found by the prefix before its dot, then checked against its hash
+# (in Python).
 _KEY_FIELDS = [field.attname for field in ApiKey._meta.concrete_fields]
 _KEY_SQL = (
     f"SELECT {', '.join(_KEY_FIELDS)} FROM {ApiKey._meta.db_table} WHERE prefix = %(prefix)s AND NOT revoked"

@@ -16,8 +16,10 @@ def raw_cursor() -> Iterator[psycopg.Cursor]:
     For the statements of every API request (the key lookup, the rate-limit count): it binds
     server-side, so they can be prepared once per connection (`execute(..., prepare=True)`),
     where Django's cursor quotes every parameter into the SQL text in Python and PostgreSQL
-    plans each statement again; the two took a fifth of a single POST's Python time. The
-    connection gets Django's health check first, errors become Django's
+    plans each statement again, a large share of a single POST's Python time
+    (docs/benchmarks.md, "Prepared statements on every request").
+
+    The connection gets Django's health check first, errors become Django's
     (`wrap_database_errors`), and the statements belong to the current transaction, if any,
     as a Django cursor's would. Django's query log (`connection.queries`,
     `assertNumQueries`) does not see them.

@@ -7,7 +7,7 @@ pydantic-core (Rust) where a constraint can say them; Python runs only where a r
 topic's normalized name, a label's trimming, Django's ISO 8601 parser, DecimalField's arithmetic
 for `ai_cost`, the rules between fields). It is a TypedDict, not a BaseModel: what the rules
 make of an item is a `ConversationIn` (`_conversation_in`), and a model instance on the way
-cost ~0.6 µs more per item (docs/benchmarks.md).
+only adds cost (docs/benchmarks.md, "Ingest rules, per item").
 
 The leniencies are the ones DRF's serializer had, kept so senders see no change (pinned by
 tests/test_ingest_rules.py): a JSON number for a string field is taken as its `str()`
@@ -149,7 +149,7 @@ def _timestamp(value: Any, info: ValidationInfo) -> datetime:
         if parsed is None:
             raise _error("datetime_format", WRONG_FORMAT) from None
     if parsed.utcoffset() is None:
-        parsed = datetime.combine(parsed, parsed.time(), UTC)  # replace(tzinfo=UTC), 4x faster
+        parsed = datetime.combine(parsed, parsed.time(), UTC)  # replace(tzinfo=UTC), but cheaper
     else:
         try:
             parsed = parsed.astimezone(UTC)
@@ -330,8 +330,8 @@ def _conversation_in(item: ConversationInput, info: ValidationInfo) -> Conversat
         # To the microsecond: every sum of these (rollups, full scans) is then exact.
         avg_response_ms = round(avg_response_ms, 3)
     # Built as pickle and copy build one (a new object, its __dict__ filled): the frozen
-    # dataclass's __init__ sets each field through object.__setattr__, a fifth of the time
-    # the rules take per item (docs/benchmarks.md).
+    # dataclass's __init__ sets each field through object.__setattr__, a large part of the
+    # rules' time per item (docs/benchmarks.md, "Ingest rules, per item").
     conversation = _new_conversation(ConversationIn)
     conversation.__dict__.update(
         session_id=item["session_id"],

@@ -95,7 +95,7 @@ class Conversation(models.Model):
     # Collation "C": ids are opaque, compared byte by byte. Under the database's default
     # (e.g. C.UTF-8 or en_US.UTF-8) every comparison in the unique index goes through the C
     # library's locale-aware strcoll, which made looking up and inserting a batch's ids the
-    # largest part of ingesting it (measured: ~20 µs an id at 1.2M rows).
+    # largest part of ingesting it (docs/benchmarks.md, "Collation C for session ids").
     session_id = models.CharField(max_length=SESSION_ID_MAX_LENGTH, db_collation="C")
     timestamp = models.DateTimeField(help_text="When the conversation ended (UTC).")
     turns = models.IntegerField()
@@ -235,8 +235,8 @@ class ConversationRollup(RollupMetrics):
         indexes = [
             # Uses index: every unfiltered window read (summary, series, dashboard), which
             # reads only the "all channels and versions" rows; a range scan of the key index
-            # above walks through every channel × version row of those starts too (a 90-day
-            # summary at 10M conversations: its index scans 0.26 → 0.06 ms).
+            # above walks through every channel × version row of those starts too
+            # (docs/benchmarks.md, "Partial indexes for unfiltered reads").
             models.Index(
                 fields=["span", "start"],
                 name="conversation_rollup_all_idx",
@@ -276,10 +276,9 @@ class TopicRollup(RollupMetrics):
             # Uses index: a summary or series filtered by one topic.
             models.Index(fields=["topic", "span", "start"], name="topic_rollup_topic_idx"),
             # Uses index: the topic counts of an unfiltered window (summary, dashboard), from
-            # the "all channels and versions" rows only. Through the key index, a 90-day
-            # summary at 10M conversations walked every topic × channel × version entry of
-            # those days: that part 7.3 → 2.1 ms, the whole statement 15.2 → 9.6 ms (EXPLAIN
-            # ANALYZE).
+            # the "all channels and versions" rows only. Through the key index, a read walked
+            # every topic × channel × version entry of those days
+            # (docs/benchmarks.md, "Partial indexes for unfiltered reads").
             models.Index(
                 fields=["span", "start"],
                 name="topic_rollup_all_idx",

@@ -220,11 +220,11 @@ def _live(table: str, keys: list[str]) -> str:
     one row per delta, not summed: a read sums the rows of its window (and their
     histograms), so it adds up either way.
 
-    Plain joins, no aggregation: PostgreSQL plans this in well under a millisecond (summing
-    the deltas the way a write does took a 90-day summary from 1.4 to 7 ms to plan). Every
-    column is cast to the table's type: with both halves of the UNION ALL typed alike,
-    PostgreSQL pushes a read's conditions (span, start range...) into the table half, which
-    then uses its indexes (mismatched, it read every row and filtered after: 9 → 64 ms)."""
+    Plain joins, no aggregation: summing the deltas the way a write does made a read several
+    times slower to plan. Every column is cast to the table's type: with both halves of the
+    UNION ALL typed alike, PostgreSQL pushes a read's conditions (span, start range...) into
+    the table half, which then uses its indexes (mismatched, it read every row and filtered
+    after; docs/benchmarks.md, "Live rollups: plain joins, typed columns")."""
     columns = ", ".join([*keys, *METRICS, HISTOGRAM])
     types = {field.column: field.db_type(connection) for field in TopicRollup._meta.concrete_fields}
     key_sql = {

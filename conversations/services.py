@@ -126,11 +126,11 @@ def _execute(
     and the caller commits.
 
     The write binds server-side, and with `prepare` a prepared statement is kept per
-    connection: these statements take ~10 ms to plan, several times what a single
-    conversation takes to write. Batches are planned each time instead (prepare=False), with
-    the real array sizes: a plan for one conversation suits 1,000 badly. The lock and topic
-    statements are always prepared: planning them took longer than running them (0.05 and
-    0.14 ms against 0.03 and 0.02, pg_stat_statements over single POSTs).
+    connection: planning these statements takes several times what a single conversation
+    takes to write. Batches are planned each time instead (prepare=False), with the real
+    array sizes: a plan for one conversation suits 1,000 badly. The lock and topic
+    statements are always prepared: planning them took longer than running them
+    (docs/benchmarks.md, "Prepared ingest statements").
     """
     connection.ensure_connection()
     if not connection.get_autocommit():
@@ -235,12 +235,12 @@ def _array(values: Iterable) -> str:
     or None), e.g. `{"a\\"b",NULL}`; cast to its type in SQL (`%(name)s::integer[]`).
 
     Written by hand because it is the hot path of a batch: psycopg dumps a list element by
-    element in Python (binary format: ~20 µs per conversation for its 14 arrays, measured;
-    text format more), while this is one join per array. Strings are quoted with `"` and
-    `\\` escaped, which is all PostgreSQL's array syntax asks inside double quotes.
+    element in Python, while this is one join per array
+    (docs/benchmarks.md, "Array literals by hand"). Strings are quoted with `"` and `\\`
+    escaped, which is all PostgreSQL's array syntax asks inside double quotes.
 
     A column of one type takes a short cut (`_FAST_ARRAYS`): one join, without a function
-    call per value (an import spent 14% of its Python time here before).
+    call per value.
     """
     values = values if isinstance(values, list) else list(values)
     kinds = set(map(type, values))
@@ -286,9 +286,9 @@ def _subclass_writer(value) -> Callable[[object], str]:
 # One statement: read the stored versions, upsert the conversations (their topic ids with
 # them), and move the rollups from the old contributions to the new ones. Parameters are parallel
 # arrays (one element per conversation), the topics as (session id, topic name) pairs, each
-# array sent as one array literal (`_array`): measured on batches of 2,000, psycopg's own
-# list dumping cost ~20 µs of Python per conversation in binary format, more in text, and a
-# JSON document ~16 µs per conversation in the server to take apart.
+# array sent as one array literal (`_array`): cheaper than psycopg's own list dumping in
+# Python or a JSON document taken apart in the server
+# (docs/benchmarks.md, "Array literals by hand").
 def _ingest_sql(changes_to: str, select: str) -> str:
     return f"""
 WITH
@@ -345,7 +345,8 @@ WITH
 
 # What the statement answers: per conversation, its id, the score it kept and whether it is
 # new (the API's reply to a single conversation); or only how many were new and replaced
-# (batches: 2,000 rows back cost the import ~3 µs each for nothing).
+# (batches: rows back would cost the import time for nothing;
+# docs/benchmarks.md, "Batch replies: counts only").
 _ROWS = """
 SELECT m.session_id, u.id, m.stored_csat, m.old_id IS NULL
 FROM merged m JOIN upserted u USING (session_id)
@@ -365,9 +366,9 @@ _INGEST_STATEMENTS = {
 
 # Up to this many conversations, ingestion uses the prepared statement (see `_execute`) and
 # leaves the rollups to `rollups.fold` (RollupDelta: concurrent single POSTs all updated the
-# current hour's rollup rows, one after the other; measured with 8 clients, PostgreSQL's CPU
-# per request went from 3.3–3.6 ms to 2.0). Larger batches update the rollups themselves:
-# summed first, a batch's rollup changes are few per conversation.
+# current hour's rollup rows, one after the other;
+# docs/benchmarks.md, "Rollup deltas for small writes"). Larger batches update the rollups
+# themselves: summed first, a batch's rollup changes are few per conversation.
 _SMALL_BATCH_MAX = 10
 
 
@@ -401,8 +402,8 @@ def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bo
 
     `import_jsonl` prepares the next batches in its parsing thread while its writers wait on
     PostgreSQL, so that a writer's connection is sent its next statement as soon as the
-    last one ends (measured: with the building done in the writer, each connection sat
-    idle for 37% of an import, waiting for it).
+    last one ends, not left idle while its writer builds it
+    (docs/benchmarks.md, "Import: batches prepared in the parsing thread").
     """
     batch = _last_per_session(items)
     received_at = timezone.now()

@@ -253,10 +253,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Per API key (staff sessions per user), counted in PostgreSQL: see
     # conversations/throttling.py. A request is one POST, whether it holds 1 or 1,000
-    # conversations. Ingest: twice the single-POST target of a 2-core server (300/s; measured
-    # 170–223/s, docs/benchmarks.md), so a bot never meets it, while a runaway loop on a larger
-    # deployment does; per second, so Retry-After is 1 s. Read: reports and scripts fetch a
-    # few dozen summaries at a time; per minute, so such bursts pass.
+    # conversations. Ingest: twice the single-POST target of a 2-core server (300/s;
+    # docs/benchmarks.md, "Ingest throttle rate"), so a bot never meets it, while a runaway
+    # loop on a larger deployment does; per second, so Retry-After is 1 s. Read: reports and
+    # scripts fetch a few dozen summaries at a time; per minute, so such bursts pass.
     "DEFAULT_THROTTLE_CLASSES": ["conversations.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "ingest": os.environ.get("API_THROTTLE_INGEST_RATE") or "600/second",

@@ -38,7 +38,8 @@ def signed_points(value):
 
 # The shapes and data tables of a chart are many small elements (hundreds for 90 days): built
 # here as plain strings, every value escaped with html.escape (what Django's escape does), and
-# marked safe once. format_html per element cost more than the rest of the page together.
+# marked safe once: format_html per element was the slowest part of the page
+# (docs/benchmarks.md, "Dashboard HTML as strings").
 
 
 def _elements(template: str, rows) -> str:
@@ -87,7 +88,7 @@ def chart_table_rows(chart) -> SafeString:
 @register.simple_tag
 def topic_table_rows(rows) -> SafeString:
     """The body of the topics table: one row per topic (views.TopicRow), built as the charts
-    are (a template loop cost half the page's render time for 40 topics)."""
+    are: a template loop was too slow (docs/benchmarks.md, "Dashboard HTML as strings")."""
     if not rows:
         return mark_safe('<tr><td colspan="7">No topics in this range.</td></tr>')
     return mark_safe("".join(_topic_row(row) for row in rows))  # every value escaped

@@ -1,11 +1,12 @@
 """Django's PostgreSQL backend, with health checks skipped for a connection that was just used.
 
 `conn_health_checks` runs `SELECT 1` before a reused connection's first query in every
-request. Under load that round trip was a tenth of a single POST's cost (its PostgreSQL and
-psycopg work, and the wake-ups on both sides), to learn what the previous request on the same
-connection had just shown. As connection pools do (HikariCP's `aliveBypassWindowMs`, 500 ms
-by default), a connection that went to work less than `ALIVE_BYPASS_SECONDS` ago, and has
-met no connection error since, is trusted without the check; an idle one is checked as before.
+request. Under load that round trip was a sizeable part of a single POST's cost
+(docs/benchmarks.md, "Health checks skipped for a busy connection"), to learn what the
+previous request on the same connection had just shown. As connection pools do (HikariCP's
+`aliveBypassWindowMs`, 500 ms by default), a connection that went to work less than
+`ALIVE_BYPASS_SECONDS` ago, and has met no connection error since, is trusted without the
+check; an idle one is checked as before.
 
 What it gives up: a connection cut within that half second (PostgreSQL restarted) fails its
 next request instead of being replaced before it. That request answers 503 like any other that

@@ -34,7 +34,7 @@ CLOCK_LINES = 1_000
 # "not an integer" instead of "too large", and "session_id": 18446744073709551616 would be
 # stored as "1.8446744073709552e+19". A line with 19 digits in a row is read by the json
 # module instead, numbers as written: its digits all made "0", it holds 19 zeros in a row
-# (0.3 µs a line; a regular expression took 1.5-2 µs).
+# (cheaper than a regular expression; docs/benchmarks.md, "Import: 19-digit numbers").
 _DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _LONG_NUMBER = b"0" * 19
 _UNREAD = object()
@@ -42,15 +42,14 @@ _UNREAD = object()
 
 # Writer threads, each with its own connection: PostgreSQL writes several batches at once.
 # Consecutive batches share rollup rows (their day, the hour between them), so a writer often
-# waits for another's commit (pg_stat_activity: 12% of the writers' time on a row lock with
-# three); a third writer keeps the cores busy meanwhile: 200,000 lines in 12.9 s against 15.1
-# (medians of three interleaved runs). Each batch holds up to BATCH_SIZE advisory locks, well
-# within PostgreSQL's lock table (64 × max_connections by default).
+# waits for another's commit; a third writer keeps the cores busy meanwhile
+# (docs/benchmarks.md, "Import: three writers"). Each batch holds up to BATCH_SIZE advisory
+# locks, well within PostgreSQL's lock table (64 × max_connections by default).
 WRITERS = 3
 # How long the parsing thread may keep the GIL while a writer waits for it (Python's default
 # is 5 ms). A writer needs the GIL for a moment several times per batch (to send it, read
-# the result, commit); with the default its connection sat idle ~26% of an import waiting
-# for the parser to let go, with 1 ms ~13% (pg_stat_activity sampled, 1M lines).
+# the result, commit); with the default its connection sat idle twice as long waiting for the
+# parser to let go (docs/benchmarks.md, "Import: GIL switch interval").
 SWITCH_INTERVAL = 0.001
 _TOTALS_LOCK = threading.Lock()
 
@@ -74,11 +73,12 @@ class _InFlight:
 
     Batches go to the writers in turn, so each writer gets whole stretches of the file: they
     write different hours (a file is in time order), and do not update the same rollup
-    rows one after the other (as they did with the sessions shared out by hash: each batch
-    then spanned twice the hours; 1M lines took 63.8 s instead of 56.2, medians of 3 and 4
-    runs alternated). A session whose lines fall in two stretches must still be
-    written in file order: a batch that shares a session id with an uncommitted batch of
-    another writer waits for it (a batch only ever waits for earlier ones: no cycle).
+    rows one after the other (as they did with the sessions shared out by hash, each batch
+    spanning twice the hours;
+    docs/benchmarks.md, "Import: stretches of the file per writer"). A session whose lines
+    fall in two stretches must still be written in file order: a batch that shares a session
+    id with an uncommitted batch of another writer waits for it (a batch only ever waits for
+    earlier ones: no cycle).
     """
 
     def __init__(self):
