@@ -71,7 +71,8 @@ _ROLLUP_COUNTS = sql.SQL(", ").join(
     [sql.SQL("sum(r.conversations)"), *[sql.SQL("NULL::bigint")] * (len(NAMES) - 1)]
 )
 _RAW_COUNTS = sql.SQL(", ").join([sql.SQL("count(*)"), *[sql.SQL("NULL::bigint")] * (len(NAMES) - 1)])
-# Their histograms summed element by element (the aggregate of migration 0003).
+# Their histograms summed element by element (the aggregate of migration 0003; docs/benchmarks.md,
+# "Histograms summed by an aggregate").
 _ROLLUP_HISTOGRAM = sql.SQL("sa_histogram_sum(r.{})").format(sql.Identifier(HISTOGRAM))
 _RAW_BUCKETS = sql.SQL("array_agg(c.response_ms_bucket) FILTER (WHERE c.response_ms_bucket IS NOT NULL)")
 # The columns of every part: which window, its topic (NULL for the window's totals), its
@@ -279,7 +280,8 @@ class _Statement:
         if edges is not None:
             source, source_params = edges
             # Each raw row once per topic it has (the ids are in the row: no join). An unnest
-            # in the select list, not a LATERAL function scan, which builds a tuplestore per row.
+            # in the select list, not a LATERAL function scan, which builds a tuplestore per row
+            # (docs/benchmarks.md, "Topic counts of raw rows: unnest in the select list").
             topic_rows = sql.SQL("(SELECT unnest(c.topic_ids) AS topic_id, c.* FROM {} c) c").format(source)
             topic_params = []
             if filters.topic:
