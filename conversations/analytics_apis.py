@@ -17,8 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.analytics import selectors, tables
-from conversations.analytics.metrics import Answer
 from conversations.analytics.query import Period
+from conversations.analytics.tables import Answer
 from conversations.auth import CanRead
 from conversations.serializers import AnalyticsQuerySerializer, TimeseriesQuerySerializer
 

@@ -17,8 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from conversations import charts, formatting
-from conversations.analytics import metrics, selectors, tables
-from conversations.analytics.metrics import Answer
+from conversations.analytics import selectors, tables
 from conversations.analytics.query import Granularity
 from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
 from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
@@ -63,7 +62,7 @@ class Kpi:
 
 
 def _change(current, previous, *, kind: str, higher_is: str, currency: str) -> tuple[str, str]:
-    """The change against the previous period (from metrics) as text, and whether it is good news.
+    """The change against the previous period (selectors.change) as text, and whether it is good news.
 
     kind: "relative" (% change, for counts and times), "points" (percentage points, for
     rates), "money" or "absolute".
@@ -71,12 +70,12 @@ def _change(current, previous, *, kind: str, higher_is: str, currency: str) -> t
     if current is None or previous is None:
         return "no comparison", "none"
     if kind == "relative":
-        delta = metrics.relative_change(current, previous)
+        delta = selectors.change(current, previous, relative=True)
         if delta is None:  # nothing before
             return ("new" if current else "±0"), "none"
         text = formatting.signed(delta, "%")
     else:
-        delta = metrics.difference(current, previous)
+        delta = selectors.change(current, previous, relative=False)
         if kind == "money":
             text = ("+" if delta > 0 else "±" if delta == 0 else "") + formatting.money(delta, currency)
         else:
@@ -401,7 +400,7 @@ def _topics_table(query: DashboardQuery) -> tuple[list[str], list[list]]:
     trends = selectors.topic_trends(period=query.period, filters=query.filters)
     metric_names = tables.TOPICS_EXPORT_METRICS
     return (
-        ["topic", *tables.export_header(metric_names, Answer.TOPICS), *_TOPIC_TREND_COLUMNS],
+        ["topic", *tables.export_header(metric_names, tables.Answer.TOPICS), *_TOPIC_TREND_COLUMNS],
         [
             [
                 neutralize(row.topic.topic),
@@ -419,7 +418,7 @@ def _timeseries_table(query: DashboardQuery) -> tuple[list[str], list[list]]:
     )
     metric_names = tables.SERIES_EXPORT_METRICS
     return (
-        ["bucket_start", *tables.export_header(metric_names, Answer.SERIES)],
+        ["bucket_start", *tables.export_header(metric_names, tables.Answer.SERIES)],
         [[bucket.start.isoformat(), *tables.export_values(bucket, metric_names)] for bucket in buckets],
     )
 

@@ -215,6 +215,14 @@ def timeseries(
     return buckets
 
 
+def change(
+    current: int | Decimal | None, previous: int | Decimal | None, *, relative: bool
+) -> Decimal | None:
+    """A figure against the period before: `relative`, the % change (counts, times); else the
+    difference (rates in percentage points, money). None when either is unknown."""
+    return relative_change(current, previous) if relative else difference(current, previous)
+
+
 @dataclass(frozen=True)
 class TopicTrend:
     stats: TopicStats

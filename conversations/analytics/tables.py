@@ -20,6 +20,8 @@ from rest_framework import serializers
 from conversations.analytics.figures import CSAT_SCORES
 from conversations.analytics.metrics import METRICS, Answer, Metric, Unit
 
+__all__ = ["SERIES_METRICS", "SUMMARY_LAYOUT", "TOPIC_METRICS", "Answer"]  # and the functions below
+
 # The summary, after `window` and `filters` and before `cost`: the tutorial's keys first (same
 # names and meaning; avg_csat is null, not 0, without scores), then those added. Each path is
 # a metric's (its `summary` paths) or one of the two lists below.
