@@ -274,6 +274,15 @@ def start_server(url: str, port: int, base_dir: Path = BASE_DIR) -> subprocess.P
     raise RuntimeError("gunicorn did not start")
 
 
+def stop_servers(servers: list[subprocess.Popen], connections=()) -> None:
+    """Close the clients' kept-alive connections, then stop each gunicorn and wait for it."""
+    for connection in connections:
+        connection.close()
+    for server in servers:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def worker_pids(server: subprocess.Popen) -> list[int]:
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     return [int(pid) for pid in children.read_text().split()] if children.exists() else []
@@ -461,8 +470,7 @@ def main() -> int:
             ("worker memory after the reads", " / ".join(f"{m:.0f} MB" for m in memory), "", "flat", "")
         )
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_servers([server])
         print(f"  removed the {remove_unloaded():,} conversations the ingestion runs posted", flush=True)
         settle(url)
     if args.import_lines:

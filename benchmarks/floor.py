@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 from pathlib import Path
@@ -63,8 +62,7 @@ def main() -> int:
                 rates[name].append(bench.ingest_rate(port, key, clients=CLIENTS, batch=1, path=path))
             print(f"round {round_}: " + ", ".join(f"{rates[n][-1]:.0f}" for n, _ in ENDPOINTS), flush=True)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        bench.stop_servers([server])
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {SCRATCH_TABLE}")
         bench.remove_unloaded()

@@ -24,7 +24,6 @@ Prints a markdown table; the notes around it are for the person who ran it to wr
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 from datetime import UTC, datetime
 from http.client import HTTPConnection
@@ -125,11 +124,7 @@ def main() -> int:
                 row(f"{name}; runs {runs}", old, new, unit, f"≥ {target:,} {unit}", new >= target,
                     higher_is_better=True)  # fmt: skip
     finally:
-        for connection in connections:
-            connection.close()
-        for server in servers:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+        bench.stop_servers(servers, connections)
         bench.remove_unloaded()
         bench.settle(url)
     if "import" not in args.skip:

@@ -14,7 +14,6 @@ come from the same minutes. Appends its table to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import subprocess
 import sys
@@ -86,11 +85,7 @@ def main() -> int:
             rows.append(f"| {name} | {small:.1f} ms | {large:.1f} ms | {ratio:.2f} | {target} | {met} |")
             print(f"  {name}: {small:.1f} ms / {large:.1f} ms = {ratio:.2f}", flush=True)
     finally:
-        for connection in connections:
-            connection.close()
-        for server in servers:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+        bench.stop_servers(servers, connections)
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = (
