@@ -44,11 +44,11 @@ logger = logging.getLogger(__name__)
 # The figures' sums over changed conversations `c`, each carrying a `sign` (+1 for a
 # contribution put in, −1 for one taken out), from the one declaration of each figure
 # (analytics.figures): for the writes, `rebuild()` and the reads of unfolded deltas.
-METRICS = list(figures.NAMES)
+METRICS = figures.NAMES
 HISTOGRAM = figures.HISTOGRAM
 
 
-def _metric_sums(names=METRICS) -> str:
+def _metric_sums(names: tuple[str, ...] | list[str] = METRICS) -> str:
     return ", ".join(f"coalesce({figures.BY_NAME[name].sql_sum(signed=True)}, 0) AS {name}" for name in names)
 
 
@@ -103,7 +103,7 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
     The metrics are computed once per conversation, at the finest grain (UTC quarter hour ×
     keys); the hour and day rows and the "all channels and versions" rows (NULL, NULL) are
     sums of those few grain rows. The histogram takes the same path apart, from counts per
-    grain and response-time bucket: summing the fifteen metrics per bucket too (as before)
+    grain and response-time bucket: summing every figure per bucket too (as before)
     made ten times the groups, most of a batch's rollup work. Rows whose delta is all zero (a re-post
     of the same values) are not written.
     """
@@ -235,7 +235,9 @@ def _live(table: str, keys: list[str]) -> str:
         "bot_version": "s.bot_version",
     }
     values = [f"({key_sql[key]})::{types[key]} AS {key}" for key in keys]
-    values += [f"({figures.BY_NAME[name].sql_of_one()})::{types[name]} AS {name}" for name in METRICS]
+    values += [
+        f"({figures.BY_NAME[name].sql_of_one(signed=True)})::{types[name]} AS {name}" for name in METRICS
+    ]
     # Its sign at its bucket's place (array_fill of length 0 gives an empty array).
     zeros = f"array_fill(0, ARRAY[{histogram.SIZE}])"
     before = "ARRAY[c.response_ms_bucket::integer]"
@@ -397,11 +399,19 @@ def fill_figures(apps, schema_editor) -> None:
 
 
 def _figures_stored(cursor) -> list[str]:
-    """The figures whose rollup columns exist: all of them, but in a migration that runs
-    before a later one adds its figure's column (0010 and 0011 rebuild with today's code)."""
-    table = ConversationRollup._meta.db_table
-    columns = {column.name for column in connection.introspection.get_table_description(cursor, table)}
-    return [name for name in METRICS if name in columns]
+    """The figures whose rollup column and source columns exist: all of them, but in a
+    migration that runs before a later one adds them (0010 and 0011 rebuild with today's code)."""
+
+    def columns(table: str) -> set[str]:
+        return {column.name for column in connection.introspection.get_table_description(cursor, table)}
+
+    rollup_columns = columns(ConversationRollup._meta.db_table)
+    conversation_columns = columns("conversations_conversation")
+    return [
+        name
+        for name in METRICS
+        if name in rollup_columns and set(figures.BY_NAME[name].columns) <= conversation_columns
+    ]
 
 
 def _rebuild_sql(table: str, span: Span, names: list[str], *, per_topic: bool, per_channel: bool) -> str:

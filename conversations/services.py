@@ -209,6 +209,15 @@ _OLD = f"""
 _IDS = "ids AS (SELECT unnest(%(session_ids)s::varchar[]) AS session_id)"
 
 
+# The columns a change carries that a post does not send (a per-row flag that other writes
+# keep): the stored conversation's, kept by a re-post (NULL for a new one). None today.
+_POSTED = {
+    "timestamp", "channel", "bot_version", "resolved_by_ai", "turns", "csat", "ai_cost",
+    "avg_response_ms", "response_ms_bucket", "topic_ids",
+}  # fmt: skip
+_KEPT_COLUMNS = "".join(f", o.{column}" for column in rollups.CHANGE_COLUMNS[1:] if column not in _POSTED)
+
+
 def _changed_values(**replaced: str) -> str:
     """The values of a change's columns (after its sign), some `replaced` by other SQL."""
     return ", ".join(replaced.get(column, column) for column in rollups.CHANGE_COLUMNS[1:])
@@ -316,7 +325,7 @@ WITH
         -- An item without a csat field keeps the stored score (see conversations_ingest).
         SELECT n.*, o.id AS old_id,
                CASE WHEN n.csat_given OR o.id IS NULL THEN n.csat ELSE o.csat END AS stored_csat,
-               coalesce(nt.topic_ids, '{{}}') AS topic_ids
+               coalesce(nt.topic_ids, '{{}}') AS topic_ids{_KEPT_COLUMNS}
         FROM new n LEFT JOIN old o USING (session_id) LEFT JOIN new_topics nt USING (session_id)
     ),
     upserted AS (

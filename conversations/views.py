@@ -1,4 +1,4 @@
-"""The staff dashboard and its CSV exports (server-rendered; the API lives in apis.py)."""
+"""The staff dashboard and its CSV exports (server-rendered; the API: apis.py, analytics_apis.py)."""
 
 from __future__ import annotations
 

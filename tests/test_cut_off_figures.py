@@ -155,3 +155,19 @@ def test_an_empty_bucket_reads_zero_for_a_declared_cut_off(monkeypatch):
     assert Totals().settled == 0
     with pytest.raises(AttributeError):
         Totals().not_a_figure  # noqa: B018
+
+
+def test_a_declared_constant_with_a_percent_sign_reads_as_itself(frozen_now):
+    """A figure's constants are literals in statements that also take parameters, where a lone
+    % would read as a placeholder (a LIKE pattern from `startswith`)."""
+    from django.db import connection
+    from django.db.models import Q
+
+    from conversations.analytics.figures import _row_sql
+
+    ConversationFactory(session_id="a", bot_version="v2%beta")
+    ConversationFactory(session_id="b", bot_version="v2-beta")
+    condition = _row_sql(Q(bot_version__startswith="v2%"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM conversations_conversation c WHERE {condition} AND %s", [True])
+        assert cursor.fetchone() == (1,)

@@ -262,3 +262,28 @@ def test_a_figure_reading_a_column_rollup_deltas_lack_is_a_system_error(monkeypa
 
     [error] = checks.figures_travel_with_rollup_changes(None)
     assert error.id == "conversations.E001" and "'session_id'" in error.msg
+
+
+def test_figure_names_that_would_shadow_a_metric_are_system_errors(monkeypatch):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.db.models import F
+
+    from conversations import checks
+    from conversations.analytics import figures
+
+    assert checks.figure_names_are_their_own(None) == []
+    shadowing = figures.Figure("escalated", "test only", figures._integer)
+    too_fine = figures.Figure("x_sum", "test only", figures._integer, value=F("turns"), scale=Decimal("0.5"))
+    cut_off = figures.CutOff("avg_csat", "test only", "conversations", lambda: timedelta(days=1))
+    monkeypatch.setattr(figures, "FIGURES", (*figures.FIGURES, shadowing, too_fine))
+    monkeypatch.setattr(figures, "NAMES", (*figures.NAMES, "escalated", "x_sum"))
+    monkeypatch.setattr(figures, "CUTOFFS", (cut_off,))
+
+    errors = checks.figure_names_are_their_own(None)
+    assert [(error.id, error.msg.split("'")[1]) for error in errors] == [
+        ("conversations.E002", "escalated"),
+        ("conversations.E002", "avg_csat"),
+        ("conversations.E003", "x_sum"),
+    ]

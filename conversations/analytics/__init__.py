@@ -2,7 +2,7 @@
 
 Follow a number from the staff's screen down to SQL, one module at a time:
 
-    conversations/views.py, conversations/apis.py        parse the request once (forms, serializers)
+    conversations/views.py, conversations/analytics_apis.py   parse the request once (forms, serializers)
       -> query.py      Period, Filters, Granularity: what is asked (the window rules live here)
       -> selectors.py  summary(), topic_breakdown(), timeseries(), dashboard(): plain results
       -> planner.py    which rollup rows and raw edge rows make up a window (pure Python)

@@ -18,10 +18,10 @@ means and money built on these are in analytics.metrics.
 
 A figure may read a per-row flag that the writes keep up to date (say, "followed up by a later
 conversation of the same customer"): it is a column of Conversation like any other, and every
-column a figure reads travels with the rollup changes (`change_columns`), so the write that
-flips the flag on a stored conversation moves its rollups as any replacement does (old
-contribution out, new one in). RollupDelta needs the column too; the `conversations` system
-check says so when it is missing.
+column a figure reads travels with the rollup changes (`change_columns`): a re-post keeps the
+stored value (services), and the statement that sets the flag on a stored conversation emits
+its change like the CSAT write does (its old contribution out, the new one in), so its rollups
+follow. RollupDelta needs the column too; the system check `conversations.E001` says so.
 
 A figure may also be cut off at read time (`CutOff`): counted only for the conversations that
 ended at least some time before the read (say, "settled" = older than the repeat-contact
@@ -81,7 +81,7 @@ class Figure:
         """The Conversation columns this figure reads."""
         return _columns(self.value, self.where)
 
-    def sql_sum(self, *, signed: bool = False) -> str:
+    def sql_sum(self, *, signed: bool) -> str:
         """Its sum over rows `c`; `signed`: each row counted `c.sign` times (+1 or −1)."""
         value, condition = self._sql
         if self.value is None:
@@ -92,7 +92,7 @@ class Figure:
             text += f" FILTER (WHERE {condition})"
         return self._scaled(text)
 
-    def sql_of_one(self, *, signed: bool = True) -> str:
+    def sql_of_one(self, *, signed: bool) -> str:
         """The contribution of the single row `c` (0 when it does not count)."""
         value, condition = self._sql
         if signed:
@@ -106,21 +106,25 @@ class Figure:
         return text if self.scale is None else f"{text} * {self.scale}"
 
 
+# Every rollup column has a database default too: a server of the code before a figure's
+# migration, still writing while it runs, names only the columns it knows.
+
+
 def _integer() -> models.Field:
-    return models.IntegerField(default=0)
+    return models.IntegerField(default=0, db_default=0)
 
 
 def _big_integer() -> models.Field:
-    return models.BigIntegerField(default=0)
+    return models.BigIntegerField(default=0, db_default=0)
 
 
 def _money() -> models.Field:
-    return models.DecimalField(max_digits=24, decimal_places=6, default=0)
+    return models.DecimalField(max_digits=24, decimal_places=6, default=0, db_default=0)
 
 
 def _milliseconds() -> models.Field:
     # Exact: avg_response_ms is kept to the microsecond (3 decimals).
-    return models.DecimalField(max_digits=30, decimal_places=3, default=0)
+    return models.DecimalField(max_digits=30, decimal_places=3, default=0, db_default=0)
 
 
 _AI = Q(resolved_by_ai=True)
@@ -242,7 +246,10 @@ def _row_sql(expression: Q | Expression) -> str:
     text, params = query.get_compiler(connection=connection).compile(_resolved(expression, query))
     table = connection.ops.quote_name(query.model._meta.db_table)
     text = text.replace(f"{table}.", "c.").replace("{", "{{").replace("}", "}}").replace("%s", "{}")
-    return sql.SQL(text).format(*map(sql.Literal, params)).as_string()
+    # Every statement these go into is run with parameters, where a lone % would read as a
+    # placeholder: a constant's % (a LIKE pattern) is written %%, as Django's own text already is.
+    literals = [sql.SQL(sql.Literal(param).as_string().replace("%", "%%")) for param in params]
+    return sql.SQL(text).format(*literals).as_string()
 
 
 def _columns(*expressions: Q | Expression | None) -> tuple[str, ...]:

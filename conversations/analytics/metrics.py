@@ -335,6 +335,9 @@ class _TotalsMethods:
             return cut_offs[name]
         if name in _CUT_OFF_ZEROS:
             return _CUT_OFF_ZEROS[name]
+        declared = getattr(type(self), name, None)
+        if isinstance(declared, property):
+            return declared.fget(self)  # a metric that failed: raise its own error again
         raise AttributeError(f"Totals has no figure {name!r}")
 
     def with_cut_offs(self, values: dict[str, Any]) -> Totals:
@@ -401,7 +404,8 @@ Totals = make_dataclass(
         *((figure.name, type(figure.zero), field(default=figure.zero)) for figure in FIGURES),
         (HISTOGRAM, tuple, field(default=histogram.EMPTY)),
         # The cut-off figures (figures.CUTOFFS) by name, read as attributes too.
-        ("cut_offs", dict, field(default_factory=dict)),
+        # Never changed in place (`with_cut_offs` makes a new one); left out of the hash.
+        ("cut_offs", dict, field(default_factory=dict, hash=False)),
     ],
     bases=(_TotalsMethods,),
     namespace={

@@ -29,7 +29,15 @@ from django.db import connection
 from psycopg import sql
 
 from conversations import rollups
-from conversations.analytics.figures import BY_NAME, CUTOFFS, HISTOGRAM, NAMES, CutOff
+from conversations.analytics.figures import (
+    BY_NAME,
+    CUTOFFS,
+    FIGURES,
+    HISTOGRAM,
+    NAMES,
+    CutOff,
+    change_columns,
+)
 from conversations.analytics.metrics import Totals
 from conversations.analytics.planner import HOUR, MICROSECOND, Plan, ceil, floor
 from conversations.analytics.query import Filters, Granularity, Period
@@ -65,7 +73,7 @@ _LIVE = {
 }
 _FIGURE_COLUMNS = [sql.Identifier(name) for name in NAMES]
 _ROLLUP_SUMS = sql.SQL(", ").join(sql.SQL("sum(r.{})").format(column) for column in _FIGURE_COLUMNS)
-_RAW_SUMS = sql.SQL(", ").join(sql.SQL(BY_NAME[name].sql_sum()) for name in NAMES)
+_RAW_SUMS = sql.SQL(", ").join(sql.SQL(BY_NAME[name].sql_sum(signed=False)) for name in NAMES)
 # Topic counts: the conversations, and no other figure. Typed: a CTE's NULL column would be text.
 _ROLLUP_COUNTS = sql.SQL(", ").join(
     [sql.SQL("sum(r.conversations)"), *[sql.SQL("NULL::bigint")] * (len(NAMES) - 1)]
@@ -81,11 +89,13 @@ _RAW_BUCKETS = sql.SQL("array_agg(c.response_ms_bucket) FILTER (WHERE c.response
 _PART_COLUMNS = sql.SQL(", ").join(
     sql.Identifier(name) for name in ("part", "topic_id", "bucket", "sign", *NAMES, "histogram", "buckets")
 )
-# What the figures and the topic counts need of a raw conversation.
+# What the figures, the buckets and the topic counts need of a raw conversation (its channel and
+# version only when a figure reads them: the filters apply where the rows are read).
+_FIGURES_READ = {column for figure in FIGURES for column in figure.columns}
 _EDGE_COLUMNS = sql.SQL(", ").join(
     sql.SQL("c.{}").format(sql.Identifier(name))
-    for name in dict.fromkeys(["timestamp", "response_ms_bucket", "topic_ids", *rollups.CHANGE_COLUMNS[1:]])
-    if name not in ("channel", "bot_version")
+    for name in change_columns()
+    if name not in ("channel", "bot_version") or name in _FIGURES_READ
 )
 
 
@@ -349,6 +359,9 @@ def read(
     at now − their age, read in the same statement as windows of their own.
     """
     cut_offs = CUTOFFS if cut_offs is None else cut_offs
+    with_topics = topics is TopicFigures.ALL  # topic counts alone carry no cut-off figures
+    if not totals and not with_topics:
+        cut_offs = ()
     by_age: dict[timedelta, list[CutOff]] = defaultdict(list)
     for cut_off in cut_offs:
         by_age[cut_off.age()].append(cut_off)
@@ -360,12 +373,13 @@ def read(
         for age, group in by_age.items()
     ]
     statement = _Statement()
-    for part, (_, _, period) in enumerate(windows):
-        statement.window(part, plan(period), filters, totals=totals, topics=topics, series=series)
+    for part, (_, group, period) in enumerate(windows):
+        part_topics = topics if group is None or with_topics else None
+        statement.window(part, plan(period), filters, totals=totals, topics=part_topics, series=series)
     read_figures = _figures(statement.rows(), len(windows), series)
     figures = read_figures[: len(periods)]
     for (index, group, _), clipped in zip(windows[len(periods) :], read_figures[len(periods) :], strict=True):
-        _add_cut_offs(figures[index], clipped, group, with_topics=topics is TopicFigures.ALL)
+        _add_cut_offs(figures[index], clipped, group, with_topics=with_topics)
     return figures
 
 
@@ -399,18 +413,21 @@ def _figures(rows: list[tuple], parts: int, series) -> list[WindowFigures]:
 def _add_cut_offs(
     figures: WindowFigures, clipped: WindowFigures, group: list[CutOff], *, with_topics: bool
 ) -> None:
-    """Puts the figures of the clipped window into the window's, as its cut-off figures
-    (a clipped window lies inside its window: every topic and bucket of it is there too)."""
+    """Puts the figures of the clipped window into the window's, as its cut-off figures: every
+    topic and bucket of the window gets them, zero where the clipped window has none (it lies
+    inside the window, so it has nothing the window lacks)."""
 
-    def values(totals: Totals) -> dict:
+    def values(totals: Totals | None) -> dict:
+        totals = totals or Totals()
         return {cut_off.name: getattr(totals, cut_off.of) for cut_off in group}
 
     figures.totals = figures.totals.with_cut_offs(values(clipped.totals))
-    for start, totals in clipped.series.items():
-        figures.series[start] = figures.series[start].with_cut_offs(values(totals))
+    for start, totals in figures.series.items():
+        figures.series[start] = totals.with_cut_offs(values(clipped.series.get(start)))
     if with_topics:
-        for topic_id, (name, totals) in clipped.topics.items():
-            figures.topics[topic_id] = (name, figures.topics[topic_id][1].with_cut_offs(values(totals)))
+        for topic_id, (name, totals) in figures.topics.items():
+            found = clipped.topics.get(topic_id)
+            figures.topics[topic_id] = (name, totals.with_cut_offs(values(found[1] if found else None)))
 
 
 def filter_menus(plan: Plan) -> tuple[set[str], set[str]]:

@@ -196,4 +196,9 @@ def export_header(metrics: Iterable[str], answer: Answer) -> list[str]:
 
 
 def export_values(row, metrics: tuple[str, ...]) -> list[Any]:
-    return [get(row) for _, get in _row_layout(metrics, Answer.SERIES)]
+    return [get(row) for get in _getters(metrics)]
+
+
+@functools.cache
+def _getters(metrics: tuple[str, ...]) -> tuple[Callable[[Any], Any], ...]:
+    return tuple(_GETTERS[name] for name in metrics)
