@@ -153,6 +153,7 @@ def test_an_empty_bucket_reads_zero_for_a_declared_cut_off(monkeypatch):
 
     monkeypatch.setitem(metrics._CUT_OFF_ZEROS, "settled", 0)
     assert Totals().settled == 0
+    assert hash(Totals()) == hash(Totals().with_cut_offs({"settled": 0}))  # cut-offs not hashed
     with pytest.raises(AttributeError):
         Totals().not_a_figure  # noqa: B018
 
