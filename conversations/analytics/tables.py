@@ -160,11 +160,6 @@ def summary_fields() -> dict[str, serializers.Field]:
     }
 
 
-def summary_metric(path: str) -> Metric:
-    """The metric at a path of the summary ("csat.score")."""
-    return _BY_SUMMARY_PATH[path]
-
-
 # --- Rows: topics and time-series buckets ------------------------------------------------------
 
 
