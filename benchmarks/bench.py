@@ -107,6 +107,7 @@ def database_urls(size: int) -> tuple[str, str]:
 def setup_django(url: str) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-" + uuid.uuid4().hex)
+    os.environ.setdefault("CUSTOMER_ID_HASH_KEY", "bench-" + uuid.uuid4().hex)
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
     os.environ["DJANGO_SETTINGS_MODULE"] = "supportanalytics.settings"
     import django

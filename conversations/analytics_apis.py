@@ -35,6 +35,7 @@ class FiltersSerializer(serializers.Serializer):
     channel = serializers.CharField(allow_null=True)
     topic = serializers.CharField(allow_null=True)
     bot_version = serializers.CharField(allow_null=True)
+    escalation_reason = serializers.CharField(allow_null=True)
 
 
 def _money(help_text: str = "") -> serializers.DecimalField:

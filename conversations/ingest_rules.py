@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Context, Decimal, DecimalException
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from django.utils.dateparse import parse_datetime
 from pydantic import (
@@ -39,8 +39,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
+from conversations.customers import customer_hash
 from conversations.models import (
     CSAT_SCORES,
+    CUSTOMER_ID_MAX_LENGTH,
     FUTURE_TOLERANCE,
     LABEL_MAX_LENGTH,
     MAX_RESPONSE_MS,
@@ -49,6 +51,8 @@ from conversations.models import (
     MAX_TURNS,
     MAX_YEAR,
     MIN_YEAR,
+    REASON_MAX_LENGTH,
+    RESOLVED_OUTCOMES,
     SESSION_ID_MAX_LENGTH,
     TOPIC_MAX_LENGTH,
     normalize_topic,
@@ -218,6 +222,19 @@ def _decimal(text: str) -> tuple[Decimal | None, str | None]:
     return number, None
 
 
+def _escalation_reason(raw: str) -> str:
+    """Normalized like a topic (`normalize_topic`), then 1-100 characters."""
+    name = normalize_topic(raw)
+    if not name:
+        raise _error("reason_empty", "May not be empty or only whitespace.")
+    if len(name) > REASON_MAX_LENGTH:
+        raise _error(
+            "reason_too_long",
+            f"Ensure this field has no more than {REASON_MAX_LENGTH} characters (after normalizing).",
+        )
+    return name
+
+
 SessionId = Annotated[str, StringConstraints(min_length=1, max_length=SESSION_ID_MAX_LENGTH, pattern=NO_NUL)]
 Label = Annotated[str, StringConstraints(pattern=NO_NUL), AfterValidator(_label)]
 RawTopic = Annotated[str, StringConstraints(max_length=RAW_TOPIC_MAX_LENGTH, pattern=NO_NUL)]
@@ -289,6 +306,46 @@ class ConversationInput(TypedDict):
     bot_version: NotRequired[
         Annotated[Label | None, Field(json_schema_extra={"maxLength": LABEL_MAX_LENGTH})]
     ]
+    outcome: NotRequired[
+        Annotated[
+            Literal["confirmed", "assumed", "escalated", "abandoned"] | None,
+            Field(
+                description="How it ended: confirmed/assumed (resolved by the AI: resolved_by_ai may be "
+                "left out) or escalated/abandoned (not). Null or left out: not reported."
+            ),
+        ]
+    ]
+    escalation_reason: NotRequired[
+        Annotated[
+            Annotated[
+                str,
+                StringConstraints(max_length=RAW_TOPIC_MAX_LENGTH, pattern=NO_NUL),
+                AfterValidator(_escalation_reason),
+            ]
+            | None,
+            Field(
+                description=f"Why the AI did not resolve it (only when resolved_by_ai is false); "
+                f"normalized like a topic, 1-{REASON_MAX_LENGTH} characters.",
+                json_schema_extra={"maxLength": REASON_MAX_LENGTH},
+            ),
+        ]
+    ]
+    # Strict: a number is refused, not taken as its str() (an id that went through a float
+    # would match no other).
+    customer_id: NotRequired[
+        Annotated[
+            Annotated[
+                str,
+                Strict(),
+                StringConstraints(min_length=1, max_length=CUSTOMER_ID_MAX_LENGTH, pattern=NO_NUL),
+            ]
+            | None,
+            Field(
+                description="The bot's id for the customer (a string), for repeat contacts. Stored only "
+                "as a keyed hash. Leave the field out to keep the one stored earlier; null clears it."
+            ),
+        ]
+    ]
     ai_cost: NotRequired[
         Annotated[
             Decimal | None,
@@ -329,6 +386,23 @@ def _conversation_in(item: ConversationInput, info: ValidationInfo) -> Conversat
     if avg_response_ms is not None:
         # To the microsecond: every sum of these (rollups, full scans) is then exact.
         avg_response_ms = round(avg_response_ms, 3)
+    outcome = get("outcome") or ""
+    resolved_by_ai = item["resolved_by_ai"]  # derived from the outcome when not sent (_derive_resolved)
+    if outcome and (outcome in RESOLVED_OUTCOMES) != resolved_by_ai:
+        raise _error(
+            "contradicts",
+            f"Contradicts resolved_by_ai: {outcome!r} means resolved_by_ai "
+            f"{str(outcome in RESOLVED_OUTCOMES).lower()}.",
+            field="outcome",
+        )
+    escalation_reason = get("escalation_reason") or ""
+    if escalation_reason and resolved_by_ai:
+        raise _error(
+            "resolved",
+            "Only for conversations the AI did not resolve (resolved_by_ai false).",
+            field="escalation_reason",
+        )
+    customer_id = get("customer_id")
     # Built as pickle and copy build one (a new object, its __dict__ filled): the frozen
     # dataclass's __init__ sets each field through object.__setattr__, a large part of the
     # rules' time per item (docs/benchmarks.md, "Ingest rules, per item").
@@ -337,7 +411,7 @@ def _conversation_in(item: ConversationInput, info: ValidationInfo) -> Conversat
         session_id=item["session_id"],
         timestamp=get("timestamp") or info.context["received_at"],
         turns=item["turns"],
-        resolved_by_ai=item["resolved_by_ai"],
+        resolved_by_ai=resolved_by_ai,
         topics=get("topics") or (),
         avg_response_ms=avg_response_ms,
         response_count=response_count,
@@ -347,12 +421,31 @@ def _conversation_in(item: ConversationInput, info: ValidationInfo) -> Conversat
         csat=get("csat"),
         # An explicit null clears a stored score; no csat field keeps it.
         csat_given="csat" in item,
+        outcome=outcome,
+        escalation_reason=escalation_reason,
+        # Hashed here: nothing after this point sees the id as sent (conversations.customers).
+        customer_hash=None if customer_id is None else customer_hash(customer_id),
+        customer_given="customer_id" in item,
     )
     return conversation
 
 
+def _derive_resolved(item: Any) -> Any:
+    """With an outcome and without `resolved_by_ai`, the outcome says it (confirmed and
+    assumed: true; escalated and abandoned: false). Before the field checks, so that without
+    either, `resolved_by_ai` is missing among the other fields' errors, as it always was."""
+    if type(item) is dict and "resolved_by_ai" not in item:
+        outcome = item.get("outcome")
+        if outcome in _OUTCOMES:
+            return {**item, "resolved_by_ai": outcome in RESOLVED_OUTCOMES}
+    return item
+
+
+_OUTCOMES = frozenset({"confirmed", "assumed", "escalated", "abandoned"})
 _new_conversation = object.__new__
-Conversation = Annotated[ConversationInput, AfterValidator(_conversation_in)]
+Conversation = Annotated[
+    ConversationInput, BeforeValidator(_derive_resolved), AfterValidator(_conversation_in)
+]
 _ONE = TypeAdapter(Conversation)
 _MANY = TypeAdapter(list[Conversation])
 

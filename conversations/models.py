@@ -25,6 +25,21 @@ MAX_TOPICS = 20
 TOPIC_MAX_LENGTH = 100
 SESSION_ID_MAX_LENGTH = 255
 LABEL_MAX_LENGTH = 64
+REASON_MAX_LENGTH = 100  # an escalation reason, normalized like a topic
+CUSTOMER_ID_MAX_LENGTH = 255
+
+
+class Outcome(models.TextChoices):
+    """How a conversation ended, as the bot reports it (optional; "" when not reported)."""
+
+    CONFIRMED = "confirmed", "confirmed (the bot resolved it and the customer said so)"
+    ASSUMED = "assumed", "assumed (the bot answered; the customer left without asking for a human)"
+    ESCALATED = "escalated", "escalated (a human took over)"
+    ABANDONED = "abandoned", "abandoned (the customer left unresolved, no human involved)"
+
+
+# The outcomes that mean `resolved_by_ai` true; the others mean false.
+RESOLVED_OUTCOMES = frozenset({Outcome.CONFIRMED.value, Outcome.ASSUMED.value})
 
 
 class Topic(models.Model):
@@ -62,6 +77,9 @@ class ConversationQuerySet(models.QuerySet):
 
     def for_bot_version(self, bot_version: str | None) -> ConversationQuerySet:
         return self if bot_version is None else self.filter(bot_version=bot_version)
+
+    def with_escalation_reason(self, reason: str | None) -> ConversationQuerySet:
+        return self if reason is None else self.filter(escalation_reason=reason)
 
     def with_topic(self, topic: str | None) -> ConversationQuerySet:
         if topic is None:
@@ -137,6 +155,27 @@ class Conversation(models.Model):
     # conversations that join was most of the worst-case read). Topics are never deleted
     # (TopicAdmin), so an id here always names one.
     topic_ids = ArrayField(models.BigIntegerField(), default=list, blank=True, editable=False)
+    outcome = models.CharField(
+        max_length=10,
+        choices=Outcome.choices,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="How it ended, as the bot reported it; empty when not reported.",
+    )
+    escalation_reason = models.CharField(
+        max_length=REASON_MAX_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Why the AI did not resolve it (normalized like a topic); empty when not reported.",
+    )
+    # HMAC-SHA256 of the bot's customer id (conversations.customers): never the id itself.
+    customer_hash = models.BinaryField(null=True, blank=True, editable=False)
+    # Whether the same customer has another conversation that ended after this one and at most
+    # REPEAT_CONTACT_DAYS after it. Kept by every write of the customer's conversations, in
+    # the same statement (services); rebuilt by `rebuild_rollups`.
+    followed_up = models.BooleanField(default=False, db_default=False, editable=False)
     received_at = models.DateTimeField(help_text="When this version of the conversation was received.")
 
     objects = ConversationQuerySet.as_manager()
@@ -170,6 +209,20 @@ class Conversation(models.Model):
                 condition=Q(ai_cost__isnull=True) | Q(ai_cost__gte=0),
                 name="conversation_ai_cost_non_negative",
             ),
+            models.CheckConstraint(
+                condition=Q(outcome="")
+                | Q(outcome__in=sorted(RESOLVED_OUTCOMES), resolved_by_ai=True)
+                | Q(outcome__in=sorted(set(Outcome.values) - RESOLVED_OUTCOMES), resolved_by_ai=False),
+                name="conversation_outcome_matches_resolved",
+            ),
+            models.CheckConstraint(
+                condition=Q(escalation_reason="") | Q(resolved_by_ai=False),
+                name="conversation_escalation_reason_unresolved_only",
+            ),
+            models.CheckConstraint(
+                condition=Q(followed_up=False) | Q(customer_hash__isnull=False),
+                name="conversation_followed_up_has_customer",
+            ),
         ]
         indexes = [
             # Uses index: every analytics window (`in_window`) and the admin's default
@@ -177,6 +230,13 @@ class Conversation(models.Model):
             models.Index(fields=["timestamp"], name="conversation_timestamp_idx"),
             # Uses index: the topic filter (`with_topic`: the admin's and the raw full scan's).
             GinIndex(fields=["topic_ids"], name="conversation_topic_ids_idx"),
+            # Uses index: a customer's conversations near a time (the follow-ups a write
+            # changes, services) and the admin's search by customer id.
+            models.Index(
+                fields=["customer_hash", "timestamp"],
+                name="conversation_customer_idx",
+                condition=Q(customer_hash__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -214,20 +274,22 @@ RollupMetrics.add_to_class(figures.HISTOGRAM, figures.histogram_column())
 
 
 class ConversationRollup(RollupMetrics):
-    """Per span, per channel × bot version; and, with both NULL, all channels and versions
-    together (what an unfiltered window reads: one row per quarter hour, hour or day)."""
+    """Per span, per channel × bot version × escalation reason ("" for none); and, with all
+    three NULL, all of them together (what an unfiltered window reads: one row per quarter
+    hour, hour or day)."""
 
     span = models.CharField(max_length=1, choices=Span.choices)
     start = models.DateTimeField(help_text="Start of the UTC quarter hour, hour or day.")
     channel = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001 - NULL means "all"
     bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001
+    escalation_reason = models.CharField(max_length=REASON_MAX_LENGTH, null=True)  # noqa: DJ001
 
     class Meta:
         constraints = [
             # Also the index of every windowed read: span, then a range of starts. NULLS NOT
             # DISTINCT: one "all channels" row per span, which upserts find on conflict.
             models.UniqueConstraint(
-                fields=["span", "start", "channel", "bot_version"],
+                fields=["span", "start", "channel", "bot_version", "escalation_reason"],
                 name="conversation_rollup_key",
                 nulls_distinct=False,
             ),
@@ -249,26 +311,28 @@ class ConversationRollup(RollupMetrics):
 
 
 class TopicRollup(RollupMetrics):
-    """Per span and topic, per channel × bot version, and with both NULL for all of them
-    (quarter hours: only those)."""
+    """Per span and topic, per channel × bot version × escalation reason, and with all three
+    NULL for all of them (quarter hours: only those)."""
 
     span = models.CharField(max_length=1, choices=Span.choices)
     start = models.DateTimeField(help_text="Start of the UTC quarter hour, hour or day.")
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, db_index=False)
     channel = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001 - NULL means "all"
     bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, null=True)  # noqa: DJ001
+    escalation_reason = models.CharField(max_length=REASON_MAX_LENGTH, null=True)  # noqa: DJ001
 
     class Meta:
         constraints = [
             # Uses index: top topics and the topics table over a window (span, start range).
             models.UniqueConstraint(
-                fields=["span", "start", "topic", "channel", "bot_version"],
+                fields=["span", "start", "topic", "channel", "bot_version", "escalation_reason"],
                 name="topic_rollup_key",
                 nulls_distinct=False,
             ),
             models.CheckConstraint(
                 # Per topic, quarter hours are kept for all channels and versions only.
-                condition=~models.Q(span=Span.QUARTER) | models.Q(channel=None, bot_version=None),
+                condition=~models.Q(span=Span.QUARTER)
+                | models.Q(channel=None, bot_version=None, escalation_reason=None),
                 name="topic_rollup_quarter_all_only",
             ),
         ]
@@ -315,6 +379,10 @@ class RollupDelta(models.Model):
     avg_response_ms = models.FloatField(null=True)
     response_ms_bucket = models.SmallIntegerField(null=True)
     topic_ids = ArrayField(models.BigIntegerField())
+    outcome = models.CharField(max_length=10, default="")
+    escalation_reason = models.CharField(max_length=REASON_MAX_LENGTH, default="")
+    customer_hash = models.BinaryField(null=True)
+    followed_up = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.sign:+d} at {self.timestamp:%Y-%m-%d %H:%M}"

@@ -2,9 +2,9 @@
 conversations.
 
 A conversation contributes to the rows of its UTC quarter hour, hour and day, each once for
-(channel, bot version) in ConversationRollup and once per topic in TopicRollup, and each of
-those also to the "all channels and versions" row (NULL, NULL); but per topic, quarter hours
-only to the "all" rows (`SPREAD`).
+its labels (channel, bot version, escalation reason: `LABELS`) in ConversationRollup and once
+per topic in TopicRollup, and each of those also to the "all" row (labels NULL); but per
+topic, quarter hours only to the "all" rows (`SPREAD`).
 
 Every write (ingest, late CSAT, delete) is one SQL statement whose `changes` CTE lists
 the conversations it takes out (sign −1, their stored values) and puts in (sign +1, the new
@@ -73,13 +73,17 @@ SPREAD = {  # by per_topic
 }
 
 
+# The labels of a rollup row: a conversation's own in its per-label rows, NULL in the "all" rows.
+LABELS = ("channel", "bot_version", "escalation_reason")
+_LABEL_LIST = ", ".join(LABELS)
+
+
 def _spread(row: str, *, per_topic: bool) -> str:
-    """`CROSS JOIN LATERAL` of the rows (span, channel, bot_version) that `row` counts in."""
-    values = ", ".join(
-        f"('{span}', {row}.channel, {row}.bot_version)" if per_channel else f"('{span}', NULL, NULL)"
-        for span, per_channel in SPREAD[per_topic]
-    )
-    return f"CROSS JOIN LATERAL (VALUES {values}) AS s(span, channel, bot_version)"
+    """`CROSS JOIN LATERAL` of the rows (span, *LABELS) that `row` counts in."""
+    own = ", ".join(f"{row}.{label}" for label in LABELS)
+    none = ", ".join("NULL" for _ in LABELS)
+    values = ", ".join(f"('{span}', {own if per_label else none})" for span, per_label in SPREAD[per_topic])
+    return f"CROSS JOIN LATERAL (VALUES {values}) AS s(span, {_LABEL_LIST})"
 
 
 def _start_of_span(finest: str) -> str:
@@ -107,22 +111,22 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
     made ten times the groups, most of a batch's rollup work. Rows whose delta is all zero (a re-post
     of the same values) are not written.
     """
-    grain_keys = [key for key in keys if key not in ("span", "start")]  # topic_id?, channel, bot_version
+    grain_keys = [key for key in keys if key not in ("span", "start")]  # topic_id?, *LABELS
     grain_columns = ", ".join(f"c.{key}" for key in grain_keys)
     grain_positions = ", ".join(str(index + 1) for index in range(len(grain_keys) + 1))
     partials = _metric_sums()
-    dimensions = [key for key in grain_keys if key not in ("channel", "bot_version")]
+    dimensions = [key for key in grain_keys if key not in LABELS]
     expanded = ", ".join(f"g.{key}" for key in dimensions) + (", " if dimensions else "")
     key_list = ", ".join(keys)
     key_positions = ", ".join(str(index + 1) for index in range(len(keys)))
     metric_sums = ", ".join(f"sum({name}) AS {name}" for name in METRICS)
     spread = _spread("g", per_topic="topic_id" in keys)
-    spread_keys = f"s.span, {_start_of_span('g.start')} AS start, {expanded}s.channel, s.bot_version"
+    labels = ", ".join(f"s.{label}" for label in LABELS)
+    spread_keys = f"s.span, {_start_of_span('g.start')} AS start, {expanded}{labels}"
     grain_start = START_SQL[Span.QUARTER].format(x="c.timestamp")
     # The same row of the two paths: NULL (all channels and versions) matches NULL.
     same_row = " AND ".join(
-        f"h.{key} IS NOT DISTINCT FROM m.{key}" if key in ("channel", "bot_version") else f"h.{key} = m.{key}"
-        for key in keys
+        f"h.{key} IS NOT DISTINCT FROM m.{key}" if key in LABELS else f"h.{key} = m.{key}" for key in keys
     )
     return f"""
     {prefix}_grain AS (
@@ -181,8 +185,8 @@ def _upsert_cte(prefix: str, table: str, keys: list[str]) -> str:
     )"""
 
 
-_CONVERSATION_KEYS = ["span", "start", "channel", "bot_version"]
-_TOPIC_KEYS = ["span", "start", "topic_id", "channel", "bot_version"]
+_CONVERSATION_KEYS = ["span", "start", *LABELS]
+_TOPIC_KEYS = ["span", "start", "topic_id", *LABELS]
 _CONVERSATION_TABLE = ConversationRollup._meta.db_table
 _TOPIC_TABLE = TopicRollup._meta.db_table
 _DELTA_TABLE = RollupDelta._meta.db_table
@@ -231,8 +235,7 @@ def _live(table: str, keys: list[str]) -> str:
         "span": "s.span",
         "start": _start_of_span(START_SQL[Span.QUARTER].format(x="c.timestamp")),
         "topic_id": "c.topic_id",
-        "channel": "s.channel",
-        "bot_version": "s.bot_version",
+        **{label: f"s.{label}" for label in LABELS},
     }
     values = [f"({key_sql[key]})::{types[key]} AS {key}" for key in keys]
     values += [
@@ -358,11 +361,13 @@ def rebuild() -> dict[str, int]:
     """
     counts = {}
     with connection.cursor() as cursor:
-        names = _figures_stored(cursor)
+        names, labels = _figures_stored(cursor)
         # Writers append their deltas after waiting for this lock (until the rebuild
         # commits); those already appended are in the raw rows read below, so they go.
         cursor.execute(f"LOCK TABLE {_DELTA_TABLE} IN EXCLUSIVE MODE")
         cursor.execute(f"DELETE FROM {_DELTA_TABLE}")
+        if "ai_resolved_followed_up" in names:
+            refollow(cursor)
         for model in (TopicRollup, ConversationRollup):
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
         for model, per_topic in ((ConversationRollup, False), (TopicRollup, True)):
@@ -370,16 +375,18 @@ def rebuild() -> dict[str, int]:
             for span, per_channel in SPREAD[per_topic]:
                 if per_channel or (span, True) not in SPREAD[per_topic]:  # not a sum of per-channel rows
                     cursor.execute(
-                        _rebuild_sql(table, span, names, per_topic=per_topic, per_channel=per_channel),
+                        _rebuild_sql(
+                            table, span, names, labels, per_topic=per_topic, per_channel=per_channel
+                        ),
                         [span],
                     )
             # The other "all channels and versions" rows: sums of the per-channel rows just built.
             keys = "span, start" + (", topic_id" if per_topic else "")
             cursor.execute(
                 f"""
-                INSERT INTO {table} ({keys}, channel, bot_version, {", ".join(names)}, {HISTOGRAM})
-                SELECT {keys}, NULL, NULL, {", ".join(f"sum({name})" for name in names)},
-                       sa_histogram_sum({HISTOGRAM})
+                INSERT INTO {table} ({keys}, {", ".join(labels)}, {", ".join(names)}, {HISTOGRAM})
+                SELECT {keys}, {", ".join("NULL" for _ in labels)},
+                       {", ".join(f"sum({name})" for name in names)}, sa_histogram_sum({HISTOGRAM})
                 FROM {table} WHERE channel IS NOT NULL GROUP BY {keys}
                 """
             )
@@ -398,26 +405,51 @@ def fill_figures(apps, schema_editor) -> None:
     rebuild()
 
 
-def _figures_stored(cursor) -> list[str]:
-    """The figures whose rollup column and source columns exist: all of them, but in a
-    migration that runs before a later one adds them (0010 and 0011 rebuild with today's code)."""
+# Every conversation's `followed_up` (models.Conversation) from its customer's conversations:
+# another one ended after it, and at most the repeat-contact window after it (param).
+_REFOLLOW_SQL = """
+UPDATE conversations_conversation c SET followed_up = f.followed_up
+FROM (
+    SELECT id, count(*) OVER (
+        PARTITION BY customer_hash ORDER BY timestamp
+        RANGE BETWEEN interval '1 microsecond' FOLLOWING AND %s FOLLOWING
+    ) > 0 AS followed_up
+    FROM conversations_conversation WHERE customer_hash IS NOT NULL
+) f
+WHERE c.id = f.id AND c.followed_up <> f.followed_up
+"""
+
+
+def refollow(cursor) -> None:
+    """Sets every conversation's `followed_up` anew (after REPEAT_CONTACT_DAYS changed; the
+    writes keep it otherwise). Part of `rebuild`, before the rollups are summed."""
+    cursor.execute(_REFOLLOW_SQL, [figures.repeat_contact_window()])
+
+
+def _figures_stored(cursor) -> tuple[list[str], list[str]]:
+    """The figures whose rollup column and source columns exist, and the labels (LABELS)
+    the rollups have: all of them, but in a migration that runs before a later one adds them
+    (0010 and 0011 rebuild with today's code)."""
 
     def columns(table: str) -> set[str]:
         return {column.name for column in connection.introspection.get_table_description(cursor, table)}
 
     rollup_columns = columns(ConversationRollup._meta.db_table)
     conversation_columns = columns("conversations_conversation")
-    return [
+    names = [
         name
         for name in METRICS
         if name in rollup_columns and set(figures.BY_NAME[name].columns) <= conversation_columns
     ]
+    return names, [label for label in LABELS if label in rollup_columns]
 
 
-def _rebuild_sql(table: str, span: Span, names: list[str], *, per_topic: bool, per_channel: bool) -> str:
-    """INSERT ... SELECT of one span's rows (param: the span), per channel × version or for
-    all of them (NULL, NULL), of the figures `names`."""
-    keys = (["topic_id"] if per_topic else []) + (["channel", "bot_version"] if per_channel else [])
+def _rebuild_sql(
+    table: str, span: Span, names: list[str], labels: list[str], *, per_topic: bool, per_channel: bool
+) -> str:
+    """INSERT ... SELECT of one span's rows (param: the span), per label (channel, version,
+    escalation reason) or for all of them (NULL), of the figures `names`."""
+    keys = (["topic_id"] if per_topic else []) + (labels if per_channel else [])
     source = "(SELECT c.*, 1 AS sign FROM conversations_conversation c)"  # each counted once
     if per_topic:
         # Every conversation counts once per topic in the topic rollups.

@@ -50,6 +50,14 @@ class ConversationInputExtension(OpenApiSerializerExtension):
         return "ConversationInput"  # spectacular adds "Request" (COMPONENT_SPLIT_REQUEST)
 
     def map_serializer(self, auto_schema, direction) -> dict:
-        return TypeAdapter(ConversationInput).json_schema(
+        schema = TypeAdapter(ConversationInput).json_schema(
             mode="validation", schema_generator=OpenApi30JsonSchema
         )
+        # Required unless `outcome` says it (ingest_rules._derive_resolved fills it in before
+        # the fields are checked, so the definition itself keeps it required).
+        schema["required"] = [name for name in schema["required"] if name != "resolved_by_ai"]
+        schema["properties"]["resolved_by_ai"]["description"] = (
+            "Whether the bot resolved it without a human. Required unless outcome is given (then "
+            "derived from it: confirmed/assumed true, escalated/abandoned false; both given must agree)."
+        )
+        return schema

@@ -69,12 +69,25 @@ class ConversationOutputSerializer(serializers.Serializer):
     channel = serializers.CharField()
     bot_version = serializers.CharField()
     ai_cost = serializers.DecimalField(max_digits=12, decimal_places=6, allow_null=True)
+    outcome = serializers.SerializerMethodField(help_text="Null when not reported.")
+    escalation_reason = serializers.SerializerMethodField(help_text="Null when not reported.")
+    # Never the id itself, nor its hash (conversations.customers).
+    has_customer_id = serializers.SerializerMethodField()
     received_at = serializers.DateTimeField()
 
     def get_topics(self, conversation) -> list[str]:
         # Set by the ingestion service (IngestResult.conversation) or annotated
         # (Conversation.objects.with_topic_names()): the two ways a reply gets its conversation.
         return conversation.topic_names
+
+    def get_outcome(self, conversation) -> str | None:
+        return conversation.outcome or None
+
+    def get_escalation_reason(self, conversation) -> str | None:
+        return conversation.escalation_reason or None
+
+    def get_has_customer_id(self, conversation) -> bool:
+        return conversation.customer_hash is not None
 
 
 # --- Analytics queries -----------------------------------------------------------------
@@ -94,6 +107,11 @@ class AnalyticsQuerySerializer(serializers.Serializer):
     channel = serializers.CharField(max_length=LABEL_MAX_LENGTH, required=False)
     topic = serializers.CharField(max_length=1000, required=False)
     bot_version = serializers.CharField(max_length=LABEL_MAX_LENGTH, required=False)
+    escalation_reason = serializers.CharField(
+        max_length=1000,
+        required=False,
+        help_text="Only conversations escalated for this reason (normalized like a topic).",
+    )
 
     def validate(self, attrs: dict) -> dict:
         if "hours" in attrs and ("start" in attrs or "end" in attrs):
@@ -109,10 +127,12 @@ class AnalyticsQuerySerializer(serializers.Serializer):
         else:
             attrs["period"] = Period.last_hours(attrs.get("hours", 24), now=now)
         topic = normalize_topic(attrs["topic"]) if "topic" in attrs else None
+        reason = normalize_topic(attrs["escalation_reason"]) if "escalation_reason" in attrs else None
         attrs["filters"] = Filters(
             channel=attrs.get("channel"),
             topic=topic or None,
             bot_version=attrs.get("bot_version"),
+            escalation_reason=reason or None,
         )
         return attrs
 

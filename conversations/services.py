@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from conversations import histogram, rollups
+from conversations.analytics import figures
 from conversations.models import Conversation, Topic
 
 
@@ -33,6 +34,12 @@ class ConversationIn:
     # csat_given tells "no csat field" (keep the stored score) from "csat": null (clear it).
     csat: int | None = None
     csat_given: bool = False
+    outcome: str = ""  # models.Outcome, "" when not reported
+    escalation_reason: str = ""  # normalized, "" when not reported
+    # The keyed hash of the customer id (conversations.customers), never the id; as for csat,
+    # customer_given tells "no customer_id field" (keep the stored one) from null (clear it).
+    customer_hash: bytes | None = None
+    customer_given: bool = False
 
 
 @dataclass
@@ -42,6 +49,7 @@ class StoredConversation:
     id: int
     csat: int | None
     created: bool
+    customer_hash: bytes | None = None
 
 
 @dataclass
@@ -73,6 +81,9 @@ class IngestResult:
             channel=item.channel,
             bot_version=item.bot_version,
             ai_cost=item.ai_cost,
+            outcome=item.outcome,
+            escalation_reason=item.escalation_reason,
+            customer_hash=stored.customer_hash,
             received_at=self.received_at,
         )
         conversation.topic_names = sorted(item.topics)
@@ -111,9 +122,16 @@ def _create_topics(cursor: psycopg.Cursor, names: Iterable[str], created_at: dat
 
 
 def _execute(
-    sql: str, params: dict, *, prepare: bool, session_ids: Iterable[str], topics: Iterable[str] = ()
+    sql: str,
+    params: dict,
+    *,
+    prepare: bool,
+    session_ids: Iterable[str],
+    topics: Iterable[str] = (),
+    customers: Iterable[bytes] = (),
 ) -> list[tuple]:
-    """Lock the sessions, create missing topics and run one of the write statements below,
+    """Lock the sessions and their customers, create missing topics and run one of the write
+    statements below,
     as one transaction, in one round trip; returns the write's rows.
 
     The statements go to PostgreSQL together (psycopg's pipeline mode), which still runs
@@ -135,9 +153,19 @@ def _execute(
     connection.ensure_connection()
     if not connection.get_autocommit():
         with transaction.atomic():
-            return _pipeline(sql, params, prepare=prepare, session_ids=session_ids, topics=topics)
+            return _pipeline(
+                sql, params, prepare=prepare, session_ids=session_ids, topics=topics, customers=customers
+            )
     try:
-        return _pipeline(sql, params, prepare=prepare, session_ids=session_ids, topics=topics, commit=True)
+        return _pipeline(
+            sql,
+            params,
+            prepare=prepare,
+            session_ids=session_ids,
+            topics=topics,
+            customers=customers,
+            commit=True,
+        )
     except BaseException:
         # The error aborted the transaction and skipped the COMMIT: end it here.
         pgconn = connection.connection
@@ -151,9 +179,17 @@ def _execute(
 
 
 def _pipeline(
-    sql: str, params: dict, *, prepare: bool, session_ids: Iterable[str], topics: Iterable[str], commit=False
+    sql: str,
+    params: dict,
+    *,
+    prepare: bool,
+    session_ids: Iterable[str],
+    topics: Iterable[str],
+    customers: Iterable[bytes],
+    commit=False,
 ) -> list[tuple]:
     topics = set(topics)
+    session_ids = list(session_ids)
     # wrap_database_errors: the driver's errors become Django's (IntegrityError, ...), as
     # for every other query, including those that surface when the pipeline is read.
     with (
@@ -165,6 +201,7 @@ def _pipeline(
             if commit:
                 side_cursor.execute("BEGIN")
             _lock_sessions(side_cursor, session_ids)
+            _lock_customers(side_cursor, session_ids, customers)
             if topics:
                 _create_topics(side_cursor, topics, timezone.now())
             cursor.execute(sql, params, prepare=prepare)
@@ -199,6 +236,34 @@ def _lock_sessions(cursor: psycopg.Cursor, session_ids: Iterable[str]) -> None:
     )
 
 
+# Advisory-lock namespace of customers ("SC"): the writers of one customer's conversations.
+_CUSTOMER_LOCK_CLASS = 0x5343
+
+
+def _lock_customers(cursor: psycopg.Cursor, session_ids: list[str], customers: Iterable[bytes]) -> None:
+    """Serialize the writers of these customers (`customers`, and those the sessions are
+    stored with) until the transaction ends: a write changes whether the customer's earlier
+    conversations count as followed up (`_FOLLOW_UPS`), which it reads from the customer's
+    other conversations; two writers of one customer must not each miss the other's.
+
+    Run after the session locks, which keep each session's stored customer from changing
+    under this statement. Keys are the hash's first 4 bytes, in sorted order (no cycle
+    between two writers); a collision only makes two customers wait for each other. Every
+    writer takes session locks first, then customer locks, and none waits for a session
+    while holding a customer, so the two kinds cannot deadlock either.
+    """
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(%s, key) FROM ("
+        " SELECT DISTINCT ('x' || encode(substring(h FROM 1 FOR 4), 'hex'))::bit(32)::integer AS key"
+        " FROM (SELECT unnest(%s::bytea[]) AS h UNION ALL SELECT customer_hash"
+        f" FROM {Conversation._meta.db_table} WHERE session_id = ANY(%s::varchar[])) AS x"
+        " WHERE h IS NOT NULL ORDER BY 1"
+        ") AS keys",
+        [_CUSTOMER_LOCK_CLASS, _array(sorted(set(customers))), _array(session_ids)],
+        prepare=True,
+    )
+
+
 # The stored versions of the conversations whose ids a statement's `ids` CTE lists.
 _CHANGE_VALUES = ", ".join(rollups.CHANGE_COLUMNS[1:])
 _OLD = f"""
@@ -209,11 +274,13 @@ _OLD = f"""
 _IDS = "ids AS (SELECT unnest(%(session_ids)s::varchar[]) AS session_id)"
 
 
-# The columns a change carries that a post does not send (a per-row flag that other writes
-# keep): the stored conversation's, kept by a re-post (NULL for a new one). None today.
+# The columns a change carries that a post does not send or the statement does not work out
+# (a per-row flag that other writes keep): the stored conversation's, kept by a re-post (NULL
+# for a new one). None today.
 _POSTED = {
     "timestamp", "channel", "bot_version", "resolved_by_ai", "turns", "csat", "ai_cost",
-    "avg_response_ms", "response_ms_bucket", "topic_ids",
+    "avg_response_ms", "response_ms_bucket", "topic_ids", "outcome", "escalation_reason",
+    "customer_hash", "followed_up",
 }  # fmt: skip
 _KEPT_COLUMNS = "".join(f", o.{column}" for column in rollups.CHANGE_COLUMNS[1:] if column not in _POSTED)
 
@@ -235,6 +302,7 @@ _ARRAY_ELEMENT = {  # bool before int: a bool is an int too
     float: repr,  # the shortest text that reads back as the same double
     Decimal: str,
     datetime: lambda value: '"' + value.isoformat() + '"',
+    bytes: lambda value: '"\\\\x' + value.hex() + '"',  # bytea's hex form, its \\ escaped
     type(None): lambda value: "NULL",
 }
 
@@ -292,6 +360,68 @@ def _subclass_writer(value) -> Callable[[object], str]:
     raise TypeError(f"No array literal for {type(value).__name__}: {value!r}")
 
 
+# Repeat contacts. A conversation is followed up when another of its customer's ended after it
+# and at most the repeat-contact window W after it (`%(repeat_window)s`). A conversation that
+# arrives, leaves or moves at time t (`positions`: where the statement's conversations were
+# and will be) changes only the flags of the customer's conversations in [t − W, t), and those
+# depend only on conversations in (t − W, t + W]: so the statement reads the customer's stored
+# conversations within W of each position (`nearby`, by conversation_customer_idx; whatever
+# the customer's history, a write reads only what lies near it), adds the arriving ones
+# (`arriving`, defined by the statement), works out every flag of that timeline with one
+# window count, and rewrites the flags that changed in [t − W, t), their rollup changes with
+# them (`refollowed`: old contribution out, new in; in the statement's `changes`). The
+# arriving conversations' own flags are in `follow_flags` (their follow-ups lie in (t, t + W],
+# which their own position covers). In the statement that writes the conversations, so a
+# read never sees one without the other; `_lock_customers` keeps two writers of one customer
+# from missing each other's conversations.
+_NEARBY_VALUES = ", ".join(f"c.{column}" for column in rollups.CHANGE_COLUMNS[1:])
+_FOLLOW_UPS = f"""
+    positions AS (
+        SELECT customer_hash, timestamp FROM old WHERE customer_hash IS NOT NULL
+        UNION
+        SELECT customer_hash, timestamp FROM arriving
+    ),
+    nearby AS (
+        SELECT DISTINCT ON (c.id) c.id, c.session_id, {_NEARBY_VALUES}
+        FROM positions p
+        JOIN conversations_conversation c ON c.customer_hash = p.customer_hash
+            AND c.timestamp >= p.timestamp - %(repeat_window)s::interval
+            AND c.timestamp <= p.timestamp + %(repeat_window)s::interval
+        WHERE c.session_id NOT IN (SELECT session_id FROM ids)
+    ),
+    timeline AS (
+        SELECT session_id, customer_hash, timestamp FROM nearby
+        UNION ALL
+        SELECT session_id, customer_hash, timestamp FROM arriving
+    ),
+    follow_flags AS (
+        SELECT session_id, count(*) OVER (
+            PARTITION BY customer_hash ORDER BY timestamp
+            RANGE BETWEEN interval '1 microsecond' FOLLOWING AND %(repeat_window)s::interval FOLLOWING
+        ) > 0 AS followed_up
+        FROM timeline
+    ),
+    refollowed AS (
+        SELECT n.*, f.followed_up AS new_followed_up
+        FROM nearby n JOIN follow_flags f USING (session_id)
+        WHERE f.followed_up <> n.followed_up
+          AND EXISTS (
+              SELECT FROM positions p
+              WHERE p.customer_hash = n.customer_hash
+                AND n.timestamp >= p.timestamp - %(repeat_window)s::interval AND n.timestamp < p.timestamp
+          )
+    ),
+    refollowed_written AS (
+        UPDATE conversations_conversation c SET followed_up = r.new_followed_up
+        FROM refollowed r WHERE c.id = r.id
+    )"""
+# The rollup changes of `refollowed`, in a statement's `changes` CTE.
+_REFOLLOWED_CHANGES = f"""
+        SELECT -1, {_CHANGE_VALUES} FROM refollowed
+        UNION ALL
+        SELECT 1, {_changed_values(followed_up="new_followed_up")} FROM refollowed"""
+
+
 # One statement: read the stored versions, upsert the conversations (their topic ids with
 # them), and move the rollups from the old contributions to the new ones. Parameters are parallel
 # arrays (one element per conversation), the topics as (session id, topic name) pairs, each
@@ -307,9 +437,11 @@ WITH
             %(resolved_by_ai)s::boolean[], %(avg_response_ms)s::double precision[],
             %(response_count)s::integer[], %(response_ms_bucket)s::smallint[], %(csat)s::smallint[],
             %(csat_given)s::boolean[], %(channel)s::varchar[], %(bot_version)s::varchar[],
-            %(ai_cost)s::numeric[]
+            %(ai_cost)s::numeric[], %(outcome)s::varchar[], %(escalation_reason)s::varchar[],
+            %(customer_hash)s::bytea[], %(customer_given)s::boolean[]
         ) AS n(session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
-               response_ms_bucket, csat, csat_given, channel, bot_version, ai_cost)
+               response_ms_bucket, csat, csat_given, channel, bot_version, ai_cost, outcome,
+               escalation_reason, posted_customer_hash, customer_given)
     ),
     -- Each conversation's topic ids, sorted. Every topic exists by now (_create_topics ran
     -- before this statement).
@@ -321,32 +453,48 @@ WITH
     ),
     ids AS (SELECT session_id FROM new),
     {_OLD},
-    merged AS (
-        -- An item without a csat field keeps the stored score (see conversations_ingest).
+    merged_values AS (
+        -- An item without a csat (customer_id) field keeps the stored score (customer; see
+        -- conversations_ingest).
         SELECT n.*, o.id AS old_id,
                CASE WHEN n.csat_given OR o.id IS NULL THEN n.csat ELSE o.csat END AS stored_csat,
+               CASE WHEN n.customer_given OR o.id IS NULL THEN n.posted_customer_hash
+                    ELSE o.customer_hash END AS customer_hash,
                coalesce(nt.topic_ids, '{{}}') AS topic_ids{_KEPT_COLUMNS}
         FROM new n LEFT JOIN old o USING (session_id) LEFT JOIN new_topics nt USING (session_id)
+    ),
+    arriving AS (
+        SELECT session_id, customer_hash, timestamp FROM merged_values WHERE customer_hash IS NOT NULL
+    ),
+    {_FOLLOW_UPS},
+    merged AS (
+        SELECT m.*, coalesce(f.followed_up, false) AS followed_up
+        FROM merged_values m LEFT JOIN follow_flags f USING (session_id)
     ),
     upserted AS (
         INSERT INTO conversations_conversation AS t (
             session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
-            response_ms_bucket, csat, channel, bot_version, ai_cost, topic_ids, received_at)
+            response_ms_bucket, csat, channel, bot_version, ai_cost, topic_ids, outcome,
+            escalation_reason, customer_hash, followed_up, received_at)
         SELECT session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
-               response_ms_bucket, stored_csat, channel, bot_version, ai_cost, topic_ids, %(received_at)s
+               response_ms_bucket, stored_csat, channel, bot_version, ai_cost, topic_ids, outcome,
+               escalation_reason, customer_hash, followed_up, %(received_at)s
         FROM merged ORDER BY session_id
         ON CONFLICT (session_id) DO UPDATE SET
             timestamp = EXCLUDED.timestamp, turns = EXCLUDED.turns,
             resolved_by_ai = EXCLUDED.resolved_by_ai, avg_response_ms = EXCLUDED.avg_response_ms,
             response_count = EXCLUDED.response_count, response_ms_bucket = EXCLUDED.response_ms_bucket,
             csat = EXCLUDED.csat, channel = EXCLUDED.channel, bot_version = EXCLUDED.bot_version,
-            ai_cost = EXCLUDED.ai_cost, topic_ids = EXCLUDED.topic_ids, received_at = EXCLUDED.received_at
+            ai_cost = EXCLUDED.ai_cost, topic_ids = EXCLUDED.topic_ids, outcome = EXCLUDED.outcome,
+            escalation_reason = EXCLUDED.escalation_reason, customer_hash = EXCLUDED.customer_hash,
+            followed_up = EXCLUDED.followed_up, received_at = EXCLUDED.received_at
         RETURNING t.id, t.session_id
     ),
     changes AS (
         SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
         UNION ALL
         SELECT 1, {_changed_values(csat="stored_csat")} FROM merged
+        UNION ALL{_REFOLLOWED_CHANGES}
     ),
     {changes_to}
 {select}"""
@@ -357,7 +505,7 @@ WITH
 # (batches: rows back would cost the import time for nothing;
 # docs/benchmarks.md, "Batch replies: counts only").
 _ROWS = """
-SELECT m.session_id, u.id, m.stored_csat, m.old_id IS NULL
+SELECT m.session_id, u.id, m.stored_csat, m.old_id IS NULL, m.customer_hash
 FROM merged m JOIN upserted u USING (session_id)
 """
 _COUNTS = """
@@ -385,8 +533,10 @@ def conversations_ingest(*, items: Sequence[ConversationIn], details: bool = Fal
     """Store conversations, replacing any with the same session id (idempotent).
 
     A re-post replaces every field of the stored conversation, except that an item
-    without a `csat` field keeps the stored score: surveys arrive after the conversation,
-    and a retried post must not wipe a score set in the meantime.
+    without a `csat` field keeps the stored score (surveys arrive after the conversation,
+    and a retried post must not wipe a score set in the meantime), and one without a
+    `customer_id` keeps the stored customer. Whether the customer's conversations were
+    followed up changes with it (`_FOLLOW_UPS`).
 
     The result counts the new and replaced conversations; with `details`, it also holds
     what was stored for each (`IngestResult.conversation`).
@@ -404,6 +554,7 @@ class PreparedIngest:
     details: bool
     params: dict = field(repr=False)
     topics: frozenset[str] = frozenset()
+    customers: frozenset[bytes] = frozenset()
 
 
 def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bool = False) -> PreparedIngest:
@@ -429,17 +580,23 @@ def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bo
         "channel": [item.channel for item in batch],
         "bot_version": [item.bot_version for item in batch],
         "ai_cost": [item.ai_cost for item in batch],
+        "outcome": [item.outcome for item in batch],
+        "escalation_reason": [item.escalation_reason for item in batch],
+        "customer_hash": [item.customer_hash for item in batch],
+        "customer_given": [item.customer_given for item in batch],
         "topic_session_ids": [item.session_id for item in batch for _ in item.topics],
         "topic_names": [name for item in batch for name in item.topics],
     }
     params = {name: _array(values) for name, values in columns.items()}
     params["received_at"] = received_at
+    params["repeat_window"] = figures.repeat_contact_window()
     return PreparedIngest(
         items={item.session_id: item for item in batch},
         received_at=received_at,
         details=details,
         params=params,
         topics=frozenset(name for item in batch for name in item.topics),
+        customers=frozenset(item.customer_hash for item in batch if item.customer_hash is not None),
     )
 
 
@@ -456,6 +613,7 @@ def conversations_ingest_write(prepared: PreparedIngest) -> IngestResult:
         prepare=small,
         session_ids=prepared.items,
         topics=prepared.topics,
+        customers=prepared.customers,
     )
     if small:
         rollups.deltas_written()
@@ -463,8 +621,10 @@ def conversations_ingest_write(prepared: PreparedIngest) -> IngestResult:
     if not prepared.details:
         [(result.created, result.updated)] = rows
         return result
-    for session_id, pk, csat, created in rows:
-        result.stored[session_id] = StoredConversation(id=pk, csat=csat, created=created)
+    for session_id, pk, csat, created, customer_hash in rows:
+        result.stored[session_id] = StoredConversation(
+            id=pk, csat=csat, created=created, customer_hash=customer_hash
+        )
         if created:
             result.created += 1
         else:
@@ -500,7 +660,12 @@ WITH
     ),
     {_OLD},
     deleted AS (DELETE FROM conversations_conversation WHERE id IN (SELECT id FROM old) RETURNING id),
-    changes AS (SELECT -1 AS sign, {_CHANGE_VALUES} FROM old),
+    arriving AS (SELECT session_id, customer_hash, timestamp FROM old WHERE false),
+    {_FOLLOW_UPS},
+    changes AS (
+        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
+        UNION ALL{_REFOLLOWED_CHANGES}
+    ),
     {rollups.CHANGES_TO_ROLLUPS}
 SELECT count(*) FROM deleted
 """
@@ -525,6 +690,10 @@ def conversations_delete(*, session_ids: Sequence[str], ended_before: datetime |
     """
     if not session_ids:
         return 0
-    params = {"session_ids": list(session_ids), "ended_before": ended_before}
+    params = {
+        "session_ids": list(session_ids),
+        "ended_before": ended_before,
+        "repeat_window": figures.repeat_contact_window(),
+    }
     [(deleted,)] = _execute(_DELETE_SQL, params, prepare=False, session_ids=session_ids)
     return deleted

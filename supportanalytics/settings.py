@@ -63,6 +63,29 @@ if not SECRET_KEY:
         )
     SECRET_KEY = _local_secret_key()
 
+
+def _local_customer_id_hash_key() -> str:
+    """A random key kept in var/ beside the secret key (local mode only)."""
+    path = localdb.var_dir() / "customer_id_hash_key"
+    if not path.exists():
+        import secrets
+
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+# The key of the HMAC-SHA256 under which customer ids are stored (conversations.customers):
+# the raw id is never stored. Lose or change it and no later conversation of a customer
+# matches an earlier one: it belongs in the backups (README, "Customer ids").
+CUSTOMER_ID_HASH_KEY = os.environ.get("CUSTOMER_ID_HASH_KEY", "")
+if not CUSTOMER_ID_HASH_KEY:
+    if not LOCAL_MODE:
+        raise ImproperlyConfigured(
+            "CUSTOMER_ID_HASH_KEY must be set when DATABASE_URL is set (see .env.example)."
+        )
+    CUSTOMER_ID_HASH_KEY = _local_customer_id_hash_key()
+
 ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS",
     ["localhost", "127.0.0.1", "[::1]", "testserver"] if LOCAL_MODE else [],
@@ -217,6 +240,14 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 ANALYTICS_TIME_ZONE = os.environ.get("ANALYTICS_TIME_ZONE", "UTC")
+
+# A conversation is "followed up" when the same customer has another one that ended at most
+# this many days after it, and "settled" once it ended at least this many days ago
+# (conversations.analytics.figures). Changing it takes `manage.py rebuild_rollups`.
+_repeat_days = os.environ.get("REPEAT_CONTACT_DAYS", "7").strip()
+REPEAT_CONTACT_DAYS = int(_repeat_days) if _repeat_days.isdigit() else 0
+if not 1 <= REPEAT_CONTACT_DAYS <= 90:
+    raise ImproperlyConfigured("REPEAT_CONTACT_DAYS must be a whole number of days from 1 to 90.")
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"

@@ -1,6 +1,11 @@
 """Full scans: the reference that the rollup reads are compared with."""
 
-from django.db.models import Aggregate, Func, IntegerField, QuerySet, Sum
+from datetime import datetime
+
+from django.db.models import Aggregate, Count, Func, IntegerField, Q, QuerySet, Sum
+from django.utils import timezone
+
+from conversations.analytics.figures import BY_NAME, CUTOFFS
 
 from conversations.analytics.metrics import Totals, full_scan_aggregates
 from conversations.analytics.query import Filters, Period, conversations_in
@@ -8,11 +13,25 @@ from conversations.analytics.selectors import Bucket
 from conversations.models import Conversation, Topic
 
 
-def full_scan(period: Period, filters: Filters) -> Totals:
-    """A window's figures recounted from the raw conversations (ORM aggregates)."""
-    return Totals.from_row(
-        conversations_in(period=period, filters=filters).aggregate(**full_scan_aggregates())
-    )
+def full_scan(period: Period, filters: Filters, *, now: datetime | None = None) -> Totals:
+    """A window's figures recounted from the raw conversations (ORM aggregates); its cut-off
+    figures (figures.CUTOFFS) from those that ended at least their age before `now` (default:
+    the clock's now)."""
+    now = now or timezone.now()
+    raw = conversations_in(period=period, filters=filters)
+    aggregates = full_scan_aggregates()
+    for cut_off in CUTOFFS:
+        aggregates[f"cut_off_{cut_off.name}"] = _cut_off_aggregate(BY_NAME[cut_off.of], now - cut_off.age())
+    row = raw.aggregate(**aggregates)
+    totals = Totals.from_row(row)
+    return totals.with_cut_offs({cut_off.name: row[f"cut_off_{cut_off.name}"] or 0 for cut_off in CUTOFFS})
+
+
+def _cut_off_aggregate(figure, latest: datetime) -> Aggregate:
+    """The figure over the conversations that ended at or before `latest`."""
+    where = Q(timestamp__lte=latest) & (figure.where or Q())
+    total = Count("id", filter=where) if figure.value is None else Sum(figure.value, filter=where)
+    return total if figure.scale is None else total * figure.scale
 
 
 def assert_buckets_equal_full_scans(

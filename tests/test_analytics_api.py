@@ -42,7 +42,30 @@ def dataset():
     ]  # fmt: skip
 
 
-EMPTY_FILTERS = {"channel": None, "topic": None, "bot_version": None}
+EMPTY_FILTERS = {"channel": None, "topic": None, "bot_version": None, "escalation_reason": None}
+
+
+def honest_keys(total: int) -> dict:
+    """The honest-resolution keys of a summary whose conversations report no outcome, reason
+    or customer id."""
+    zero_rate = None if total == 0 else 0.0
+    return {
+        "outcomes": {"confirmed": 0, "assumed": 0, "escalated": 0, "abandoned": 0, "unreported": total},
+        "outcome_coverage": zero_rate,
+        "confirmed_resolution_rate": zero_rate,
+        "assumed_resolution_rate": zero_rate,
+        "abandonment_rate": zero_rate,
+        "escalation_reasons": [],
+        "repeat_contact": {
+            "window_days": 7,
+            "settled": 0,
+            "settled_ai_resolved": 0,
+            "followed_up": 0,
+            "repeat_contact_rate": None,
+            "durable_resolution_rate": None,
+            "customer_id_coverage": zero_rate,
+        },
+    }
 
 
 def test_summary_of_last_24_hours(read_client, frozen_now, dataset):
@@ -73,6 +96,7 @@ def test_summary_of_last_24_hours(read_client, frozen_now, dataset):
         # 400, 800, 1200 (c4 reported none): exact p95 = 800 + 0.9 × 400 = 1160; from the
         # histogram (conversations/histogram.py) 1184.5, 2.1% off, within its 4.9% bound.
         "response_time": {"mean_ms": 800.0, "p95_ms": 1184.5},
+        **honest_keys(4),
         "cost": {
             "currency": "USD",
             "human_cost_per_conversation": 5.0,
@@ -117,6 +141,7 @@ def test_empty_window_has_the_same_shape_with_zeros_and_nulls(read_client, froze
             "average_escalated": None,
         },
         "response_time": {"mean_ms": None, "p95_ms": None},
+        **honest_keys(0),
         "cost": {
             "currency": "USD",
             "human_cost_per_conversation": 5.0,
@@ -179,7 +204,12 @@ def test_filters(read_client, frozen_now, dataset, params, expected):
 
 def test_topic_filter_is_echoed_normalized(read_client, frozen_now, dataset):
     body = read_client.get(URL, {"topic": "  Refund "}).json()
-    assert body["filters"] == {"channel": None, "topic": "refund", "bot_version": None}
+    assert body["filters"] == {
+        "channel": None,
+        "topic": "refund",
+        "bot_version": None,
+        "escalation_reason": None,
+    }
     # Under a topic filter the top topics are that topic alone (rollups count topics one by
     # one, not which ones occur together).
     assert body["top_topics"] == [["refund", 2]]

@@ -54,8 +54,13 @@ def test_subclasses_are_written_as_their_base_type_and_unknown_types_refused():
         '<b>"x"</b>',
         "1",
     ]
-    with pytest.raises(TypeError, match="No array literal for bytes"):
-        _array([b"raw"])
+    with pytest.raises(TypeError, match="No array literal for complex"):
+        _array([1j])
+
+
+def test_bytes_are_written_in_bytea_hex_form():
+    values = [bytes(range(256)), b"", None, b'"\\']
+    assert [None if v is None else bytes(v) for v in round_trip(_array(values), "bytea")] == values
 
 
 def test_integers_booleans_decimals_and_times():

@@ -18,6 +18,7 @@ PRODUCTION = {
     # Never connected to: `check` runs no database checks unless asked to.
     "DATABASE_URL": "postgresql://supportanalytics:secret@db.example.invalid:5432/supportanalytics",
     "DJANGO_SECRET_KEY": get_random_secret_key(),  # 50 random characters
+    "CUSTOMER_ID_HASH_KEY": "k" * 64,
     "DJANGO_ALLOWED_HOSTS": "analytics.example.com",
 }
 SECURITY_SETTINGS = [
@@ -124,3 +125,28 @@ def test_local_mode_serves_http_127_0_0_1_without_redirects():
     assert response.status_code == 200
     assert "Strict-Transport-Security" not in response
     assert not response.cookies["csrftoken"]["secure"]
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("CUSTOMER_ID_HASH_KEY", "CUSTOMER_ID_HASH_KEY must be set when DATABASE_URL is set"),
+        ("DJANGO_SECRET_KEY", "DJANGO_SECRET_KEY must be set when DATABASE_URL is set"),
+    ],
+)
+def test_production_refuses_to_start_without_its_keys(missing, message):
+    env = {name: value for name, value in PRODUCTION.items() if name != missing}
+    result = run("-c", "from django.conf import settings; settings.DEBUG", env=env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("days", ["0", "91", "seven", "-1"])
+def test_a_repeat_contact_window_outside_1_to_90_days_is_refused(days):
+    result = run(
+        "-c",
+        "from django.conf import settings; settings.DEBUG",
+        env={**PRODUCTION, "REPEAT_CONTACT_DAYS": days},
+    )
+    assert result.returncode != 0
+    assert "REPEAT_CONTACT_DAYS must be a whole number of days from 1 to 90" in result.stderr

@@ -320,6 +320,7 @@ class App:
             "DATABASE_URL": database_url,
             # The test database's sessions and their auth hashes are signed with this key.
             "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+            "CUSTOMER_ID_HASH_KEY": settings.CUSTOMER_ID_HASH_KEY,
             "DJANGO_ALLOWED_HOSTS": self.HOST,
             "DJANGO_TRUST_X_FORWARDED_PROTO": "1",
             "DATABASE_CONN_MAX_AGE": "60",

@@ -58,6 +58,9 @@ def test_single_conversation_is_created_and_returned_normalized(ingest_client, f
         "channel": "email",
         "bot_version": "2.1",
         "ai_cost": 0.07,
+        "outcome": None,
+        "escalation_reason": None,
+        "has_customer_id": False,
         "received_at": "2026-03-14T12:00:00Z",
     }
     stored = Conversation.objects.get()

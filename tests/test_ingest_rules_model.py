@@ -538,7 +538,12 @@ def test_the_schema_describes_the_request_from_the_same_definition(client):
         "properties": {
             "session_id": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": no_nul},
             "turns": {"type": "integer", "minimum": 0, "maximum": 10000},
-            "resolved_by_ai": {"type": "boolean"},
+            "resolved_by_ai": {
+                "type": "boolean",
+                "description": "Whether the bot resolved it without a human. Required unless outcome is "
+                "given (then derived from it: confirmed/assumed true, escalated/abandoned false; both "
+                "given must agree).",
+            },
             "topics": {
                 "type": "array",
                 "items": {"type": "string", "maxLength": 1000, "pattern": no_nul},
@@ -592,6 +597,35 @@ def test_the_schema_describes_the_request_from_the_same_definition(client):
                 "nullable": True,
                 "description": "What the bot cost for this conversation; default: the configured AI cost.",
             },
+            "outcome": {
+                "allOf": [{"$ref": "#/components/schemas/OutcomeEnum"}],
+                "nullable": True,
+                "description": "How it ended: confirmed/assumed (resolved by the AI: resolved_by_ai may be "
+                "left out) or escalated/abandoned (not). Null or left out: not reported.",
+            },
+            "escalation_reason": {
+                "type": "string",
+                "maxLength": 100,
+                "pattern": no_nul,
+                "nullable": True,
+                "description": "Why the AI did not resolve it (only when resolved_by_ai is false); "
+                "normalized like a topic, 1-100 characters.",
+            },
+            "customer_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": no_nul,
+                "nullable": True,
+                "description": "The bot's id for the customer (a string), for repeat contacts. Stored only "
+                "as a keyed hash. Leave the field out to keep the one stored earlier; null clears it.",
+            },
         },
-        "required": ["session_id", "turns", "resolved_by_ai"],
+        "required": ["session_id", "turns"],
     }
+    assert schema["components"]["schemas"]["OutcomeEnum"]["enum"] == [
+        "confirmed",
+        "assumed",
+        "escalated",
+        "abandoned",
+    ]

@@ -115,7 +115,12 @@ def test_json_in_production_or_when_asked_plain_text_locally(environment, expect
         for name, value in os.environ.items()
         if not name.startswith(("DJANGO_", "DATABASE_", "LOG_"))
     }
-    env |= {"DJANGO_SECRET_KEY": "x" * 50, "DJANGO_ALLOWED_HOSTS": "a.example", **environment}
+    env |= {
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "CUSTOMER_ID_HASH_KEY": "k" * 64,
+        "DJANGO_ALLOWED_HOSTS": "a.example",
+        **environment,
+    }
     code = "from supportanalytics import settings as s; print(s.LOGGING['handlers']['console']['formatter'])"
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -241,6 +241,7 @@ def test_two_processes_share_one_count_in_the_database(transactional_db, rates):
     } | {
         "DATABASE_URL": f"postgresql://{credentials}@{host}{port}/{database['NAME']}",
         "DJANGO_SECRET_KEY": django_settings.SECRET_KEY,
+        "CUSTOMER_ID_HASH_KEY": django_settings.CUSTOMER_ID_HASH_KEY,
         "DJANGO_ALLOWED_HOSTS": "testserver",
         "DJANGO_SECURE_SSL_REDIRECT": "0",
         "DJANGO_SETTINGS_MODULE": "supportanalytics.settings",

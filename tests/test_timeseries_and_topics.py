@@ -28,6 +28,25 @@ def zero_bucket(start: str) -> dict:
         "p95_response_ms": None,
         "savings": 0.0,
         "cumulative_savings": 0.0,
+        "outcomes": unreported(0),
+    }
+
+
+def unreported(count: int) -> dict:
+    """The outcomes block of conversations that report none."""
+    return {"confirmed": 0, "assumed": 0, "escalated": 0, "abandoned": 0, "unreported": count}
+
+
+def no_repeat_contacts(conversations: int) -> dict:
+    """The repeat-contact block of conversations without a customer id."""
+    return {
+        "window_days": 7,
+        "settled": 0,
+        "settled_ai_resolved": 0,
+        "followed_up": 0,
+        "repeat_contact_rate": None,
+        "durable_resolution_rate": None,
+        "customer_id_coverage": 0.0 if conversations else None,
     }
 
 
@@ -58,6 +77,7 @@ def test_daily_series_includes_empty_days(read_client, frozen_now):
             "p95_response_ms": 764.5,  # 800 ms, as its histogram bucket reads it (−4.4%)
             "savings": 4.9,  # 1 resolved × $5 − 2 × $0.05 AI cost
             "cumulative_savings": 4.9,
+            "outcomes": unreported(2),
         },
         {**zero_bucket("2026-03-12T00:00:00+00:00"), "cumulative_savings": 4.9},
         {
@@ -69,6 +89,7 @@ def test_daily_series_includes_empty_days(read_client, frozen_now):
             "p95_response_ms": 764.5,  # 800 ms, as its histogram bucket reads it (−4.4%)
             "savings": 4.95,
             "cumulative_savings": 9.85,
+            "outcomes": unreported(1),
         },
     ]
 
@@ -200,6 +221,9 @@ def test_topic_breakdown(read_client, frozen_now):
             "avg_csat": 3.0,
             "csat_responses": 2,
             "escalation_cost": 10.0,
+            "knowledge_gap_cost": 10.0,
+            "outcomes": unreported(3),
+            "repeat_contact": no_repeat_contacts(3),
         },
         {
             "topic": "refund",
@@ -211,6 +235,9 @@ def test_topic_breakdown(read_client, frozen_now):
             "avg_csat": 2.0,
             "csat_responses": 1,
             "escalation_cost": 5.0,
+            "knowledge_gap_cost": 5.0,
+            "outcomes": unreported(1),
+            "repeat_contact": no_repeat_contacts(1),
         },
     ]
 

@@ -128,6 +128,7 @@ def _milliseconds() -> models.Field:
 
 
 _AI = Q(resolved_by_ai=True)
+_CUSTOMER = Q(customer_hash__isnull=False)
 
 FIGURES: tuple[Figure, ...] = (
     Figure("conversations", "Every conversation.", _integer),
@@ -177,6 +178,53 @@ FIGURES: tuple[Figure, ...] = (
         _integer,
         where=Q(avg_response_ms__isnull=False),
     ),
+    # How conversations ended, where the bot reports it (`outcome`; "" when it does not).
+    Figure(
+        "outcome_confirmed",
+        "Conversations the bot resolved and the customer said so (outcome `confirmed`).",
+        _integer,
+        where=Q(outcome="confirmed"),
+    ),
+    Figure(
+        "outcome_assumed",
+        "Conversations the bot answered and the customer left without asking for a human "
+        "(outcome `assumed`).",
+        _integer,
+        where=Q(outcome="assumed"),
+    ),
+    Figure(
+        "outcome_escalated",
+        "Conversations a human took over (outcome `escalated`).",
+        _integer,
+        where=Q(outcome="escalated"),
+    ),
+    Figure(
+        "outcome_abandoned",
+        "Conversations the customer left unresolved, no human involved (outcome `abandoned`).",
+        _integer,
+        where=Q(outcome="abandoned"),
+    ),
+    # Repeat contacts (`customer_hash`, the keyed hash of the bot's customer id; `followed_up`,
+    # kept by the writes: another conversation of the customer ended after it and at most
+    # REPEAT_CONTACT_DAYS after it). Read through the "settled" cut-offs below.
+    Figure(
+        "with_customer_id",
+        "Conversations that carry a customer id.",
+        _integer,
+        where=_CUSTOMER,
+    ),
+    Figure(
+        "ai_resolved_with_customer_id",
+        "AI-resolved conversations that carry a customer id.",
+        _integer,
+        where=_AI & _CUSTOMER,
+    ),
+    Figure(
+        "ai_resolved_followed_up",
+        "AI-resolved conversations whose customer came back within REPEAT_CONTACT_DAYS.",
+        _integer,
+        where=_AI & _CUSTOMER & Q(followed_up=True),
+    ),
 )
 
 NAMES: tuple[str, ...] = tuple(figure.name for figure in FIGURES)
@@ -194,8 +242,36 @@ class CutOff:
     age: Callable[[], timedelta]
 
 
-# None yet: the honest-resolution issue declares the first ("settled" conversations).
-CUTOFFS: tuple[CutOff, ...] = ()
+def repeat_contact_window() -> timedelta:
+    """How long after a conversation another of the same customer counts as a follow-up
+    (settings.REPEAT_CONTACT_DAYS)."""
+    from django.conf import settings
+
+    return timedelta(days=settings.REPEAT_CONTACT_DAYS)
+
+
+# "Settled": a conversation with a customer id that ended at least the repeat-contact window
+# before the read; only then is "not followed up" known (a late post can still change it).
+CUTOFFS: tuple[CutOff, ...] = (
+    CutOff(
+        "settled",
+        "Conversations with a customer id that ended at least REPEAT_CONTACT_DAYS before the read.",
+        of="with_customer_id",
+        age=repeat_contact_window,
+    ),
+    CutOff(
+        "settled_ai_resolved",
+        "Settled conversations the bot resolved.",
+        of="ai_resolved_with_customer_id",
+        age=repeat_contact_window,
+    ),
+    CutOff(
+        "followed_up",
+        "Settled AI-resolved conversations whose customer came back within REPEAT_CONTACT_DAYS.",
+        of="ai_resolved_followed_up",
+        age=repeat_contact_window,
+    ),
+)
 BY_NAME: dict[str, Figure] = {figure.name: figure for figure in FIGURES}
 
 # Not a sum but counts per response-time bucket (conversations.histogram), added element by
@@ -210,8 +286,9 @@ def histogram_column() -> models.Field:
 
 
 # What every rollup change carries besides the columns the figures read: where it counts
-# (time, channel, version, topics) and its response-time bucket (the histogram).
-_KEY_COLUMNS = ("timestamp", "channel", "bot_version", "response_ms_bucket", "topic_ids")
+# (time, channel, version, escalation reason, topics) and its response-time bucket (the
+# histogram).
+_KEY_COLUMNS = ("timestamp", "channel", "bot_version", "escalation_reason", "response_ms_bucket", "topic_ids")
 
 
 def change_columns() -> tuple[str, ...]:

@@ -254,6 +254,132 @@ def p95_response_ms(t: Totals) -> Decimal | None:
     return None if value is None else _round(Decimal(str(value)), ONE_DECIMAL)
 
 
+# --- Honest resolution: outcomes, escalation reasons, repeat contacts ------------------------
+
+_OUTCOMES = (
+    ("confirmed", "The bot resolved it and the customer said so (outcome `confirmed`)."),
+    ("assumed", "The bot answered and the customer left without asking for a human (outcome `assumed`)."),
+    ("escalated", "A human took over (outcome `escalated`)."),
+    ("abandoned", "The customer left unresolved, no human involved (outcome `abandoned`)."),
+)
+for _outcome, _doc in _OUTCOMES:
+    declare(
+        f"outcome_{_outcome}",
+        Unit.COUNT,
+        "Conversations that ended so: " + _doc[0].lower() + _doc[1:],
+        summary=(f"outcomes.{_outcome}",),
+        topics=f"outcomes.{_outcome}",
+        series=f"outcomes.{_outcome}",
+    )
+
+
+def _reported(t: Totals) -> int:
+    return t.outcome_confirmed + t.outcome_assumed + t.outcome_escalated + t.outcome_abandoned
+
+
+@metric(
+    Unit.COUNT, summary=("outcomes.unreported",), topics="outcomes.unreported", series="outcomes.unreported"
+)
+def outcome_unreported(t: Totals) -> int:
+    """Conversations whose outcome the bot did not report."""
+    return t.conversations - _reported(t)
+
+
+@metric(Unit.PERCENT, summary=("outcome_coverage",))
+def outcome_coverage(t: Totals) -> Decimal | None:
+    """100 × conversations with a reported outcome / all conversations, 1 decimal: how much of
+    the traffic the outcome rates below speak for."""
+    return percent(_reported(t), t.conversations)
+
+
+@metric(Unit.PERCENT, summary=("confirmed_resolution_rate",))
+def confirmed_resolution_rate(t: Totals) -> Decimal | None:
+    """100 × conversations the customer confirmed resolved (outcome `confirmed`) / all
+    conversations, 1 decimal; None without data. Conversations without an outcome count in the
+    denominator only: read it beside `outcome_coverage`."""
+    return percent(t.outcome_confirmed, t.conversations)
+
+
+@metric(Unit.PERCENT, summary=("assumed_resolution_rate",))
+def assumed_resolution_rate(t: Totals) -> Decimal | None:
+    """100 × conversations the bot answered and the customer left without asking for a human
+    (outcome `assumed`) / all conversations, 1 decimal; None without data."""
+    return percent(t.outcome_assumed, t.conversations)
+
+
+@metric(Unit.PERCENT, summary=("abandonment_rate",))
+def abandonment_rate(t: Totals) -> Decimal | None:
+    """100 × conversations the customer left unresolved with no human involved (outcome
+    `abandoned`) / all conversations, 1 decimal; None without data."""
+    return percent(t.outcome_abandoned, t.conversations)
+
+
+@metric(Unit.COUNT, summary=("repeat_contact.window_days",), topics="repeat_contact.window_days")
+def repeat_contact_window_days(t: Totals) -> int:
+    """The repeat-contact window in days (REPEAT_CONTACT_DAYS): a customer who comes back
+    within it followed up; a conversation older than it is settled."""
+    from django.conf import settings
+
+    return settings.REPEAT_CONTACT_DAYS
+
+
+declare(
+    "settled",
+    Unit.COUNT,
+    "Conversations with a customer id that ended at least the repeat-contact window before now "
+    '(only for those is "not followed up" known).',
+    summary=("repeat_contact.settled",),
+    topics="repeat_contact.settled",
+)
+declare(
+    "settled_ai_resolved",
+    Unit.COUNT,
+    "Settled conversations the bot resolved.",
+    summary=("repeat_contact.settled_ai_resolved",),
+    topics="repeat_contact.settled_ai_resolved",
+)
+declare(
+    "followed_up",
+    Unit.COUNT,
+    "Settled AI-resolved conversations whose customer had another conversation (any topic, "
+    "channel, version or outcome) that ended after it and within the repeat-contact window.",
+    summary=("repeat_contact.followed_up",),
+    topics="repeat_contact.followed_up",
+)
+
+
+@metric(
+    Unit.PERCENT, summary=("repeat_contact.repeat_contact_rate",), topics="repeat_contact.repeat_contact_rate"
+)
+def repeat_contact_rate(t: Totals) -> Decimal | None:
+    """100 × followed up / settled AI-resolved, 1 decimal: how often a customer the bot
+    "resolved" came back within the window. None when no AI-resolved conversation is settled."""
+    return percent(t.followed_up, t.settled_ai_resolved)
+
+
+@metric(
+    Unit.PERCENT,
+    summary=("repeat_contact.durable_resolution_rate",),
+    topics="repeat_contact.durable_resolution_rate",
+)
+def durable_resolution_rate(t: Totals) -> Decimal | None:
+    """100 × (settled AI-resolved − followed up) / settled, 1 decimal: of the settled
+    conversations, those the bot resolved and whose customer did not come back within the
+    window (Chatwoot's 7-day "durable" resolution). None when none is settled."""
+    return percent(t.settled_ai_resolved - t.followed_up, t.settled)
+
+
+@metric(
+    Unit.PERCENT,
+    summary=("repeat_contact.customer_id_coverage",),
+    topics="repeat_contact.customer_id_coverage",
+)
+def customer_id_coverage(t: Totals) -> Decimal | None:
+    """100 × conversations with a customer id / all conversations, 1 decimal: how much of the
+    traffic the repeat-contact figures speak for."""
+    return percent(t.with_customer_id, t.conversations)
+
+
 # Metrics of a result row rather than of its Totals (computed by analytics.selectors).
 declare(
     "share",
@@ -269,6 +395,13 @@ declare(
 )
 declare("savings", Unit.MONEY, "Money saved against human-only support.", source="cost.savings",
         summary=("estimated_savings",))  # fmt: skip
+declare(
+    "knowledge_gap_cost",
+    Unit.MONEY,
+    "(escalations + settled AI-resolved conversations that were followed up) × human cost per "
+    'conversation: what a topic\'s knowledge gap costs, counting the "resolutions" that came back.',
+    source="knowledge_gap_cost",
+)
 declare(
     "cumulative_savings",
     Unit.MONEY,
@@ -340,6 +473,23 @@ class _TotalsMethods:
             return declared.fget(self)  # a metric that failed: raise its own error again
         raise AttributeError(f"Totals has no figure {name!r}")
 
+    def _compared(self) -> tuple:
+        # A cut-off figure not read is 0 (an empty bucket's Totals() equals one read as zeros).
+        cut_offs = self.cut_offs
+        return (
+            *_figure_values(self),
+            self.response_ms_histogram,
+            *(cut_offs.get(name, zero) for name, zero in _CUT_OFF_ZEROS.items()),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
     def with_cut_offs(self, values: dict[str, Any]) -> Totals:
         return replace(self, cut_offs={**self.cut_offs, **values})
 
@@ -395,6 +545,13 @@ class _TotalsMethods:
         """What the escalations cost in human time: escalated × human cost per conversation."""
         return _round(settings.human_cost_per_conversation * self.escalated, TWO_DECIMALS)
 
+    def knowledge_gap_cost(self, settings) -> Decimal:
+        """(escalated + followed up) × human cost per conversation: the escalations, and the
+        settled AI "resolutions" whose customer came back (a human most likely took those)."""
+        return _round(
+            settings.human_cost_per_conversation * (self.escalated + self.followed_up), TWO_DECIMALS
+        )
+
 
 # One field per figure (figures.FIGURES order, which `from_columns` and `+` rely on), the
 # histogram and the cut-off figures; one property per metric declared with a function above.
@@ -404,10 +561,12 @@ Totals = make_dataclass(
         *((figure.name, type(figure.zero), field(default=figure.zero)) for figure in FIGURES),
         (HISTOGRAM, tuple, field(default=histogram.EMPTY)),
         # The cut-off figures (figures.CUTOFFS) by name, read as attributes too.
-        # Never changed in place (`with_cut_offs` makes a new one); left out of the hash.
-        ("cut_offs", dict, field(default_factory=dict, hash=False)),
+        # Never changed in place (`with_cut_offs` makes a new one). Equality and the hash
+        # (_TotalsMethods) read a missing one as 0.
+        ("cut_offs", dict, field(default_factory=dict)),
     ],
     bases=(_TotalsMethods,),
+    eq=False,
     namespace={
         name: property(declared.compute, doc=declared.doc)
         for name, declared in METRICS.items()

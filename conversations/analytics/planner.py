@@ -122,16 +122,19 @@ def cover(start: datetime, end: datetime, spans: list[Span]) -> list[tuple[Span,
     return [(span, start, end)]
 
 
-def quarters_allowed(filters: Filters, *, topics: bool) -> bool:
-    """Whether a read of a window's totals (and `topics`) with these filters can use quarter-hour
-    rows: per topic, they are kept for all channels and versions only."""
+def quarters_allowed(filters: Filters, *, topics: bool, reasons: bool = False) -> bool:
+    """Whether a read of a window's totals (and `topics`, and escalation `reasons`) with these
+    filters can use quarter-hour rows: per topic, they are kept for all labels (channels,
+    versions, reasons) only, so not for a topic read by label or counting reasons."""
     per_topic = topics or bool(filters.topic)
-    return not per_topic or (filters.channel is None and filters.bot_version is None)
+    return not per_topic or not (filters.by_label or (reasons and filters.topic))
 
 
-def window_plan(period: Period, filters: Filters, *, topics: bool, now: datetime) -> Plan:
-    """The plan of a window's totals (and topics)."""
-    return plan(period, now=now, quarters=quarters_allowed(filters, topics=topics))
+def window_plan(
+    period: Period, filters: Filters, *, topics: bool, now: datetime, reasons: bool = False
+) -> Plan:
+    """The plan of a window's totals (and topics, and escalation reasons)."""
+    return plan(period, now=now, quarters=quarters_allowed(filters, topics=topics, reasons=reasons))
 
 
 def offsets(tz: ZoneInfo, period: Period) -> set[timedelta]:

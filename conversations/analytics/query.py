@@ -44,6 +44,12 @@ class Filters:
     channel: str | None = None
     topic: str | None = None  # normalized (models.normalize_topic)
     bot_version: str | None = None
+    escalation_reason: str | None = None  # normalized (models.normalize_topic)
+
+    @property
+    def by_label(self) -> bool:
+        """Whether it filters by a rollup label (channel, bot version, escalation reason)."""
+        return self.channel is not None or self.bot_version is not None or self.escalation_reason is not None
 
 
 class Granularity(enum.StrEnum):
@@ -69,4 +75,5 @@ def conversations_in(*, period: Period, filters: Filters) -> QuerySet[Conversati
         .for_channel(filters.channel)
         .for_bot_version(filters.bot_version)
         .with_topic(filters.topic)
+        .with_escalation_reason(filters.escalation_reason)
     )

@@ -58,6 +58,8 @@ class WindowFigures:
 
     totals: Totals = field(default_factory=Totals)
     topics: dict[int, tuple[str, Totals]] = field(default_factory=dict)
+    # Conversations per escalation reason (when asked for), reasons without any left out.
+    reasons: dict[str, int] = field(default_factory=dict)
     # By bucket start in UTC: Python never finds two datetimes in different zones equal during
     # a repeated (DST fall-back) hour, so a display-zone key would miss its row.
     series: dict[datetime, Totals] = field(default_factory=lambda: defaultdict(Totals))
@@ -84,13 +86,15 @@ _RAW_COUNTS = sql.SQL(", ").join([sql.SQL("count(*)"), *[sql.SQL("NULL::bigint")
 _ROLLUP_HISTOGRAM = sql.SQL("sa_histogram_sum(r.{})").format(sql.Identifier(HISTOGRAM))
 _RAW_BUCKETS = sql.SQL("array_agg(c.response_ms_bucket) FILTER (WHERE c.response_ms_bucket IS NOT NULL)")
 # The columns of every part: which window, its topic (NULL for the window's totals), its
-# bucket (NULL unless a series), the sign of raw rows, the figures, the histogram's counts
-# (rollup rows) or the response-time buckets (raw rows).
+# bucket (NULL unless a series), its escalation reason (NULL unless counting them), the sign of
+# raw rows, the figures, the histogram's counts (rollup rows) or the response-time buckets (raw
+# rows).
 _PART_COLUMNS = sql.SQL(", ").join(
-    sql.Identifier(name) for name in ("part", "topic_id", "bucket", "sign", *NAMES, "histogram", "buckets")
+    sql.Identifier(name)
+    for name in ("part", "topic_id", "bucket", "reason", "sign", *NAMES, "histogram", "buckets")
 )
-# What the figures, the buckets and the topic counts need of a raw conversation (its channel and
-# version only when a figure reads them: the filters apply where the rows are read).
+# What the figures, the buckets, the topic and reason counts need of a raw conversation (its
+# channel and version only when a figure reads them: the filters apply where the rows are read).
 _FIGURES_READ = {column for figure in FIGURES for column in figure.columns}
 _EDGE_COLUMNS = sql.SQL(", ").join(
     sql.SQL("c.{}").format(sql.Identifier(name))
@@ -150,16 +154,18 @@ def _ranges_where(plan: Plan) -> tuple[sql.Composable, list] | None:
 
 
 def _rollups_where(
-    plan: Plan, filters: Filters, *, per_topic: bool
+    plan: Plan, filters: Filters, *, per_topic: bool, per_label: bool = False
 ) -> tuple[sql.Composable, sql.Composable, list] | None:
     """The rollups (unfolded deltas included) and rows `r` of a plan: per topic when asked or
-    filtering by topic, else per channel × bot version. Without a channel or version filter,
-    the "all" rows (NULL, NULL): one row per quarter hour, hour or day (per topic)."""
+    filtering by topic, else per label. Without a label filter (channel, version, escalation
+    reason) and unless `per_label`, the "all" rows (labels NULL): one row per quarter hour, hour
+    or day (per topic)."""
     if (ranges := _ranges_where(plan)) is None:
         return None
     text, params = ranges
     conditions = [text]
-    if filters.channel is None and filters.bot_version is None:
+    if not filters.by_label and not per_label:
+        # The "all" rows (every label NULL; the partial indexes' condition).
         conditions.append(sql.SQL("r.channel IS NULL AND r.bot_version IS NULL"))
     else:
         conditions.append(sql.SQL("r.channel IS NOT NULL"))
@@ -173,7 +179,11 @@ def _rollups_where(
 
 def _add_label_filters(alias: str, filters: Filters, conditions: list, params: list) -> None:
     """The channel and bot version filters, on rows `alias` (rollup rows or conversations)."""
-    for column, value in (("channel", filters.channel), ("bot_version", filters.bot_version)):
+    for column, value in (
+        ("channel", filters.channel),
+        ("bot_version", filters.bot_version),
+        ("escalation_reason", filters.escalation_reason),
+    ):
         if value is not None:
             conditions.append(sql.SQL("{}.{} = %s").format(sql.Identifier(alias), sql.Identifier(column)))
             params.append(value)
@@ -233,9 +243,10 @@ class _Statement:
         totals: bool = True,
         topics: TopicFigures | None = None,
         series: tuple[Granularity, ZoneInfo] | None = None,
+        reasons: bool = False,
     ) -> None:
-        """Adds the parts of one window: its totals (per bucket of `series`), and its topics.
-        With a topic filter, only that topic."""
+        """Adds the parts of one window: its totals (per bucket of `series`), its topics and
+        its conversations per escalation reason. With a topic filter, only that topic."""
         if series:
             bucket_rollup = sql.SQL("date_trunc(%s, r.start AT TIME ZONE %s)")
             bucket_raw = sql.SQL("date_trunc(%s, c.timestamp AT TIME ZONE %s)")
@@ -251,8 +262,8 @@ class _Statement:
                 grouped = sql.SQL("GROUP BY bucket" if series else "HAVING count(*) > 0")
                 self._part(
                     sql.SQL(
-                        "SELECT %s, NULL::bigint, {bucket} AS bucket, 1, {sums}, {histogram},"
-                        " NULL::smallint[] FROM {table} r WHERE {where} {grouped}"
+                        "SELECT %s, NULL::bigint, {bucket} AS bucket, NULL::varchar, 1, {sums},"
+                        " {histogram}, NULL::smallint[] FROM {table} r WHERE {where} {grouped}"
                     ).format(
                         bucket=bucket_rollup,
                         sums=_ROLLUP_SUMS,
@@ -267,13 +278,39 @@ class _Statement:
                 source, source_params = edges
                 self._part(
                     sql.SQL(
-                        "SELECT %s, NULL::bigint, {bucket} AS bucket, c.sign, {sums}, NULL::integer[],"
-                        " {buckets} FROM {source} c GROUP BY bucket, c.sign"
+                        "SELECT %s, NULL::bigint, {bucket} AS bucket, NULL::varchar, c.sign, {sums},"
+                        " NULL::integer[], {buckets} FROM {source} c GROUP BY bucket, c.sign"
                     ).format(bucket=bucket_raw, sums=_RAW_SUMS, buckets=_RAW_BUCKETS, source=source),
                     [part, *bucket_params, *source_params],
                 )
         if topics:
             self._topics(part, plan, filters, topics, edges)
+        if reasons:
+            self._reasons(part, plan, filters, edges)
+
+    def _reasons(self, part, plan, filters, edges) -> None:
+        """The conversations of each escalation reason: from the per-label rollup rows (per
+        topic with a topic filter), and the raw edge rows."""
+        if (rollup_rows := _rollups_where(plan, filters, per_topic=False, per_label=True)) is not None:
+            table, where, where_params = rollup_rows
+            self._part(
+                sql.SQL(
+                    "SELECT %s, NULL::bigint, NULL::timestamp, r.escalation_reason, 1, {sums},"
+                    " NULL::integer[], NULL::smallint[] FROM {table} r"
+                    " WHERE {where} AND r.escalation_reason <> '' GROUP BY r.escalation_reason"
+                ).format(sums=_ROLLUP_COUNTS, table=table, where=where),
+                [part, *where_params],
+            )
+        if edges is not None:
+            source, source_params = edges
+            self._part(
+                sql.SQL(
+                    "SELECT %s, NULL::bigint, NULL::timestamp, c.escalation_reason, c.sign, {sums},"
+                    " NULL::integer[], NULL::smallint[] FROM {source} c"
+                    " WHERE c.escalation_reason <> '' GROUP BY c.escalation_reason, c.sign"
+                ).format(sums=_RAW_COUNTS, source=source),
+                [part, *source_params],
+            )
 
     def _topics(self, part, plan, filters, topics: TopicFigures, edges) -> None:
         self.with_topics = True
@@ -282,8 +319,8 @@ class _Statement:
             table, where, where_params = rollup_rows
             self._part(
                 sql.SQL(
-                    "SELECT %s, r.topic_id, NULL::timestamp, 1, {sums}, NULL::integer[], NULL::smallint[]"
-                    " FROM {table} r WHERE {where} GROUP BY r.topic_id"
+                    "SELECT %s, r.topic_id, NULL::timestamp, NULL::varchar, 1, {sums}, NULL::integer[],"
+                    " NULL::smallint[] FROM {table} r WHERE {where} GROUP BY r.topic_id"
                 ).format(sums=_ROLLUP_SUMS if every else _ROLLUP_COUNTS, table=table, where=where),
                 [part, *where_params],
             )
@@ -299,8 +336,8 @@ class _Statement:
                 topic_params.append(filters.topic)
             self._part(
                 sql.SQL(
-                    "SELECT %s, c.topic_id, NULL::timestamp, c.sign, {sums}, NULL::integer[],"
-                    " NULL::smallint[] FROM {rows} GROUP BY c.topic_id, c.sign"
+                    "SELECT %s, c.topic_id, NULL::timestamp, NULL::varchar, c.sign, {sums},"
+                    " NULL::integer[], NULL::smallint[] FROM {rows} GROUP BY c.topic_id, c.sign"
                 ).format(sums=_RAW_SUMS if every else _RAW_COUNTS, rows=topic_rows),
                 [part, *source_params, *topic_params],
             )
@@ -328,7 +365,7 @@ class _Statement:
         self.parts.append(name)
 
     def rows(self) -> list[tuple]:
-        """(part, topic_id, bucket, sign, *figures, histogram, buckets[, topic name]) rows."""
+        """(part, topic_id, bucket, reason, sign, *figures, histogram, buckets[, topic name]) rows."""
         if not self.parts:
             return []
         union = sql.SQL(" UNION ALL ").join(sql.SQL("SELECT * FROM {}").format(name) for name in self.parts)
@@ -352,6 +389,7 @@ def read(
     topics: TopicFigures | None = None,
     series: tuple[Granularity, ZoneInfo] | None = None,
     cut_offs: Sequence[CutOff] | None = None,
+    reasons: bool = False,
 ) -> list[WindowFigures]:
     """The figures of each window, each read as `plan` says, in one statement.
 
@@ -375,7 +413,15 @@ def read(
     statement = _Statement()
     for part, (_, group, period) in enumerate(windows):
         part_topics = topics if group is None or with_topics else None
-        statement.window(part, plan(period), filters, totals=totals, topics=part_topics, series=series)
+        statement.window(
+            part,
+            plan(period),
+            filters,
+            totals=totals,
+            topics=part_topics,
+            series=series,
+            reasons=reasons and group is None,
+        )
     read_figures = _figures(statement.rows(), len(windows), series)
     figures = read_figures[: len(periods)]
     for (index, group, _), clipped in zip(windows[len(periods) :], read_figures[len(periods) :], strict=True):
@@ -390,10 +436,14 @@ def _figures(rows: list[tuple], parts: int, series) -> list[WindowFigures]:
     topic_sums: list[dict[int, tuple[str, list]]] = [{} for _ in range(parts)]
     count = len(NAMES)
     for row in rows:
-        part, topic_id, bucket, sign = row[:4]
-        values, (counts, buckets) = row[4 : 4 + count], row[4 + count : 6 + count]
+        part, topic_id, bucket, reason, sign = row[:5]
+        values, (counts, buckets) = row[5 : 5 + count], row[5 + count : 7 + count]
+        if reason is not None:
+            reasons = figures[part].reasons
+            reasons[reason] = reasons.get(reason, 0) + sign * values[0]
+            continue
         if topic_id is not None:
-            name = row[6 + count]
+            name = row[7 + count]
             _, sums = topic_sums[part].setdefault(topic_id, (name, [0] * count))
             for position, value in enumerate(values):
                 sums[position] += sign * (value or 0)
@@ -403,6 +453,8 @@ def _figures(rows: list[tuple], parts: int, series) -> list[WindowFigures]:
             figures[part].totals += part_totals
         else:
             figures[part].series[bucket.replace(tzinfo=series[1]).astimezone(UTC)] += part_totals
+    for window in figures:
+        window.reasons = {reason: count for reason, count in window.reasons.items() if count}
     for part, by_topic in enumerate(topic_sums):
         figures[part].topics = {
             topic_id: (name, Totals.from_columns(sums)) for topic_id, (name, sums) in by_topic.items()
@@ -430,15 +482,17 @@ def _add_cut_offs(
             figures.topics[topic_id] = (name, totals.with_cut_offs(values(found[1] if found else None)))
 
 
-def filter_menus(plan: Plan) -> tuple[set[str], set[str]]:
-    """The channels and bot versions of a plan's rollup rows (cheap: no raw rows)."""
+def filter_menus(plan: Plan) -> tuple[set[str], set[str], set[str]]:
+    """The channels, bot versions and escalation reasons of a plan's rollup rows (cheap: no
+    raw rows)."""
     if (ranges := _ranges_where(plan)) is None:
-        return set(), set()
+        return set(), set(), set()
     where, params = ranges
     statement = sql.SQL(
-        "SELECT DISTINCT r.channel, r.bot_version FROM {} r WHERE {} AND r.channel IS NOT NULL"
+        "SELECT DISTINCT r.channel, r.bot_version, r.escalation_reason FROM {} r"
+        " WHERE {} AND r.channel IS NOT NULL"
     )
     with connection.cursor() as cursor:
         cursor.execute(statement.format(_LIVE[False], where).as_string(), params)
         rows = cursor.fetchall()
-    return {channel for channel, _ in rows}, {version for _, version in rows}
+    return {row[0] for row in rows}, {row[1] for row in rows}, {row[2] for row in rows}

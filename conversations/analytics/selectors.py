@@ -3,7 +3,7 @@ from one of these functions: plain results, never HTTP objects."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -17,6 +17,7 @@ from conversations.analytics.reads import TopicFigures
 from conversations.models import Conversation, CostSettings
 
 TOP_TOPICS_LIMIT = 10
+TOP_REASONS_LIMIT = 10
 KNOWLEDGE_GAPS_LIMIT = 5
 
 
@@ -27,6 +28,8 @@ class Summary:
     totals: Totals
     cost: CostBreakdown
     top_topics: list[tuple[str, int]]
+    # Up to 10 (escalation reason, conversations), most first, ties by name.
+    escalation_reasons: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class TopicStats:
     totals: Totals
     share: Decimal | None  # 100 × this topic's conversations / all conversations in the window
     escalation_cost: Decimal
+    knowledge_gap_cost: Decimal  # (escalations + follow-ups) × human cost
 
 
 @dataclass(frozen=True)
@@ -47,18 +51,32 @@ class Bucket:
 
 
 def _read_window(
-    period: Period, filters: Filters, *, totals: bool = True, topics: TopicFigures | None = None
+    period: Period,
+    filters: Filters,
+    *,
+    totals: bool = True,
+    topics: TopicFigures | None = None,
+    reasons: bool = False,
 ) -> reads.WindowFigures:
     [figures] = reads.read(
-        [period], filters, **_window_plans(filters, topics=topics is not None), totals=totals, topics=topics
+        [period],
+        filters,
+        **_window_plans(filters, topics=topics is not None, reasons=reasons),
+        totals=totals,
+        topics=topics,
+        reasons=reasons,
     )
     return figures
 
 
-def _window_plans(filters: Filters, *, topics: bool) -> dict:
-    """How `reads.read` plans the windows of a read of totals (and topics), as of now."""
+def _window_plans(filters: Filters, *, topics: bool, reasons: bool = False) -> dict:
+    """How `reads.read` plans the windows of a read of totals (and topics, and escalation
+    reasons), as of now."""
     now = timezone.now()
-    return {"plan": lambda window: planner.window_plan(window, filters, topics=topics, now=now), "now": now}
+    return {
+        "plan": lambda window: planner.window_plan(window, filters, topics=topics, reasons=reasons, now=now),
+        "now": now,
+    }
 
 
 def window_totals(*, period: Period, filters: Filters) -> Totals:
@@ -68,6 +86,11 @@ def window_totals(*, period: Period, filters: Filters) -> Totals:
 
 def _ranked(by_topic: dict[int, tuple[str, Totals]], limit: int) -> list[tuple[str, int]]:
     counts = ((name, totals.conversations) for name, totals in by_topic.values())
+    return _top(counts, limit)
+
+
+def _top(counts, limit: int) -> list[tuple[str, int]]:
+    """The (name, count) pairs with a count, most first, ties by name (code point order)."""
     return sorted(((name, n) for name, n in counts if n > 0), key=lambda pair: (-pair[1], pair[0]))[:limit]
 
 
@@ -94,12 +117,12 @@ def summary(
 ) -> Summary:
     """The whole window at once: the tutorial's summary keys and everything added to them.
 
-    One read: the totals and the top topics together (with a topic filter, the top topics
-    are that topic's count: the totals).
+    One read: the totals, the top topics and the escalation reasons together (with a topic
+    filter, the top topics are that topic's count: the totals).
     """
     cost_settings = cost_settings or CostSettings.load()
     read_topics = with_top_topics and not filters.topic
-    figures = _read_window(period, filters, topics=TopicFigures.COUNTS if read_topics else None)
+    figures = _read_window(period, filters, topics=TopicFigures.COUNTS if read_topics else None, reasons=True)
     totals = figures.totals
     if read_topics:
         top = _ranked(figures.topics, TOP_TOPICS_LIMIT)
@@ -108,7 +131,12 @@ def summary(
     else:
         top = []
     return Summary(
-        period=period, filters=filters, totals=totals, cost=totals.cost(cost_settings), top_topics=top
+        period=period,
+        filters=filters,
+        totals=totals,
+        cost=totals.cost(cost_settings),
+        top_topics=top,
+        escalation_reasons=_top(figures.reasons.items(), TOP_REASONS_LIMIT),
     )
 
 
@@ -122,6 +150,7 @@ def _topic_stats(
             totals=totals,
             share=percent(totals.conversations, total),
             escalation_cost=totals.escalation_cost(cost_settings),
+            knowledge_gap_cost=totals.knowledge_gap_cost(cost_settings),
         )
         for topic_id, (name, totals) in by_topic.items()
         if totals.conversations > 0
@@ -284,6 +313,7 @@ class Dashboard:
     has_any_data: bool
     channels: list[str]
     bot_versions: list[str]
+    escalation_reasons: list[str] = field(default_factory=list)  # the filter menu
 
     @property
     def topic_trends(self) -> list[TopicTrend]:
@@ -292,9 +322,10 @@ class Dashboard:
 
     @property
     def knowledge_gaps(self) -> list[TopicStats]:
-        """The topics whose escalations cost most: what to document next."""
-        escalated = [topic for topic in self.topics if topic.totals.escalated]
-        return sorted(escalated, key=lambda topic: (-topic.escalation_cost, topic.topic))[
+        """The topics whose gaps cost most (escalations, and AI "resolutions" whose customer
+        came back: `knowledge_gap_cost`): what to document next."""
+        costly = [topic for topic in self.topics if topic.totals.escalated or topic.totals.followed_up]
+        return sorted(costly, key=lambda topic: (-topic.knowledge_gap_cost, topic.topic))[
             :KNOWLEDGE_GAPS_LIMIT
         ]
 
@@ -304,9 +335,9 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
     the period and the one before it together, in a fixed number of queries."""
     cost_settings = CostSettings.load()
     before = period.previous()
-    plans = _window_plans(filters, topics=True)
-    # Both periods' totals and topics in one read.
-    now, then = reads.read([period, before], filters, **plans, topics=TopicFigures.ALL)
+    plans = _window_plans(filters, topics=True, reasons=True)
+    # Both periods' totals, topics and escalation reasons in one read.
+    now, then = reads.read([period, before], filters, **plans, topics=TopicFigures.ALL, reasons=True)
     totals, previous_totals = now.totals, then.totals
     topics = _topic_stats(now.topics, total=totals.conversations, cost_settings=cost_settings)
     previous_topics = _topic_stats(
@@ -314,7 +345,7 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
     )
     # The top topics are the first rows of the topics table (with a topic filter, that topic).
     top = [(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]]
-    channels, versions = reads.filter_menus(planner.plan(period, now=plans["now"]))
+    channels, versions, reasons = reads.filter_menus(planner.plan(period, now=plans["now"]))
     return Dashboard(
         period=period,
         previous_period=before,
@@ -322,7 +353,12 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
         granularity=granularity,
         tz=tz,
         current=Summary(
-            period=period, filters=filters, totals=totals, cost=totals.cost(cost_settings), top_topics=top
+            period=period,
+            filters=filters,
+            totals=totals,
+            cost=totals.cost(cost_settings),
+            top_topics=top,
+            escalation_reasons=_top(now.reasons.items(), TOP_REASONS_LIMIT),
         ),
         previous=Summary(
             period=before,
@@ -339,4 +375,5 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
         has_any_data=bool(totals.conversations) or Conversation.objects.exists(),
         channels=sorted((channels | {filters.channel or ""}) - {""}),
         bot_versions=sorted((versions | {filters.bot_version or ""}) - {""}),
+        escalation_reasons=sorted((reasons | {filters.escalation_reason or ""}) - {""}),
     )

@@ -22,6 +22,26 @@ from conversations.analytics.metrics import METRICS, Answer, Metric, Unit
 
 __all__ = ["SERIES_METRICS", "SUMMARY_LAYOUT", "TOPIC_METRICS", "Answer"]  # and the functions below
 
+OUTCOMES = (
+    "outcome_confirmed",
+    "outcome_assumed",
+    "outcome_escalated",
+    "outcome_abandoned",
+    "outcome_unreported",
+)
+REPEAT_CONTACT = tuple(
+    f"repeat_contact.{key}"
+    for key in (
+        "window_days",
+        "settled",
+        "settled_ai_resolved",
+        "followed_up",
+        "repeat_contact_rate",
+        "durable_resolution_rate",
+        "customer_id_coverage",
+    )
+)
+
 # The summary, after `window` and `filters` and before `cost`: the tutorial's keys first (same
 # names and meaning; avg_csat is null, not 0, without scores), then those added. Each path is
 # a metric's (its `summary` paths) or one of the two lists below.
@@ -43,9 +63,22 @@ SUMMARY_LAYOUT = (
     "csat.average_escalated",
     "response_time.mean_ms",
     "response_time.p95_ms",
+    # Honest resolution: how conversations ended, why they escalated, who came back.
+    *(f"outcomes.{outcome}" for outcome in ("confirmed", "assumed", "escalated", "abandoned", "unreported")),
+    "outcome_coverage",
+    "confirmed_resolution_rate",
+    "assumed_resolution_rate",
+    "abandonment_rate",
+    "escalation_reasons",
+    *REPEAT_CONTACT,
 )
-# The summary's blocks, by their OpenAPI component names.
-SUMMARY_BLOCKS = {"csat": "Csat", "response_time": "ResponseTime"}
+# The blocks of the summary and of rows, by their OpenAPI component names.
+SUMMARY_BLOCKS = {
+    "csat": "Csat",
+    "response_time": "ResponseTime",
+    "outcomes": "Outcomes",
+    "repeat_contact": "RepeatContact",
+}
 
 TOPIC_METRICS = (
     "conversations",
@@ -56,6 +89,15 @@ TOPIC_METRICS = (
     "avg_csat",
     "csat_responses",
     "escalation_cost",
+    "knowledge_gap_cost",
+    *OUTCOMES,
+    "repeat_contact_window_days",
+    "settled",
+    "settled_ai_resolved",
+    "followed_up",
+    "repeat_contact_rate",
+    "durable_resolution_rate",
+    "customer_id_coverage",
 )
 SERIES_METRICS = (
     "conversations",
@@ -69,6 +111,7 @@ SERIES_METRICS = (
     "p95_response_ms",
     "savings",
     "cumulative_savings",
+    *OUTCOMES,
 )
 # The dashboard's topics table as exported (its own order, as on the page), then the
 # comparison with the previous period.
@@ -81,7 +124,7 @@ TOPICS_EXPORT_METRICS = (
     "csat_responses",
     "escalation_cost",
 )
-SERIES_EXPORT_METRICS = SERIES_METRICS
+SERIES_EXPORT_METRICS = SERIES_METRICS[: SERIES_METRICS.index("cumulative_savings") + 1]
 
 _BY_SUMMARY_PATH: dict[str, Metric] = {path: metric for metric in METRICS.values() for path in metric.summary}
 _GETTERS: dict[str, Callable[[Any], Any]] = {
@@ -94,6 +137,13 @@ _SUMMARY_EXTRAS: dict[str, tuple[Callable[[Any], Any], Callable[[], serializers.
         lambda: serializers.ListField(
             child=serializers.ListField(child=serializers.JSONField(), min_length=2, max_length=2),
             help_text="Up to 10 [topic, conversations] pairs, most first, ties by name.",
+        ),
+    ),
+    "escalation_reasons": (
+        lambda summary: [[reason, count] for reason, count in summary.escalation_reasons],
+        lambda: serializers.ListField(
+            child=serializers.ListField(child=serializers.JSONField(), min_length=2, max_length=2),
+            help_text="Up to 10 [escalation reason, conversations] pairs, most first, ties by name.",
         ),
     ),
     "csat.distribution": (
@@ -154,28 +204,51 @@ def summary_fields() -> dict[str, serializers.Field]:
         target[key] = (
             _SUMMARY_EXTRAS[path][1]() if path in _SUMMARY_EXTRAS else metric_field(_BY_SUMMARY_PATH[path])
         )
-    return {
-        key: named_serializer(SUMMARY_BLOCKS[key], value)() if isinstance(value, dict) else value
-        for key, value in fields.items()
-    }
+    return {key: _block(key, value) if isinstance(value, dict) else value for key, value in fields.items()}
+
+
+_BLOCKS: dict[str, type[serializers.Serializer]] = {}
+
+
+def _block(key: str, fields: dict[str, serializers.Field]) -> serializers.Serializer:
+    """A block's serializer: one class per block (its OpenAPI component), whichever answer
+    has it (the summary's `outcomes` block is also every topic's and bucket's)."""
+    if key not in _BLOCKS:
+        _BLOCKS[key] = named_serializer(SUMMARY_BLOCKS[key], fields)
+    assert list(_BLOCKS[key]._declared_fields) == list(fields), f"The {key!r} block differs between answers."
+    return _BLOCKS[key]()
 
 
 # --- Rows: topics and time-series buckets ------------------------------------------------------
 
 
 def row_body(row, metrics: tuple[str, ...], answer: Answer) -> dict[str, Any]:
-    """The metrics of a result row (TopicStats, Bucket) under their names in `answer`."""
-    return {key: get(row) for key, get in _row_layout(metrics, answer)}
+    """The metrics of a result row (TopicStats, Bucket) under their names in `answer` (a name
+    "block.key" in the block's object)."""
+    body: dict[str, Any] = {}
+    for block, key, get in _row_layout(metrics, answer):
+        (body.setdefault(block, {}) if block else body)[key] = get(row)
+    return body
 
 
 @functools.cache
-def _row_layout(metrics: tuple[str, ...], answer: Answer) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+def _row_layout(
+    metrics: tuple[str, ...], answer: Answer
+) -> tuple[tuple[str | None, str, Callable[[Any], Any]], ...]:
     # Worked out once per layout: a series answer writes ~100 rows of ~10 metrics.
-    return tuple((METRICS[name].name_in(answer), _GETTERS[name]) for name in metrics)
+    layout = []
+    for name in metrics:
+        block, _, key = METRICS[name].name_in(answer).rpartition(".")
+        layout.append((block or None, key, _GETTERS[name]))
+    return tuple(layout)
 
 
 def row_fields(metrics: Iterable[str], answer: Answer) -> dict[str, serializers.Field]:
-    return {METRICS[name].name_in(answer): metric_field(METRICS[name]) for name in metrics}
+    fields: dict[str, Any] = {}
+    for name in metrics:
+        block, _, key = METRICS[name].name_in(answer).rpartition(".")
+        (fields.setdefault(block, {}) if block else fields)[key] = metric_field(METRICS[name])
+    return {key: _block(key, value) if isinstance(value, dict) else value for key, value in fields.items()}
 
 
 def row_serializer(

@@ -1,0 +1,41 @@
+"""Customer ids, stored only as a keyed hash.
+
+The bot may send `customer_id` (its own id for the customer) so that repeat contacts can be
+found. The id as sent is never stored, logged or answered: it is replaced at once by
+HMAC-SHA256 under `settings.CUSTOMER_ID_HASH_KEY` (RFC 2104), so equal ids give equal hashes
+and nothing in the database leads back to the id without the key. A keyed hash rather than a
+plain SHA-256: customer ids are often guessable (e-mail addresses, order numbers), and a plain
+hash of a guessable id is as good as the id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from django.conf import settings
+
+# Characters of the hash shown where a customer is named (the admin): enough to tell customers
+# apart at a glance, far too few to be worth guessing ids against.
+SHORT_LENGTH = 12
+
+
+def customer_hash(customer_id: str) -> bytes:
+    """The 32-byte HMAC-SHA256 of a customer id (UTF-8) under CUSTOMER_ID_HASH_KEY."""
+    return hmac.new(_key(), customer_id.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+
+def short(hashed: bytes | memoryview | None) -> str:
+    """The first characters of a stored hash in hex ("" for none)."""
+    return bytes(hashed).hex()[:SHORT_LENGTH] if hashed else ""
+
+
+_keys: dict[str, bytes] = {}
+
+
+def _key() -> bytes:
+    # Read from settings at each call (tests override it); encoded once per value.
+    text = settings.CUSTOMER_ID_HASH_KEY
+    if text not in _keys:
+        _keys[text] = text.encode()
+    return _keys[text]
