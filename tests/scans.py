@@ -5,8 +5,7 @@ from datetime import datetime
 from django.db.models import Aggregate, Count, Func, IntegerField, Q, QuerySet, Sum
 from django.utils import timezone
 
-from conversations.analytics.figures import BY_NAME, CUTOFFS
-
+from conversations.analytics.figures import BY_NAME, CUTOFFS, repeat_contact_window
 from conversations.analytics.metrics import Totals, full_scan_aggregates
 from conversations.analytics.query import Filters, Period, conversations_in
 from conversations.analytics.selectors import Bucket
@@ -17,14 +16,39 @@ def full_scan(period: Period, filters: Filters, *, now: datetime | None = None) 
     """A window's figures recounted from the raw conversations (ORM aggregates); its cut-off
     figures (figures.CUTOFFS) from those that ended at least their age before `now` (default:
     the clock's now)."""
-    now = now or timezone.now()
     raw = conversations_in(period=period, filters=filters)
-    aggregates = full_scan_aggregates()
+    return totals_of(raw.aggregate(**full_scan_aggregates_with_cut_offs(now or timezone.now())))
+
+
+def full_scan_aggregates_with_cut_offs(now: datetime, *, with_histogram: bool = True) -> dict[str, Aggregate]:
+    """`full_scan_aggregates`, and each cut-off figure as `cut_off_<name>` (`totals_of` reads them)."""
+    aggregates = full_scan_aggregates(with_histogram=with_histogram)
     for cut_off in CUTOFFS:
         aggregates[f"cut_off_{cut_off.name}"] = _cut_off_aggregate(BY_NAME[cut_off.of], now - cut_off.age())
-    row = raw.aggregate(**aggregates)
-    totals = Totals.from_row(row)
-    return totals.with_cut_offs({cut_off.name: row[f"cut_off_{cut_off.name}"] or 0 for cut_off in CUTOFFS})
+    return aggregates
+
+
+def totals_of(row: dict) -> Totals:
+    """A Totals of a row of `full_scan_aggregates_with_cut_offs`."""
+    return Totals.from_row(row).with_cut_offs(
+        {cut_off.name: row[f"cut_off_{cut_off.name}"] or 0 for cut_off in CUTOFFS}
+    )
+
+
+def assert_follow_ups_exact() -> None:
+    """Every stored conversation is followed up exactly when another of its customer's ended
+    after it and at most the repeat-contact window after it (worked out here, in Python)."""
+    window = repeat_contact_window()
+    rows = list(Conversation.objects.values_list("session_id", "customer_hash", "timestamp", "followed_up"))
+    times: dict[bytes, list[datetime]] = {}
+    for _, customer, timestamp, _ in rows:
+        if customer is not None:
+            times.setdefault(bytes(customer), []).append(timestamp)
+    for session_id, customer, timestamp, followed_up in rows:
+        expected = customer is not None and any(
+            timestamp < other <= timestamp + window for other in times[bytes(customer)]
+        )
+        assert followed_up == expected, (session_id, timestamp, followed_up)
 
 
 def _cut_off_aggregate(figure, latest: datetime) -> Aggregate:

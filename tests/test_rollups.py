@@ -1,9 +1,15 @@
 """The fast answers (rollups + raw partial hours) equal a full scan of the raw rows.
 
 Hypothesis writes random conversations (with re-posts of the same sessions, late CSAT
-updates and deletes, so contributions are taken out and put back; small writes leave theirs as
-deltas, folded in at random moments), then compares random windows and
-filters against the same figures computed from the conversations table alone.
+updates, deletes and purges, so contributions are taken out and put back; small writes leave
+theirs as deltas, folded in at random moments), then compares random windows and filters
+against the same figures computed from the conversations table alone.
+
+Three customers come back to the bot within a repeat-contact window of one day (the module
+sets REPEAT_CONTACT_DAYS=1, so that its edges cut through the data and through the windows):
+re-posts move a conversation to another time or customer, late ones land between two stored
+ones, and after every operation each stored conversation's follow-up flag equals one worked
+out from scratch.
 """
 
 import contextlib
@@ -16,16 +22,24 @@ import time_machine
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conversations import histogram, rollups, services
+from conversations import histogram, retention, rollups, services
 from conversations.analytics import selectors
-from conversations.analytics.metrics import Totals, full_scan_aggregates
 from conversations.analytics.query import Filters, Granularity, Period, conversations_in
+from conversations.customers import customer_hash
 from conversations.models import Conversation, ConversationRollup, RollupDelta, Topic, TopicRollup
 from conversations.services import ConversationIn
-from tests.scans import assert_buckets_equal_full_scans, full_scan, per_topic
+from tests.scans import (
+    assert_buckets_equal_full_scans,
+    assert_follow_ups_exact,
+    full_scan,
+    full_scan_aggregates_with_cut_offs,
+    per_topic,
+    totals_of,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -38,8 +52,26 @@ SESSIONS = [f"s{i}" for i in range(10)]
 CHANNELS = ["web", "email", ""]
 VERSIONS = ["1.0", "2.0"]
 TOPICS = ["billing", "refund", "shipping"]
+REASONS = ["no docs", "angry"]
+CUSTOMERS = [customer_hash(name) for name in ("ann", "bob", "cy")]
 
-conversations = st.builds(
+
+@pytest.fixture(autouse=True)
+def one_day_repeat_window():
+    with override_settings(REPEAT_CONTACT_DAYS=1):
+        yield
+
+
+def _honest(conversation: ConversationIn, draw_outcome: int, draw_reason: int) -> ConversationIn:
+    """An outcome that agrees with `resolved_by_ai` (or none), a reason only when not resolved."""
+    outcomes = ("confirmed", "assumed") if conversation.resolved_by_ai else ("escalated", "abandoned")
+    outcome = ("", *outcomes)[draw_outcome % 3]
+    reason = "" if conversation.resolved_by_ai else ("", *REASONS)[draw_reason % 3]
+    conversation.__dict__.update(outcome=outcome, escalation_reason=reason)
+    return conversation
+
+
+conversation_values = st.builds(
     ConversationIn,
     session_id=st.sampled_from(SESSIONS),
     # Half of them in the busy hours.
@@ -58,7 +90,10 @@ conversations = st.builds(
     ai_cost=st.none() | st.integers(0, 500_000).map(lambda n: Decimal(n) / Decimal(1_000_000)),
     csat=st.none() | st.integers(1, 5),
     csat_given=st.booleans(),
+    customer_hash=st.none() | st.sampled_from(CUSTOMERS),
+    customer_given=st.booleans(),
 )
+conversations = st.builds(_honest, conversation_values, st.integers(0, 2), st.integers(0, 2))
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("post"), st.lists(conversations, min_size=1, max_size=6)),
@@ -68,6 +103,8 @@ operations = st.lists(
         st.tuples(st.just("delete"), st.lists(st.sampled_from(SESSIONS), min_size=1, max_size=3)),
         # Small writes leave their rollup changes as deltas; reads count them folded or not.
         st.tuples(st.just("fold"), st.none()),
+        # Data retention: the oldest conversations go, a batch at a time.
+        st.tuples(st.just("purge"), st.integers(0, SPAN_MINUTES).map(lambda m: BASE + timedelta(minutes=m))),
     ),
     min_size=1,
     max_size=8,
@@ -95,6 +132,7 @@ filters = st.builds(
     channel=st.none() | st.sampled_from(CHANNELS),
     topic=st.none() | st.sampled_from(TOPICS),
     bot_version=st.none() | st.sampled_from(VERSIONS),
+    escalation_reason=st.none() | st.sampled_from(REASONS),
 )
 
 
@@ -108,10 +146,14 @@ def apply(ops) -> None:
             services.conversations_delete(session_ids=payload)
         elif kind == "fold":
             rollups.fold()
+        elif kind == "purge":
+            while retention.purge_batch(cutoff=payload, limit=2):
+                pass
         else:
             session_id, csat = payload
             with contextlib.suppress(Conversation.DoesNotExist):
                 services.conversation_set_csat(session_id=session_id, csat=csat)
+        assert_follow_ups_exact()
 
 
 def reset() -> None:
@@ -121,7 +163,7 @@ def reset() -> None:
 
 def rollup_rows() -> set[tuple]:
     """Every rollup row that counts something, as comparable tuples."""
-    keys = ["span", "start", "channel", "bot_version"]
+    keys = ["span", "start", "channel", "bot_version", "escalation_reason"]
     metrics = [f.name for f in ConversationRollup._meta.fields if f.name not in ("id", *keys)]
 
     def frozen(row) -> tuple:
@@ -142,7 +184,8 @@ def test_windows_from_rollups_equal_a_full_scan(ops, checks):
     apply(ops)
     # Read once with "now" after all the data and once in its middle: a window that reaches
     # past now is read as whole hours minus the rows after its end.
-    for now in (BASE + timedelta(days=30), BASE + timedelta(days=1, minutes=17)):
+    # The second also puts the repeat-contact cut-off (a day before now) inside the data.
+    for now in (BASE + timedelta(days=30), BASE + timedelta(days=2, minutes=17)):
         with time_machine.travel(now, tick=False):
             for period, window_filters in checks:
                 fast = selectors.window_totals(period=period, filters=window_filters)
@@ -156,9 +199,12 @@ def test_topics_and_top_topics_equal_a_full_scan(ops, period, window_filters):
     apply(ops)
     raw = conversations_in(period=period, filters=window_filters)
     # Topic statistics carry no response-time histogram (no percentile per topic).
-    scanned = per_topic(raw, full_scan_aggregates(with_histogram=False), topic=window_filters.topic)
-    expected = {name: Totals.from_row(row) for name, row in scanned.items()}
-    fast = selectors.topic_breakdown(period=period, filters=window_filters)
+    now = BASE + timedelta(days=2, hours=5)
+    with time_machine.travel(now, tick=False):
+        fast = selectors.topic_breakdown(period=period, filters=window_filters)
+    aggregates = full_scan_aggregates_with_cut_offs(now, with_histogram=False)
+    scanned = per_topic(raw, aggregates, topic=window_filters.topic)
+    expected = {name: totals_of(row) for name, row in scanned.items()}
     assert {topic.topic: topic.totals for topic in fast} == expected
 
     if not window_filters.topic:
@@ -179,8 +225,11 @@ def test_time_series_buckets_equal_a_full_scan(ops, period, granularity, tz, ser
     reset()
     apply(ops)
     zone = ZoneInfo(tz)
-    buckets = selectors.timeseries(period=period, filters=series_filters, granularity=granularity, tz=zone)
-    assert_buckets_equal_full_scans(buckets, period, series_filters, granularity, tz)
+    with time_machine.travel(BASE + timedelta(days=2, hours=5), tick=False):
+        buckets = selectors.timeseries(
+            period=period, filters=series_filters, granularity=granularity, tz=zone
+        )
+        assert_buckets_equal_full_scans(buckets, period, series_filters, granularity, tz)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
