@@ -2,12 +2,23 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import BigIntegerField
 from django.db.models.expressions import RawSQL
+from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from conversations import rollups, services
-from conversations.models import ApiKey, Conversation, CostSettings, Span, Topic
+from conversations import customers, rollups, services
+from conversations.models import (
+    CUSTOMER_ID_MAX_LENGTH,
+    ApiKey,
+    Conversation,
+    ConversationRollup,
+    CostSettings,
+    Span,
+    Topic,
+)
 
 
 class TopicFilter(admin.SimpleListFilter):
@@ -31,20 +42,73 @@ class TopicFilter(admin.SimpleListFilter):
         return queryset.filter(topic_ids__contains=[int(value)])
 
 
+class EscalationReasonFilter(admin.SimpleListFilter):
+    """Conversations escalated for a reason (`?escalation_reason=<name>`)."""
+
+    title = "escalation reason"
+    parameter_name = "escalation_reason"
+
+    def lookups(self, request, model_admin):
+        # The reasons of the daily rollup rows (one row per day and label, not a scan of the
+        # conversations); unfolded deltas are left out: a reason seen only in the last second
+        # shows up once folded.
+        reasons = (
+            ConversationRollup.objects.filter(span=Span.DAY, channel__isnull=False)
+            .exclude(escalation_reason="")
+            .values_list("escalation_reason", flat=True)
+            .distinct()
+            .order_by("escalation_reason")
+        )
+        return [(reason, reason) for reason in reasons]
+
+    def queryset(self, request, queryset):
+        return queryset if self.value() is None else queryset.filter(escalation_reason=self.value())
+
+
+class CustomerFilter(admin.SimpleListFilter):
+    """With or without a customer id; `?customer=<hash in hex>`: one customer's conversations
+    (what a search for a customer id leads to: the page never shows the id itself)."""
+
+    title = "customer id"
+    parameter_name = "customer"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "With a customer id"), ("no", "Without")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if value in ("yes", "no"):
+            return queryset.filter(customer_hash__isnull=value == "no")
+        try:
+            hashed = bytes.fromhex(value)
+        except ValueError:
+            raise IncorrectLookupParameters("Not a customer.") from None
+        # Uses index: conversation_customer_idx (customer_hash, timestamp).
+        return queryset.filter(customer_hash=hashed)
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = [
         "timestamp",
         "session_id",
         "resolved_by_ai",
+        "outcome",
         "csat",
         "turns",
         "topic_names",
         "channel",
+        "customer",
     ]
     list_display_links = ["timestamp", "session_id"]
     list_filter = [
         "resolved_by_ai",
+        "outcome",
+        EscalationReasonFilter,
+        CustomerFilter,
+        "followed_up",
         "csat",
         "channel",
         "bot_version",
@@ -52,15 +116,29 @@ class ConversationAdmin(admin.ModelAdmin):
         "timestamp",
     ]
     # "=" is an exact match: it uses the unique index on session_id, where icontains
-    # would scan the table.
+    # would scan the table. A customer id is hashed first (`changelist_view`).
     search_fields = ["=session_id"]
-    search_help_text = "Exact session id"
+    search_help_text = "Exact session id, or a customer id (hashed before the lookup, never shown)"
     date_hierarchy = None  # its year/month queries scan the table; the date filter does the job
     ordering = ["-timestamp"]
     list_per_page = 50
     show_full_result_count = False
     exclude = ["topic_ids"]
-    readonly_fields = ["topic_names"]
+    readonly_fields = ["topic_names", "customer", "followed_up"]
+
+    def changelist_view(self, request, extra_context=None):
+        # A search for a customer id becomes that customer's filter: the id is hashed here and
+        # leaves the URL, so no page shows it (nor the search box echoes it back).
+        term = request.GET.get("q", "").strip()
+        if term and len(term) <= CUSTOMER_ID_MAX_LENGTH and "\x00" not in term:
+            hashed = customers.customer_hash(term)
+            # Uses index: conversation_customer_idx.
+            if Conversation.objects.filter(customer_hash=hashed).exists():
+                query = request.GET.copy()
+                del query["q"]
+                query[CustomerFilter.parameter_name] = hashed.hex()
+                return HttpResponseRedirect(f"{request.path}?{query.urlencode()}")
+        return super().changelist_view(request, extra_context)
 
     # Conversations are the bot's record: admins browse, search and delete them, but every
     # change goes through the services, which keep the rollups (and so every number) right.
@@ -83,6 +161,16 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="topics")
     def topic_names(self, conversation: Conversation) -> str:
         return ", ".join(conversation.topic_names)
+
+    @admin.display(description="customer")
+    def customer(self, conversation: Conversation) -> str:
+        """The first characters of the customer id's keyed hash: enough to tell customers
+        apart on the page; the id itself is never stored."""
+        if conversation.customer_hash is None:
+            return ""
+        changelist = reverse("admin:conversations_conversation_changelist")
+        hashed = bytes(conversation.customer_hash).hex()
+        return format_html('<a href="{}?customer={}">{}</a>', changelist, hashed, customers.short(hashed))
 
 
 @admin.register(Topic)

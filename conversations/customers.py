@@ -25,9 +25,11 @@ def customer_hash(customer_id: str) -> bytes:
     return hmac.new(_key(), customer_id.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
 
 
-def short(hashed: bytes | memoryview | None) -> str:
-    """The first characters of a stored hash in hex ("" for none)."""
-    return bytes(hashed).hex()[:SHORT_LENGTH] if hashed else ""
+def short(hashed: bytes | memoryview | str | None) -> str:
+    """The first characters of a stored hash (or its hex) in hex ("" for none)."""
+    if not hashed:
+        return ""
+    return (hashed if isinstance(hashed, str) else bytes(hashed).hex())[:SHORT_LENGTH]
 
 
 _keys: dict[str, bytes] = {}

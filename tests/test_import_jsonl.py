@@ -420,3 +420,32 @@ def test_an_error_while_parsing_reaches_the_command(tmp_path, monkeypatch):
 
     assert not Conversation.objects.exists()
     assert not [t for t in threading.enumerate() if t.name.startswith("import-jsonl-")]
+
+
+def test_the_new_fields_are_imported_and_checked_like_posts(tmp_path):
+    from conversations.customers import customer_hash
+
+    day = timedelta(days=1)
+    lines = [
+        {"session_id": "a", "turns": 2, "outcome": "confirmed", "customer_id": "ann",
+         "timestamp": (T0 - 2 * day).isoformat()},
+        {"session_id": "b", "turns": 2, "outcome": "abandoned", "escalation_reason": "Too  Slow",
+         "customer_id": "ann", "timestamp": (T0 - day).isoformat()},
+        {"session_id": "c", "turns": 2, "resolved_by_ai": True, "escalation_reason": "no docs"},
+        {"session_id": "d", "turns": 2, "resolved_by_ai": True, "customer_id": 42},
+    ]  # fmt: skip
+    result = run_import(write_jsonl(tmp_path / "analytics.jsonl", [json.dumps(line) for line in lines]))
+
+    assert result.exit_code == 1
+    assert ":3: escalation_reason: Only for conversations the AI did not resolve" in result.stderr
+    assert ":4: customer_id: Not a valid string." in result.stderr
+    stored_rows = {c.session_id: c for c in Conversation.objects.all()}
+    assert sorted(stored_rows) == ["a", "b"]
+    a, b = stored_rows["a"], stored_rows["b"]
+    assert (a.outcome, a.resolved_by_ai, a.followed_up) == (
+        "confirmed",
+        True,
+        True,
+    )  # ann came back a day later
+    assert (b.outcome, b.resolved_by_ai, b.escalation_reason) == ("abandoned", False, "too slow")
+    assert bytes(a.customer_hash) == bytes(b.customer_hash) == customer_hash("ann")
