@@ -85,6 +85,21 @@ class _Client:
         self.sock.close()
 
 
+def honest_fields(i: int, customers: str = "customer") -> dict:
+    """The fields of issue 16 on conversation number `i` of a stream: an outcome on every one
+    (agreeing with `resolved_by_ai`: false when i % 3 == 0), a reason on most escalations, and a
+    customer id on 80% (ids starting `customers`), most customers coming back two or three
+    conversations later."""
+    resolved = i % 3 != 0
+    outcome = ("confirmed", "assumed")[i % 2] if resolved else "abandoned" if i % 4 == 0 else "escalated"
+    fields: dict = {"outcome": outcome}
+    if not resolved and i % 10:
+        fields["escalation_reason"] = f"reason {1 + i % 8}"
+    if i % 5:
+        fields["customer_id"] = f"{customers}-{i // 3}" if i % 7 else f"{customers}-{i * 7919 % 100_003}"
+    return fields
+
+
 def _ingest_client(args) -> int:
     port, key, batch, seconds, prefix, path = args
     client = _Client(port, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
@@ -95,13 +110,15 @@ def _ingest_client(args) -> int:
             {
                 "session_id": f"{prefix}-{number}-{i}",
                 "turns": 3 + i % 9,
-                "resolved_by_ai": i % 3 != 0,
+                "resolved_by_ai": (number * batch + i) % 3 != 0,  # as honest_fields says
                 "topics": [f"topic {1 + i % 20:02d}"],
                 "avg_response_ms": 400 + i % 1000,
                 "csat": None if i % 4 else 1 + i % 5,
                 "channel": "web",
                 "bot_version": "2.5.0",
                 "timestamp": now,
+                # Each client its own customers: one customer is rarely in two bot processes at once.
+                **honest_fields(number * batch + i, customers=prefix),
             }
             for i in range(batch)
         ]
