@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.db import connection
 from django.db.models import BigIntegerField
 from django.db.models.expressions import RawSQL
 from django.http import HttpResponseRedirect
@@ -14,7 +15,6 @@ from conversations.models import (
     CUSTOMER_ID_MAX_LENGTH,
     ApiKey,
     Conversation,
-    ConversationRollup,
     CostSettings,
     Span,
     Topic,
@@ -49,17 +49,18 @@ class EscalationReasonFilter(admin.SimpleListFilter):
     parameter_name = "escalation_reason"
 
     def lookups(self, request, model_admin):
-        # The reasons of the daily rollup rows (one row per day and label, not a scan of the
-        # conversations); unfolded deltas are left out: a reason seen only in the last second
-        # shows up once folded.
-        reasons = (
-            ConversationRollup.objects.filter(span=Span.DAY, channel__isnull=False)
-            .exclude(escalation_reason="")
-            .values_list("escalation_reason", flat=True)
-            .distinct()
-            .order_by("escalation_reason")
-        )
-        return [(reason, reason) for reason in reasons]
+        # The reasons of the daily rollup rows, unfolded deltas included (one row per day and
+        # label, not a scan of the conversations); and the one asked for, so that it applies.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT DISTINCT r.escalation_reason FROM {rollups.LIVE_CONVERSATION_ROLLUPS} r"
+                " WHERE r.span = %s AND r.channel IS NOT NULL AND r.escalation_reason <> ''",
+                [Span.DAY.value],
+            )
+            reasons = {reason for (reason,) in cursor.fetchall()}
+        if self.value():
+            reasons.add(self.value())
+        return [(reason, reason) for reason in sorted(reasons)]
 
     def queryset(self, request, queryset):
         return queryset if self.value() is None else queryset.filter(escalation_reason=self.value())

@@ -382,11 +382,18 @@ _FOLLOW_UPS = f"""
         SELECT customer_hash, timestamp FROM arriving
     ),
     nearby AS (
+        -- LATERAL and OFFSET 0 (which keeps the planner from flattening it into a join): one
+        -- index range scan per position, whatever it guesses of their number (as a join, it
+        -- hashed the whole table for a batch of 1,000).
         SELECT DISTINCT ON (c.id) c.id, c.session_id, {_NEARBY_VALUES}
         FROM positions p
-        JOIN conversations_conversation c ON c.customer_hash = p.customer_hash
-            AND c.timestamp >= p.timestamp - %(repeat_window)s::interval
-            AND c.timestamp <= p.timestamp + %(repeat_window)s::interval
+        CROSS JOIN LATERAL (
+            SELECT * FROM conversations_conversation x
+            WHERE x.customer_hash = p.customer_hash
+              AND x.timestamp >= p.timestamp - %(repeat_window)s::interval
+              AND x.timestamp <= p.timestamp + %(repeat_window)s::interval
+            OFFSET 0
+        ) c
         WHERE c.session_id NOT IN (SELECT session_id FROM ids)
     ),
     timeline AS (

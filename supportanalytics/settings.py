@@ -43,48 +43,28 @@ LOCAL_MODE = not os.environ.get("DATABASE_URL")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
 
-def _local_secret_key() -> str:
-    """A random key kept in var/ (git-ignored), so local sessions survive restarts."""
-    path = localdb.var_dir() / "secret_key"
-    if not path.exists():
-        from django.core.management.utils import get_random_secret_key
-
-        path.write_text(get_random_secret_key())
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-# Production refuses to start without a real key (cookiecutter-django's production.py).
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
+def _key(variable: str, file_name: str) -> str:
+    """A key from the environment; in local mode, else a random one kept in var/ (git-ignored),
+    so that it survives restarts. Production refuses to start without it (cookiecutter-django's
+    production.py)."""
+    if value := os.environ.get(variable, ""):
+        return value
     if not LOCAL_MODE:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY must be set when DATABASE_URL is set (see .env.example)."
-        )
-    SECRET_KEY = _local_secret_key()
-
-
-def _local_customer_id_hash_key() -> str:
-    """A random key kept in var/ beside the secret key (local mode only)."""
-    path = localdb.var_dir() / "customer_id_hash_key"
+        raise ImproperlyConfigured(f"{variable} must be set when DATABASE_URL is set (see .env.example).")
+    path = localdb.var_dir() / file_name
     if not path.exists():
         import secrets
 
-        path.write_text(secrets.token_hex(32))
+        path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
     return path.read_text().strip()
 
 
+SECRET_KEY = _key("DJANGO_SECRET_KEY", "secret_key")
 # The key of the HMAC-SHA256 under which customer ids are stored (conversations.customers):
-# the raw id is never stored. Lose or change it and no later conversation of a customer
-# matches an earlier one: it belongs in the backups (README, "Customer ids").
-CUSTOMER_ID_HASH_KEY = os.environ.get("CUSTOMER_ID_HASH_KEY", "")
-if not CUSTOMER_ID_HASH_KEY:
-    if not LOCAL_MODE:
-        raise ImproperlyConfigured(
-            "CUSTOMER_ID_HASH_KEY must be set when DATABASE_URL is set (see .env.example)."
-        )
-    CUSTOMER_ID_HASH_KEY = _local_customer_id_hash_key()
+# the raw id never is. Lose or change it and no later conversation of a customer matches an
+# earlier one: it belongs in the backups (README, "Is it really resolved?").
+CUSTOMER_ID_HASH_KEY = _key("CUSTOMER_ID_HASH_KEY", "customer_id_hash_key")
 
 ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS",

@@ -3,6 +3,7 @@ from datetime import timedelta
 import factory
 
 from conversations import services
+from conversations.customers import customer_hash
 from conversations.models import Conversation, Topic
 from conversations.services import ConversationIn
 from tests.conftest import T0
@@ -35,6 +36,9 @@ class ConversationFactory(factory.django.DjangoModelFactory):
     bot_version = "1.0"
     ai_cost = None
     topics = ()
+    outcome = ""
+    escalation_reason = ""
+    customer_id = None  # hashed on the way in, as the API does
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
@@ -51,6 +55,10 @@ class ConversationFactory(factory.django.DjangoModelFactory):
             ai_cost=kwargs["ai_cost"],
             csat=kwargs["csat"],
             csat_given=True,
+            outcome=kwargs["outcome"],
+            escalation_reason=kwargs["escalation_reason"],
+            customer_hash=None if kwargs["customer_id"] is None else customer_hash(kwargs["customer_id"]),
+            customer_given=True,
         )
         services.conversations_ingest(items=[item])
         return model_class.objects.get(session_id=item.session_id)

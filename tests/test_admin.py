@@ -404,3 +404,68 @@ def test_html_in_untrusted_text_is_shown_escaped_in_the_admin(superuser_client):
         assert "<b>web</b>" not in page, url
         assert "<img src=x" not in page, url
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, url
+
+
+# --- Honest resolution: outcome, escalation reason, customer --------------------------------
+
+
+@pytest.fixture
+def honest_conversations():
+    rows = [
+        ConversationFactory(session_id="confirmed-ann", outcome="confirmed", customer_id="ann",
+                            timestamp=T0 - timedelta(days=3)),
+        ConversationFactory(session_id="escalated-ann", resolved_by_ai=False, outcome="escalated",
+                            escalation_reason="no docs", customer_id="ann", timestamp=T0 - timedelta(days=2)),
+        ConversationFactory(session_id="abandoned", resolved_by_ai=False, outcome="abandoned",
+                            escalation_reason="too slow"),
+        ConversationFactory(session_id="plain"),
+    ]  # fmt: skip
+    return {row.session_id: row for row in rows}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"outcome": "escalated"}, {"escalated-ann"}),
+        ({"outcome__exact": ""}, {"plain"}),
+        ({"escalation_reason": "too slow"}, {"abandoned"}),
+        ({"customer": "yes"}, {"confirmed-ann", "escalated-ann"}),
+        ({"customer": "no"}, {"abandoned", "plain"}),
+        ({"followed_up__exact": "1"}, {"confirmed-ann"}),
+    ],
+)
+def test_conversations_filter_by_outcome_reason_customer_and_follow_up(
+    superuser_client, honest_conversations, query, expected
+):
+    assert listed(superuser_client.get(CONVERSATIONS_URL, query)) == expected
+
+
+def test_the_reason_filter_offers_the_stored_reasons(superuser_client, honest_conversations):
+    response = superuser_client.get(CONVERSATIONS_URL)
+    [reasons] = [spec for spec in response.context["cl"].filter_specs if spec.title == "escalation reason"]
+    assert [value for value, _ in reasons.lookup_choices] == ["no docs", "too slow"]
+
+
+def test_a_customer_is_shown_as_a_short_hash_that_lists_their_conversations(
+    superuser_client, honest_conversations
+):
+    from conversations.customers import customer_hash
+
+    hashed = customer_hash("ann").hex()
+    page = superuser_client.get(CONVERSATIONS_URL).content.decode()
+    assert f'?customer={hashed}">{hashed[:12]}</a>' in page
+    assert listed(superuser_client.get(CONVERSATIONS_URL, {"customer": hashed})) == {
+        "confirmed-ann",
+        "escalated-ann",
+    }
+    # The search box takes the customer id and leads there; the id leaves the URL.
+    response = superuser_client.get(CONVERSATIONS_URL, {"q": "ann"})
+    assert response.status_code == 302 and response.url == f"{CONVERSATIONS_URL}?customer={hashed}"
+    # A session id is still an exact session id search.
+    assert listed(superuser_client.get(CONVERSATIONS_URL, {"q": "plain"})) == {"plain"}
+
+
+@pytest.mark.parametrize("value", ["zz", "abc"])
+def test_a_customer_filter_that_is_not_a_hash_is_refused(superuser_client, honest_conversations, value):
+    response = superuser_client.get(CONVERSATIONS_URL, {"customer": value})
+    assert (response.status_code, response.url) == (302, f"{CONVERSATIONS_URL}?e=1")

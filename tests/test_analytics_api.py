@@ -6,6 +6,7 @@ import pytest
 from conversations.models import CostSettings
 from tests.conftest import T0
 from tests.factories import ConversationFactory
+from tests.payloads import honest_keys
 
 URL = "/api/analytics"
 
@@ -43,29 +44,6 @@ def dataset():
 
 
 EMPTY_FILTERS = {"channel": None, "topic": None, "bot_version": None, "escalation_reason": None}
-
-
-def honest_keys(total: int) -> dict:
-    """The honest-resolution keys of a summary whose conversations report no outcome, reason
-    or customer id."""
-    zero_rate = None if total == 0 else 0.0
-    return {
-        "outcomes": {"confirmed": 0, "assumed": 0, "escalated": 0, "abandoned": 0, "unreported": total},
-        "outcome_coverage": zero_rate,
-        "confirmed_resolution_rate": zero_rate,
-        "assumed_resolution_rate": zero_rate,
-        "abandonment_rate": zero_rate,
-        "escalation_reasons": [],
-        "repeat_contact": {
-            "window_days": 7,
-            "settled": 0,
-            "settled_ai_resolved": 0,
-            "followed_up": 0,
-            "repeat_contact_rate": None,
-            "durable_resolution_rate": None,
-            "customer_id_coverage": zero_rate,
-        },
-    }
 
 
 def test_summary_of_last_24_hours(read_client, frozen_now, dataset):

@@ -8,6 +8,7 @@ from conversations.analytics.selectors import bucket_starts
 from conversations.models import CostSettings
 from tests.conftest import T0
 from tests.factories import ConversationFactory
+from tests.payloads import no_repeat_contacts, unreported
 
 SERIES_URL = "/api/analytics/timeseries/"
 TOPICS_URL = "/api/analytics/topics/"
@@ -29,24 +30,6 @@ def zero_bucket(start: str) -> dict:
         "savings": 0.0,
         "cumulative_savings": 0.0,
         "outcomes": unreported(0),
-    }
-
-
-def unreported(count: int) -> dict:
-    """The outcomes block of conversations that report none."""
-    return {"confirmed": 0, "assumed": 0, "escalated": 0, "abandoned": 0, "unreported": count}
-
-
-def no_repeat_contacts(conversations: int) -> dict:
-    """The repeat-contact block of conversations without a customer id."""
-    return {
-        "window_days": 7,
-        "settled": 0,
-        "settled_ai_resolved": 0,
-        "followed_up": 0,
-        "repeat_contact_rate": None,
-        "durable_resolution_rate": None,
-        "customer_id_coverage": 0.0 if conversations else None,
     }
 
 

@@ -16,12 +16,13 @@ from the same `Q` and expression by Django's compiler; the full-scan ORM aggrega
 (`Figure.aggregate`, what the tests compare the fast reads with); `Totals`' fields. The rates,
 means and money built on these are in analytics.metrics.
 
-A figure may read a per-row flag that the writes keep up to date (say, "followed up by a later
-conversation of the same customer"): it is a column of Conversation like any other, and every
-column a figure reads travels with the rollup changes (`change_columns`): a re-post keeps the
-stored value (services), and the statement that sets the flag on a stored conversation emits
-its change like the CSAT write does (its old contribution out, the new one in), so its rollups
-follow. RollupDelta needs the column too; the system check `conversations.E001` says so.
+A figure may read a per-row flag that the writes keep up to date (`followed_up`: "another
+conversation of the same customer ended within REPEAT_CONTACT_DAYS after it"): it is a column of
+Conversation like any other, and every column a figure reads travels with the rollup changes
+(`change_columns`). The statement that writes a conversation works out its flag, and rewrites the
+flags of the customer's conversations it changes, emitting their changes as the CSAT write does
+(old contribution out, new one in), so their rollups follow (services, `_FOLLOW_UPS`).
+RollupDelta needs the column too; the system check `conversations.E001` says so.
 
 A figure may also be cut off at read time (`CutOff`): counted only for the conversations that
 ended at least some time before the read (say, "settled" = older than the repeat-contact

@@ -19,6 +19,7 @@ and the topic counts.
 from __future__ import annotations
 
 import enum
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -73,14 +74,29 @@ _LIVE = {
     False: sql.SQL(rollups.LIVE_CONVERSATION_ROLLUPS),
     True: sql.SQL(rollups.LIVE_TOPIC_ROLLUPS),
 }
-_FIGURE_COLUMNS = [sql.Identifier(name) for name in NAMES]
-_ROLLUP_SUMS = sql.SQL(", ").join(sql.SQL("sum(r.{})").format(column) for column in _FIGURE_COLUMNS)
-_RAW_SUMS = sql.SQL(", ").join(sql.SQL(BY_NAME[name].sql_sum(signed=False)) for name in NAMES)
-# Topic counts: the conversations, and no other figure. Typed: a CTE's NULL column would be text.
-_ROLLUP_COUNTS = sql.SQL(", ").join(
-    [sql.SQL("sum(r.conversations)"), *[sql.SQL("NULL::bigint")] * (len(NAMES) - 1)]
-)
-_RAW_COUNTS = sql.SQL(", ").join([sql.SQL("count(*)"), *[sql.SQL("NULL::bigint")] * (len(NAMES) - 1)])
+
+
+@functools.cache
+def _sums(names: tuple[str, ...] | None, *, rollup: bool) -> sql.SQL:
+    """The figures' sums over rollup rows `r` or raw rows `c`: all of them, or only `names`
+    (the others NULL; typed: a CTE's NULL column would be text). Topic and reason counts take
+    only the conversations, cut-off windows only the figures they are read for: each sum left
+    out is work saved on every row read."""
+    return _fixed(
+        sql.SQL(", ").join(
+            (
+                sql.SQL("sum(r.{})").format(sql.Identifier(name))
+                if rollup
+                else sql.SQL(BY_NAME[name].sql_sum(signed=False))
+            )
+            if names is None or name in names
+            else sql.SQL("NULL::bigint")
+            for name in NAMES
+        )
+    )
+
+
+_COUNTS = ("conversations",)
 # Their histograms summed element by element (the aggregate of migration 0003; docs/benchmarks.md,
 # "Histograms summed by an aggregate").
 _ROLLUP_HISTOGRAM = sql.SQL("sa_histogram_sum(r.{})").format(sql.Identifier(HISTOGRAM))
@@ -109,9 +125,8 @@ def _fixed(text: sql.Composable) -> sql.SQL:
     return sql.SQL(text.as_string())
 
 
-_ROLLUP_SUMS, _RAW_SUMS, _ROLLUP_COUNTS, _RAW_COUNTS, _PART_COLUMNS, _EDGE_COLUMNS, _TOPIC_ID_OF_NAME = map(
-    _fixed,
-    (_ROLLUP_SUMS, _RAW_SUMS, _ROLLUP_COUNTS, _RAW_COUNTS, _PART_COLUMNS, _EDGE_COLUMNS, _TOPIC_ID_OF_NAME),
+_PART_COLUMNS, _EDGE_COLUMNS, _TOPIC_ID_OF_NAME = map(
+    _fixed, (_PART_COLUMNS, _EDGE_COLUMNS, _TOPIC_ID_OF_NAME)
 )
 # Whether a local bucket (date_trunc's granularity, time zone) starts inside the UTC hour `{hour}`.
 _BUCKET_STARTS_IN = (
@@ -244,9 +259,11 @@ class _Statement:
         topics: TopicFigures | None = None,
         series: tuple[Granularity, ZoneInfo] | None = None,
         reasons: bool = False,
+        only: tuple[str, ...] | None = None,
     ) -> None:
         """Adds the parts of one window: its totals (per bucket of `series`), its topics and
-        its conversations per escalation reason. With a topic filter, only that topic."""
+        its conversations per escalation reason. With a topic filter, only that topic. With
+        `only`, only those figures (and no histogram)."""
         if series:
             bucket_rollup = sql.SQL("date_trunc(%s, r.start AT TIME ZONE %s)")
             bucket_raw = sql.SQL("date_trunc(%s, c.timestamp AT TIME ZONE %s)")
@@ -266,8 +283,8 @@ class _Statement:
                         " {histogram}, NULL::smallint[] FROM {table} r WHERE {where} {grouped}"
                     ).format(
                         bucket=bucket_rollup,
-                        sums=_ROLLUP_SUMS,
-                        histogram=_ROLLUP_HISTOGRAM,
+                        sums=_sums(only, rollup=True),
+                        histogram=_ROLLUP_HISTOGRAM if only is None else sql.SQL("NULL::integer[]"),
                         table=table,
                         where=where,
                         grouped=grouped,
@@ -280,11 +297,16 @@ class _Statement:
                     sql.SQL(
                         "SELECT %s, NULL::bigint, {bucket} AS bucket, NULL::varchar, c.sign, {sums},"
                         " NULL::integer[], {buckets} FROM {source} c GROUP BY bucket, c.sign"
-                    ).format(bucket=bucket_raw, sums=_RAW_SUMS, buckets=_RAW_BUCKETS, source=source),
+                    ).format(
+                        bucket=bucket_raw,
+                        sums=_sums(only, rollup=False),
+                        buckets=_RAW_BUCKETS if only is None else sql.SQL("NULL::smallint[]"),
+                        source=source,
+                    ),
                     [part, *bucket_params, *source_params],
                 )
         if topics:
-            self._topics(part, plan, filters, topics, edges)
+            self._topics(part, plan, filters, topics, edges, only)
         if reasons:
             self._reasons(part, plan, filters, edges)
 
@@ -298,7 +320,7 @@ class _Statement:
                     "SELECT %s, NULL::bigint, NULL::timestamp, r.escalation_reason, 1, {sums},"
                     " NULL::integer[], NULL::smallint[] FROM {table} r"
                     " WHERE {where} AND r.escalation_reason <> '' GROUP BY r.escalation_reason"
-                ).format(sums=_ROLLUP_COUNTS, table=table, where=where),
+                ).format(sums=_sums(_COUNTS, rollup=True), table=table, where=where),
                 [part, *where_params],
             )
         if edges is not None:
@@ -308,20 +330,20 @@ class _Statement:
                     "SELECT %s, NULL::bigint, NULL::timestamp, c.escalation_reason, c.sign, {sums},"
                     " NULL::integer[], NULL::smallint[] FROM {source} c"
                     " WHERE c.escalation_reason <> '' GROUP BY c.escalation_reason, c.sign"
-                ).format(sums=_RAW_COUNTS, source=source),
+                ).format(sums=_sums(_COUNTS, rollup=False), source=source),
                 [part, *source_params],
             )
 
-    def _topics(self, part, plan, filters, topics: TopicFigures, edges) -> None:
+    def _topics(self, part, plan, filters, topics: TopicFigures, edges, only) -> None:
         self.with_topics = True
-        every = topics is TopicFigures.ALL
+        names = only if topics is TopicFigures.ALL else _COUNTS
         if (rollup_rows := _rollups_where(plan, filters, per_topic=True)) is not None:
             table, where, where_params = rollup_rows
             self._part(
                 sql.SQL(
                     "SELECT %s, r.topic_id, NULL::timestamp, NULL::varchar, 1, {sums}, NULL::integer[],"
                     " NULL::smallint[] FROM {table} r WHERE {where} GROUP BY r.topic_id"
-                ).format(sums=_ROLLUP_SUMS if every else _ROLLUP_COUNTS, table=table, where=where),
+                ).format(sums=_sums(names, rollup=True), table=table, where=where),
                 [part, *where_params],
             )
         if edges is not None:
@@ -338,7 +360,7 @@ class _Statement:
                 sql.SQL(
                     "SELECT %s, c.topic_id, NULL::timestamp, NULL::varchar, c.sign, {sums},"
                     " NULL::integer[], NULL::smallint[] FROM {rows} GROUP BY c.topic_id, c.sign"
-                ).format(sums=_RAW_SUMS if every else _RAW_COUNTS, rows=topic_rows),
+                ).format(sums=_sums(names, rollup=False), rows=topic_rows),
                 [part, *source_params, *topic_params],
             )
 
@@ -421,6 +443,7 @@ def read(
             topics=part_topics,
             series=series,
             reasons=reasons and group is None,
+            only=None if group is None else tuple(dict.fromkeys(cut_off.of for cut_off in group)),
         )
     read_figures = _figures(statement.rows(), len(windows), series)
     figures = read_figures[: len(periods)]

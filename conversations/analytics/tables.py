@@ -29,17 +29,14 @@ OUTCOMES = (
     "outcome_abandoned",
     "outcome_unreported",
 )
-REPEAT_CONTACT = tuple(
-    f"repeat_contact.{key}"
-    for key in (
-        "window_days",
-        "settled",
-        "settled_ai_resolved",
-        "followed_up",
-        "repeat_contact_rate",
-        "durable_resolution_rate",
-        "customer_id_coverage",
-    )
+REPEAT_CONTACT = (
+    "repeat_contact_window_days",
+    "settled",
+    "settled_ai_resolved",
+    "followed_up",
+    "repeat_contact_rate",
+    "durable_resolution_rate",
+    "customer_id_coverage",
 )
 
 # The summary, after `window` and `filters` and before `cost`: the tutorial's keys first (same
@@ -64,13 +61,13 @@ SUMMARY_LAYOUT = (
     "response_time.mean_ms",
     "response_time.p95_ms",
     # Honest resolution: how conversations ended, why they escalated, who came back.
-    *(f"outcomes.{outcome}" for outcome in ("confirmed", "assumed", "escalated", "abandoned", "unreported")),
+    *(METRICS[name].summary[0] for name in OUTCOMES),
     "outcome_coverage",
     "confirmed_resolution_rate",
     "assumed_resolution_rate",
     "abandonment_rate",
     "escalation_reasons",
-    *REPEAT_CONTACT,
+    *(METRICS[name].summary[0] for name in REPEAT_CONTACT),
 )
 # The blocks of the summary and of rows, by their OpenAPI component names.
 SUMMARY_BLOCKS = {
@@ -91,13 +88,7 @@ TOPIC_METRICS = (
     "escalation_cost",
     "knowledge_gap_cost",
     *OUTCOMES,
-    "repeat_contact_window_days",
-    "settled",
-    "settled_ai_resolved",
-    "followed_up",
-    "repeat_contact_rate",
-    "durable_resolution_rate",
-    "customer_id_coverage",
+    *REPEAT_CONTACT,
 )
 SERIES_METRICS = (
     "conversations",
