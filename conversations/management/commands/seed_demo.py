@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from conversations import rollups, services
+from conversations.customers import customer_hash
 from conversations.models import Conversation
 from conversations.services import ConversationIn
 
@@ -35,6 +36,21 @@ BOT_VERSIONS = [("2.3.0", -0.04), ("2.4.0", 0.0), ("2.5.0", 0.05)]
 CSAT_WEIGHTS = {True: [3, 4, 10, 33, 50], False: [14, 18, 28, 24, 16]}
 CSAT_RESPONSE_RATE = 0.3
 BATCH_SIZE = 1_000
+# Honest resolution: only the newer bot versions report how a conversation ended, so the
+# outcome coverage is partial, as it is while a bot is being upgraded.
+VERSIONS_REPORTING_OUTCOMES = {"2.4.0", "2.5.0"}
+ESCALATION_REASONS = [
+    ("customer asked for a human", 30),
+    ("policy exception", 22),
+    ("missing information", 18),
+    ("bot misunderstood", 16),
+    ("identity verification", 9),
+    ("angry customer", 5),
+]
+CUSTOMER_ID_RATE = 0.75
+# Conversations per customer over the period, at random moments: some come back within the
+# repeat-contact window, most do not.
+CONVERSATIONS_PER_CUSTOMER = 2.5
 
 
 def _hour_weight(hour: int) -> float:
@@ -71,6 +87,7 @@ class Command(BaseCommand):
         hours = list(range(days * 24))
         weights = [_hour_weight((now - timedelta(hours=hour)).hour) for hour in hours]
         created = updated = 0
+        customers = max(1, round(conversations * CUSTOMER_ID_RATE / CONVERSATIONS_PER_CUSTOMER))
         batch: list[ConversationIn] = []
         for index in range(conversations):
             batch.append(
@@ -82,6 +99,7 @@ class Command(BaseCommand):
                     weights=weights,
                     index=index,
                     seed=seed,
+                    customers=customers,
                 )
             )
             if len(batch) == BATCH_SIZE or index == conversations - 1:
@@ -94,7 +112,7 @@ class Command(BaseCommand):
         )
 
     @staticmethod
-    def _conversation(rng, *, now, days, hours, weights, index, seed) -> ConversationIn:
+    def _conversation(rng, *, now, days, hours, weights, index, seed, customers) -> ConversationIn:
         hours_ago = rng.choices(hours, weights)[0]
         timestamp = now - timedelta(hours=hours_ago, seconds=rng.uniform(0, 3600))
         age = hours_ago / (days * 24)  # 0 = now, 1 = oldest
@@ -112,6 +130,18 @@ class Command(BaseCommand):
         )
         responses = max(1, turns // 2)
         reports_cost = rng.random() < 0.6
+        # Its own generator: the fields above stay what they were for each seed.
+        honest = random.Random(f"{seed}-{index}")
+        outcome, reason, customer = "", "", None
+        if version in VERSIONS_REPORTING_OUTCOMES:
+            if resolved:
+                outcome = "confirmed" if (csat or 0) >= 4 or honest.random() < 0.35 else "assumed"
+            else:
+                outcome = "abandoned" if honest.random() < 0.25 else "escalated"
+        if not resolved and honest.random() < 0.85:
+            reason = honest.choices([r for r, _ in ESCALATION_REASONS], [w for _, w in ESCALATION_REASONS])[0]
+        if honest.random() < CUSTOMER_ID_RATE:
+            customer = honest.randrange(customers)
         return ConversationIn(
             session_id=f"demo-{seed}-{index:08d}",
             timestamp=timestamp,
@@ -125,4 +155,8 @@ class Command(BaseCommand):
             ai_cost=Decimal(str(round(rng.uniform(0.01, 0.12), 4))) if reports_cost else None,
             csat=csat,
             csat_given=True,
+            outcome=outcome,
+            escalation_reason=reason,
+            customer_hash=None if customer is None else customer_hash(f"demo-customer-{customer}"),
+            customer_given=True,
         )
