@@ -50,11 +50,11 @@ class EscalationReasonFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         # The reasons of the daily rollup rows, unfolded deltas included (one row per day and
-        # label, not a scan of the conversations); and the one asked for, so that it applies.
+        # reason, not a scan of the conversations); and the one asked for, so that it applies.
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT DISTINCT r.escalation_reason FROM {rollups.LIVE_CONVERSATION_ROLLUPS} r"
-                " WHERE r.span = %s AND r.channel IS NOT NULL AND r.escalation_reason <> ''",
+                " WHERE r.span = %s AND r.channel IS NULL AND r.escalation_reason IS NOT NULL",
                 [Span.DAY.value],
             )
             reasons = {reason for (reason,) in cursor.fetchall()}

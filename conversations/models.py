@@ -274,9 +274,9 @@ RollupMetrics.add_to_class(figures.HISTOGRAM, figures.histogram_column())
 
 
 class ConversationRollup(RollupMetrics):
-    """Per span, per channel × bot version × escalation reason ("" for none); and, with all
-    three NULL, all of them together (what an unfiltered window reads: one row per quarter
-    hour, hour or day)."""
+    """Per span, per channel × bot version × escalation reason ("" for none); with all three
+    NULL, all of them together (what an unfiltered window reads: one row per quarter hour,
+    hour or day); and with channel and version NULL, per escalation reason (rollups.REASON_SPANS)."""
 
     span = models.CharField(max_length=1, choices=Span.choices)
     start = models.DateTimeField(help_text="Start of the UTC quarter hour, hour or day.")

@@ -78,12 +78,28 @@ LABELS = ("channel", "bot_version", "escalation_reason")
 _LABEL_LIST = ", ".join(LABELS)
 
 
+# And in ConversationRollup, a conversation with an escalation reason also counts in its
+# reason's row for all channels and versions (channel and version NULL, the reason set): the
+# escalation reasons of a window, and a window filtered by reason alone, read one row per
+# quarter hour, hour or day and reason, not one per channel × version × reason.
+REASON_SPANS = (Span.QUARTER, Span.HOUR, Span.DAY)
+
+
 def _spread(row: str, *, per_topic: bool) -> str:
     """`CROSS JOIN LATERAL` of the rows (span, *LABELS) that `row` counts in."""
     own = ", ".join(f"{row}.{label}" for label in LABELS)
     none = ", ".join("NULL" for _ in LABELS)
     values = ", ".join(f"('{span}', {own if per_label else none})" for span, per_label in SPREAD[per_topic])
-    return f"CROSS JOIN LATERAL (VALUES {values}) AS s(span, {_LABEL_LIST})"
+    reasons = (
+        ""
+        if per_topic
+        else "".join(
+            f" UNION ALL SELECT '{span}', NULL, NULL, {row}.escalation_reason"
+            f" WHERE {row}.escalation_reason <> ''"
+            for span in REASON_SPANS
+        )
+    )
+    return f"CROSS JOIN LATERAL (VALUES {values}{reasons}) AS s(span, {_LABEL_LIST})"
 
 
 def _start_of_span(finest: str) -> str:
@@ -382,6 +398,17 @@ def rebuild() -> dict[str, int]:
                     )
             # The other "all channels and versions" rows: sums of the per-channel rows just built.
             keys = "span, start" + (", topic_id" if per_topic else "")
+            if not per_topic and "escalation_reason" in labels:
+                # And the reasons' rows for all channels and versions (REASON_SPANS).
+                cursor.execute(
+                    f"""
+                    INSERT INTO {table} ({keys}, {", ".join(labels)}, {", ".join(names)}, {HISTOGRAM})
+                    SELECT {keys}, NULL, NULL, escalation_reason,
+                           {", ".join(f"sum({name})" for name in names)}, sa_histogram_sum({HISTOGRAM})
+                    FROM {table} WHERE channel IS NOT NULL AND escalation_reason <> ''
+                    GROUP BY {keys}, escalation_reason
+                    """
+                )
             cursor.execute(
                 f"""
                 INSERT INTO {table} ({keys}, {", ".join(labels)}, {", ".join(names)}, {HISTOGRAM})

@@ -174,18 +174,30 @@ def _rollups_where(
     """The rollups (unfolded deltas included) and rows `r` of a plan: per topic when asked or
     filtering by topic, else per label. Without a label filter (channel, version, escalation
     reason) and unless `per_label`, the "all" rows (labels NULL): one row per quarter hour, hour
-    or day (per topic)."""
+    or day (per topic). Not per topic, by escalation reason alone (a filter, or `per_label`
+    without a channel or version filter): the reasons' rows for all channels and versions."""
     if (ranges := _ranges_where(plan)) is None:
         return None
     text, params = ranges
     conditions = [text]
-    if not filters.by_label and not per_label:
-        # The "all" rows (every label NULL; the partial indexes' condition).
+    topic_rows = per_topic or bool(filters.topic)
+    by_channel = filters.channel is not None or filters.bot_version is not None
+    if not topic_rows and not by_channel and (filters.escalation_reason or per_label):
+        # The reasons' rows for all channels and versions (rollups.REASON_SPANS).
         conditions.append(sql.SQL("r.channel IS NULL AND r.bot_version IS NULL"))
+        if filters.escalation_reason:
+            conditions.append(sql.SQL("r.escalation_reason = %s"))
+            params.append(filters.escalation_reason)
+        else:
+            conditions.append(sql.SQL("r.escalation_reason IS NOT NULL"))
+    elif not filters.by_label and not per_label:
+        # The "all" rows (every label NULL; the partial indexes' condition, and no reason).
+        conditions.append(
+            sql.SQL("r.channel IS NULL AND r.bot_version IS NULL AND r.escalation_reason IS NULL")
+        )
     else:
         conditions.append(sql.SQL("r.channel IS NOT NULL"))
         _add_label_filters("r", filters, conditions, params)
-    topic_rows = per_topic or bool(filters.topic)
     if filters.topic:
         conditions.append(sql.SQL("r.topic_id = {}").format(_TOPIC_ID_OF_NAME))
         params.append(filters.topic)
