@@ -173,6 +173,10 @@ def _drilldown_window(query: DashboardQuery) -> str:
         params["channel__exact"] = query.filters.channel
     if query.filters.bot_version:
         params["bot_version__exact"] = query.filters.bot_version
+    if query.filters.escalation_reason:
+        # The field lookup, not admin.EscalationReasonFilter's `escalation_reason`: that filter
+        # offers (and so applies) only the reasons of folded daily rollups.
+        params["escalation_reason__exact"] = query.filters.escalation_reason
     return urlencode(params)
 
 
