@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from functools import wraps
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -18,9 +19,11 @@ from django.views.decorators.http import require_GET
 
 from conversations import charts, formatting
 from conversations.analytics import selectors, tables
+from conversations.analytics.metrics import METRICS
 from conversations.analytics.query import Granularity
 from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
 from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
+from conversations.models import Outcome
 
 # Below this many conversations (or ratings) a rate is shown with its sample size and a
 # warning: a rate over 12 conversations is not a trend.
@@ -228,10 +231,26 @@ def last_bucket_in_progress(dash: Dashboard) -> bool:
     return bucket_end(dash.buckets[-1].start, granularity=dash.granularity, tz=dash.tz) > dash.period.end
 
 
-def build_charts(dash: Dashboard) -> list[charts.Chart]:
-    labels = [_bucket_label(bucket, dash.granularity) for bucket in dash.buckets]
+@dataclass(frozen=True)
+class SeriesAxis:
+    labels: list[str]
+    per: str  # "hour" or "day"
+    in_progress: str  # `per` when the last bucket is unfinished, else ""
+
+
+def series_axis(dash: Dashboard) -> SeriesAxis:
+    """The buckets' labels, and how the time-series charts name and mark them."""
     per = "hour" if dash.granularity == Granularity.HOUR else "day"
-    in_progress = per if last_bucket_in_progress(dash) else ""
+    return SeriesAxis(
+        labels=[_bucket_label(bucket, dash.granularity) for bucket in dash.buckets],
+        per=per,
+        in_progress=per if last_bucket_in_progress(dash) else "",
+    )
+
+
+def build_charts(dash: Dashboard) -> list[charts.Chart]:
+    axis = series_axis(dash)
+    labels, per, in_progress = axis.labels, axis.per, axis.in_progress
     currency = dash.current.cost.currency
     symbol = formatting.CURRENCY_SYMBOLS.get(currency, "")
     totals = dash.current.totals
@@ -299,6 +318,235 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
     ]
 
 
+# --- "Is it really resolved?" (issue 16) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A term and its definition: a metric's doc (metrics.METRICS), never a second copy."""
+
+    term: str
+    paragraphs: list[list[tuple[str, bool]]]  # formatting.doc_paragraphs
+
+
+def definitions(*names: str) -> list[Definition]:
+    """The first one is the figure itself (no term); the others the terms it is built on."""
+    return [
+        Definition("" if index == 0 else name.replace("_", " "), formatting.doc_paragraphs(METRICS[name].doc))
+        for index, name in enumerate(names)
+    ]
+
+
+@dataclass(frozen=True)
+class ResolutionRate:
+    key: str
+    label: str
+    display: str
+    previous_display: str
+    change: str
+    trend: str
+    detail: str
+    definitions: list[Definition]
+    sample: int
+    sample_noun: str  # what `sample` counts ("conversation", "settled conversation")
+    missing: str = ""  # why there is no figure (nothing reported): shown instead of it
+    coverage_note: str = ""  # the part of the traffic it speaks for, when only a part
+
+    @property
+    def small_sample(self) -> bool:
+        return 0 < self.sample < SMALL_SAMPLE
+
+
+@dataclass(frozen=True)
+class EscalationReason:
+    reason: str
+    conversations: int
+    cost: Decimal
+    filter_query: str  # the dashboard's query string filtered by this reason
+    current: bool  # the reason the page is filtered by
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the traffic reports a field (`outcome`, `customer_id`): none, part or all."""
+
+    reported: int
+    conversations: int
+    rate: Decimal | None
+
+    @property
+    def none(self) -> bool:
+        # By the counts, not the rate: 1 of 100,000 rounds to 0.0% but is not nothing.
+        return self.reported == 0
+
+    @property
+    def partial(self) -> bool:
+        return 0 < self.reported < self.conversations
+
+
+@dataclass(frozen=True)
+class HonestResolution:
+    rates: list[ResolutionRate]
+    outcomes: Coverage
+    customer_ids: Coverage
+    outcome_chart: charts.Chart | None  # None when no conversation reports an outcome
+    reasons: list[EscalationReason]  # the most common first, at most `reasons_limit`
+    reasons_limit: int
+    escalated: int
+    without_reason: int | None  # escalations without a reason, when every reason is listed
+    human_cost: Decimal  # per conversation: what an escalation costs
+    repeat_contact_days: int
+    settled: int
+    settled_ai_resolved: int
+    followed_up: int
+    outcome_values: list[tuple[str, str]]  # models.Outcome (value, what it means)
+    unfiltered_query: str  # the dashboard's query string without the escalation reason filter
+
+
+MONEY_CENTS = Decimal("0.01")
+
+
+def reason_cost(conversations: int, human_cost: Decimal) -> Decimal:
+    """What a reason's escalations cost in human time: conversations × human cost per
+    conversation, as metrics' `escalation_cost` counts a topic's (the selectors give the
+    reasons' counts only)."""
+    return (human_cost * conversations).quantize(MONEY_CENTS, rounding=ROUND_HALF_UP)
+
+
+def _resolution_rates(dash: Dashboard, *, outcomes: Coverage, customer_ids: Coverage) -> list[ResolutionRate]:
+    now, before = dash.current.totals, dash.previous.totals
+    currency = dash.current.cost.currency
+    days = now.repeat_contact_window_days
+    if customer_ids.none:
+        durable_missing = "No customer ids sent"
+    elif not now.settled:
+        durable_missing = f"Nothing settled yet: no conversation here ended {days} or more days ago"
+    else:
+        durable_missing = ""
+    no_outcomes = "No outcomes reported" if outcomes.none else ""
+    outcome_note = (
+        f"Outcomes reported for {formatting.rate(outcomes.rate)} of conversations" if outcomes.partial else ""
+    )
+    customer_id_note = (
+        f"Customer ids sent for {formatting.rate(customer_ids.rate)} of conversations"
+        if customer_ids.partial
+        else ""
+    )
+    # key, label, higher is, sample, sample noun, detail, missing, coverage note, the terms it is built on
+    specs = [
+        ("ai_resolution_rate", "AI resolution rate (headline)", "good", now.conversations, "conversation",
+         f"{now.ai_resolved:,} of {now.conversations:,} conversations, as the bot reports resolved_by_ai",
+         "", "", ()),
+        ("confirmed_resolution_rate", "Confirmed resolution", "good", now.conversations, "conversation",
+         f"{now.outcome_confirmed:,} of {now.conversations:,} conversations: the customer said so",
+         no_outcomes, outcome_note, ("outcome_coverage",)),
+        ("assumed_resolution_rate", "Assumed resolution", "neutral", now.conversations, "conversation",
+         f"{now.outcome_assumed:,} of {now.conversations:,} conversations: the customer left without "
+         "asking for a human", no_outcomes, outcome_note, ("outcome_coverage",)),
+        ("durable_resolution_rate", f"Durable resolution ({days} days)", "good", now.settled,
+         "settled conversation",
+         f"{now.followed_up:,} of {now.settled_ai_resolved:,} settled AI resolutions came back "
+         f"(repeat contact {formatting.rate(now.repeat_contact_rate)}) · {now.settled:,} settled",
+         durable_missing, customer_id_note,
+         ("settled", "followed_up", "repeat_contact_rate", "customer_id_coverage")),
+    ]  # fmt: skip
+    rates = []
+    for key, label, higher_is, sample, noun, detail, missing, coverage_note, terms in specs:
+        current, previous = getattr(now, key), getattr(before, key)
+        change, trend = _change(current, previous, kind="points", higher_is=higher_is, currency=currency)
+        rates.append(
+            ResolutionRate(
+                key=key,
+                label=label,
+                display=formatting.DASH if missing else formatting.rate(current),
+                previous_display=formatting.rate(previous),
+                change=change,
+                trend=trend,
+                detail=detail,
+                definitions=definitions(key, *terms),
+                sample=0 if missing else sample,
+                sample_noun=noun,
+                missing=missing,
+                coverage_note=coverage_note,
+            )
+        )
+    return rates
+
+
+def outcome_chart(dash: Dashboard) -> charts.Chart:
+    axis = series_axis(dash)
+    buckets = dash.buckets
+    return charts.stacked_bars(
+        slug="outcomes",
+        title=f"How conversations ended, per {axis.per}",
+        description=(
+            "Conversations by the outcome the bot reported, stacked: confirmed and assumed "
+            "(the bot resolved them), escalated, abandoned, and those without an outcome."
+        ),
+        labels=axis.labels,
+        series=[
+            ("Confirmed", "series-confirmed", [b.totals.outcome_confirmed for b in buckets]),
+            ("Assumed", "series-assumed", [b.totals.outcome_assumed for b in buckets]),
+            ("Escalated", "series-escalated", [b.totals.outcome_escalated for b in buckets]),
+            ("Abandoned", "series-abandoned", [b.totals.outcome_abandoned for b in buckets]),
+            ("Unreported", "series-unreported", [b.totals.outcome_unreported for b in buckets]),
+        ],
+        in_progress=axis.in_progress,
+    )
+
+
+def _outcome_meaning(value: str, label: str) -> str:
+    """models.Outcome's label without the value it starts with: "confirmed (the bot resolved
+    it ...)" -> "the bot resolved it ..."."""
+    rest = label.removeprefix(value).strip()
+    return rest[1:-1] if rest.startswith("(") and rest.endswith(")") else label
+
+
+def honest_resolution(dash: Dashboard, request: HttpRequest) -> HonestResolution:
+    totals = dash.current.totals
+    outcomes = Coverage(
+        reported=totals.conversations - totals.outcome_unreported,
+        conversations=totals.conversations,
+        rate=totals.outcome_coverage,
+    )
+    customer_ids = Coverage(
+        reported=totals.with_customer_id, conversations=totals.conversations, rate=totals.customer_id_coverage
+    )
+    human_cost = dash.current.cost.human_cost_per_conversation
+    reasons = dash.current.escalation_reasons
+    return HonestResolution(
+        rates=_resolution_rates(dash, outcomes=outcomes, customer_ids=customer_ids),
+        outcomes=outcomes,
+        customer_ids=customer_ids,
+        outcome_chart=None if outcomes.none else outcome_chart(dash),
+        reasons=[
+            EscalationReason(
+                reason=reason,
+                conversations=count,
+                cost=reason_cost(count, human_cost),
+                filter_query=_query_string(request, escalation_reason=reason),
+                current=reason == dash.filters.escalation_reason,
+            )
+            for reason, count in reasons
+        ],
+        reasons_limit=selectors.TOP_REASONS_LIMIT,
+        escalated=totals.escalated,
+        # Only escalated conversations carry a reason (models: the reason check constraint).
+        without_reason=(
+            totals.escalated - sum(count for _, count in reasons)
+            if len(reasons) < selectors.TOP_REASONS_LIMIT
+            else None
+        ),
+        human_cost=human_cost,
+        repeat_contact_days=totals.repeat_contact_window_days,
+        settled=totals.settled,
+        settled_ai_resolved=totals.settled_ai_resolved,
+        followed_up=totals.followed_up,
+        outcome_values=[(value, _outcome_meaning(value, label)) for value, label in Outcome.choices],
+        unfiltered_query=_query_string(request, escalation_reason=None),
+    )
+
+
 # --- Views --------------------------------------------------------------------------------
 
 
@@ -338,6 +586,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "kpis": kpis(dash),
         "charts": build_charts(dash),
         "topic_rows": topic_rows(dash.topic_trends, query),
+        "honest": honest_resolution(dash, request),
         "knowledge_gaps": dash.knowledge_gaps,
         "currency": dash.current.cost.currency,
         "small_sample": SMALL_SAMPLE,
