@@ -33,6 +33,7 @@ TOPIC_SORTS = {
     "ai_resolution_rate": "AI resolution",
     "escalations": "Escalations",
     "avg_csat": "CSAT",
+    "repeat_contact_rate": "Repeat contact",
     "change": "Change",
 }
 DEFAULT_SORT = "-conversations"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -15,11 +16,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
 
 from conversations import charts, formatting
 from conversations.analytics import selectors, tables
-from conversations.analytics.metrics import METRICS
+from conversations.analytics.metrics import METRICS, Totals
 from conversations.analytics.query import Granularity
 from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
 from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
@@ -159,6 +161,7 @@ class TopicRow:
             "ai_resolution_rate": totals.ai_resolution_rate,
             "escalations": totals.escalated,
             "avg_csat": totals.avg_csat,
+            "repeat_contact_rate": totals.repeat_contact_rate,
             "change": self.trend.change,
         }
         value = values[field]
@@ -198,6 +201,65 @@ def topic_rows(trends: list[TopicTrend], query: DashboardQuery) -> list[TopicRow
     known.sort(key=lambda pair: pair[1].topic.topic)  # stable tie-break by name
     known.sort(key=lambda pair: pair[0], reverse=descending)
     return [row for _, row in known] + [row for (unknown, _), row in keyed if unknown]
+
+
+# The body of the topics table, built as plain strings with every value escaped, as the
+# `topic_table_rows` tag of templatetags/dashboard.py builds it (a template loop was half the
+# page's render time for 40 topics: docs/benchmarks.md, "Dashboard HTML as strings"). Here
+# rather than in that tag only because the repeat-contact column was added from this file.
+TOPIC_COLUMNS = len(TOPIC_SORTS)
+
+
+def _escape(value) -> str:
+    return html.escape(str(value))
+
+
+def _muted_note(text: str) -> str:
+    return f' <span class="muted small">({_escape(text)})</span>'
+
+
+def _repeat_contact_cell(totals: Totals) -> str:
+    """The topic's repeat-contact rate with the counts it divides (settled conversations only)."""
+    if not totals.settled_ai_resolved:
+        return f'<td title="No settled AI-resolved conversation with a customer id">{formatting.DASH}</td>'
+    title = (
+        f"{totals.followed_up:,} of {totals.settled_ai_resolved:,} settled AI-resolved conversations "
+        f"followed up within {totals.repeat_contact_window_days} days"
+    )
+    return (
+        f'<td title="{_escape(title)}">{_escape(formatting.rate(totals.repeat_contact_rate))}'
+        f"{_muted_note(f'{totals.followed_up:,} of {totals.settled_ai_resolved:,}')}</td>"
+    )
+
+
+def _topic_row_html(row: TopicRow) -> str:
+    topic, trend, totals = row.topic, row.trend, row.topic.totals
+    rate_change = (
+        _muted_note(formatting.signed(trend.rate_change, " pp")) if trend.rate_change is not None else ""
+    )
+    ratings = _muted_note(str(totals.csat_responses)) if totals.csat_responses else ""
+    change = (
+        '<span class="muted">new</span>'
+        if trend.change is None
+        else _escape(formatting.signed(trend.change, "%"))
+    )
+    return (
+        f'<tr><th scope="row"><a data-drilldown href="{_escape(row.drilldown_url)}">'
+        f"{_escape(topic.topic)}</a></th>"
+        f"<td>{_escape(formatting.number(totals.conversations))}</td>"
+        f"<td>{_escape(formatting.rate(topic.share))}</td>"
+        f"<td>{_escape(formatting.rate(totals.ai_resolution_rate))}{rate_change}</td>"
+        f"<td>{_escape(formatting.number(totals.escalated))}</td>"
+        f"<td>{_escape(formatting.number(totals.avg_csat, 2))}{ratings}</td>"
+        f"{_repeat_contact_cell(totals)}"
+        f"<td>{change}</td></tr>"
+    )
+
+
+def topic_table_body(rows: list[TopicRow]) -> SafeString:
+    if not rows:
+        return mark_safe(f'<tr><td colspan="{TOPIC_COLUMNS}">No topics in this range.</td></tr>')
+    return mark_safe("".join(_topic_row_html(row) for row in rows))  # every value escaped
 
 
 # --- Charts -------------------------------------------------------------------------------
@@ -401,6 +463,7 @@ class HonestResolution:
     followed_up: int
     outcome_values: list[tuple[str, str]]  # models.Outcome (value, what it means)
     unfiltered_query: str  # the dashboard's query string without the escalation reason filter
+    repeat_contact_definitions: list[Definition]
 
 
 MONEY_CENTS = Decimal("0.01")
@@ -544,6 +607,7 @@ def honest_resolution(dash: Dashboard, request: HttpRequest) -> HonestResolution
         followed_up=totals.followed_up,
         outcome_values=[(value, _outcome_meaning(value, label)) for value, label in Outcome.choices],
         unfiltered_query=_query_string(request, escalation_reason=None),
+        repeat_contact_definitions=definitions("repeat_contact_rate", "settled", "followed_up"),
     )
 
 
@@ -585,7 +649,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "dash": dash,
         "kpis": kpis(dash),
         "charts": build_charts(dash),
-        "topic_rows": topic_rows(dash.topic_trends, query),
+        "topic_table_body": topic_table_body(topic_rows(dash.topic_trends, query)),
         "honest": honest_resolution(dash, request),
         "knowledge_gaps": dash.knowledge_gaps,
         "currency": dash.current.cost.currency,

@@ -370,6 +370,45 @@ def test_a_blank_escalation_reason_is_no_filter(staff_client, honest):
     assert kpi_values(blank) == kpi_values(page_of(staff_client.get(URL, MONTH)))
 
 
+# --- The topics table --------------------------------------------------------------------
+
+
+def test_repeat_contact_column_in_the_topics_table(staff_client, honest):
+    page = page_of(staff_client.get(URL, MONTH))
+
+    header = re.search(r'<table id="topics">.*?<thead>(.*?)</thead>', page, re.S).group(1)
+    assert [text(th).removesuffix(" ↓") for th in re.findall(r"<th [^>]*>(.*?)</th>", header, re.S)] == [
+        "Topic", "Conversations", "Share", "AI resolution", "Escalations", "CSAT", "Repeat contact", "Change",
+    ]  # fmt: skip
+    assert {row[0]: row[6] for row in topic_table(page)} == {
+        "billing": "100.0% (2 of 2)",  # a1 and a2 both came back
+        "refund": "—",  # nothing AI-resolved is settled (n4 is 3 hours old, no customer id)
+        "shipping": "0.0% (0 of 2)",  # b1 and b2 came back only 8 days later
+    }
+    assert 'title="2 of 2 settled AI-resolved conversations followed up within 7 days"' in page
+    # The note says the column counts settled conversations only, with the definitions a click away.
+    assert "settled AI-resolved conversations (with a customer id, ended at least 7 days ago)" in text(page)
+    assert definition_text("repeat_contact_rate") in text(page)
+
+    ranked = topic_table(page_of(staff_client.get(URL, {**MONTH, "sort": "-repeat_contact_rate"})))
+    assert [row[0] for row in ranked] == ["billing", "shipping", "refund"]  # unknown last
+
+
+def test_repeat_contact_column_equals_the_topics_api(staff_client, honest):
+    response = staff_client.get(URL, MONTH)
+    api = staff_client.get("/api/analytics/topics/", api_window(response)).json()["topics"]
+    shown = {row[0]: row[6] for row in topic_table(page_of(response))}
+    for topic in api:
+        repeat = topic["repeat_contact"]
+        expected = (
+            f"{formatting.rate(d(repeat['repeat_contact_rate']))} "
+            f"({repeat['followed_up']} of {repeat['settled_ai_resolved']})"
+            if repeat["settled_ai_resolved"]
+            else "—"
+        )
+        assert shown[topic["topic"]] == expected
+
+
 # --- Coverage ----------------------------------------------------------------------------------
 
 
@@ -431,6 +470,7 @@ def test_no_outcomes_and_no_customer_ids_explain_how_to_send_them(staff_client, 
     assert "abandoned: the customer left unresolved, no human involved" in said
     assert "Have the bot send customer_id" in said
     assert '"outcome": "confirmed", "customer_id": "customer-42"' in html.unescape(panel(page))
+    assert {row[0]: row[6] for row in topic_table(page)} == {"billing": "—"}
 
 
 def test_customer_ids_but_nothing_settled_yet(staff_client, frozen_now):
