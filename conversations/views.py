@@ -464,6 +464,7 @@ class HonestResolution:
     outcome_values: list[tuple[str, str]]  # models.Outcome (value, what it means)
     unfiltered_query: str  # the dashboard's query string without the escalation reason filter
     repeat_contact_definitions: list[Definition]
+    knowledge_gap_definitions: list[Definition]
 
 
 MONEY_CENTS = Decimal("0.01")
@@ -608,6 +609,7 @@ def honest_resolution(dash: Dashboard, request: HttpRequest) -> HonestResolution
         outcome_values=[(value, _outcome_meaning(value, label)) for value, label in Outcome.choices],
         unfiltered_query=_query_string(request, escalation_reason=None),
         repeat_contact_definitions=definitions("repeat_contact_rate", "settled", "followed_up"),
+        knowledge_gap_definitions=definitions("knowledge_gap_cost", "followed_up"),
     )
 
 

@@ -118,6 +118,10 @@ def howtos(page: str) -> list[str]:
     return re.findall(r'data-howto="(\w+)"', page)
 
 
+def gaps(page: str) -> list[str]:
+    return [text(item) for item in re.findall(r"<li data-gap=[^>]*>(.*?)</li>", page, re.S)]
+
+
 def definition_text(name: str) -> str:
     return " ".join(METRICS[name].doc.replace("`", "").split())
 
@@ -370,7 +374,7 @@ def test_a_blank_escalation_reason_is_no_filter(staff_client, honest):
     assert kpi_values(blank) == kpi_values(page_of(staff_client.get(URL, MONTH)))
 
 
-# --- The topics table --------------------------------------------------------------------
+# --- The topics table and the knowledge gaps ---------------------------------------------------
 
 
 def test_repeat_contact_column_in_the_topics_table(staff_client, honest):
@@ -407,6 +411,21 @@ def test_repeat_contact_column_equals_the_topics_api(staff_client, honest):
             else "—"
         )
         assert shown[topic["topic"]] == expected
+
+
+def test_knowledge_gaps_cost_escalations_and_follow_ups(staff_client, honest):
+    page = page_of(staff_client.get(URL, MONTH))
+    assert gaps(page) == [
+        # (2 escalations + 2 followed up) × €7.50
+        "billing — €30.00 · 2 escalations + 2 AI resolutions followed up, of 4 conversations"
+        " · AI resolution 50.0%",
+        "refund — €15.00 · 2 escalations + 0 AI resolutions followed up, of 3 conversations"
+        " · AI resolution 33.3%",
+    ]  # shipping: nothing escalated, nobody came back
+    section = re.search(r'<section class="panel" aria-labelledby="gaps-title">(.*?)</section>', page, re.S)
+    said = text(section.group(1))
+    assert "(escalations + AI “resolutions” whose customer came back within 7 days) × €7.50" in said
+    assert definition_text("knowledge_gap_cost") in said
 
 
 # --- Coverage ----------------------------------------------------------------------------------
@@ -501,3 +520,4 @@ def test_an_empty_range_explains_instead_of_zeros(staff_client, honest):
     assert "No conversations in this range" in page
     assert howtos(page) == ["outcome", "customer_id"]
     assert "No escalations in this range." in page
+    assert "No escalations or followed-up AI resolutions in this range." in page
