@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from decimal import Decimal
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
@@ -38,3 +40,14 @@ def signed(value: Decimal | float, unit: str = "", places: int = 1) -> str:
     """+3.2 pp / −12.0% (a real minus sign, so it is not read as a hyphen)."""
     sign = "+" if value > 0 else "−" if value < 0 else "±"
     return f"{sign}{abs(value):,.{places}f}{unit}"
+
+
+def doc_paragraphs(doc: str) -> list[list[tuple[str, bool]]]:
+    """A metric's documentation (metrics.METRICS[name].doc) for the page: its paragraphs, each
+    as (text, is_code) parts, `code` being what the docs write between backticks (a field name,
+    an outcome). The template escapes every part."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc).split("\n\n"):
+        parts = re.split(r"`([^`]*)`", " ".join(paragraph.split()))
+        paragraphs.append([(part, index % 2 == 1) for index, part in enumerate(parts) if part])
+    return [paragraph for paragraph in paragraphs if paragraph]

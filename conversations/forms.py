@@ -12,7 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils import timezone
 
 from conversations.analytics.query import Filters, Granularity, Period
-from conversations.models import LABEL_MAX_LENGTH
+from conversations.models import LABEL_MAX_LENGTH, REASON_MAX_LENGTH, normalize_topic
 
 RANGES = {
     "24h": "Last 24 hours",
@@ -33,6 +33,7 @@ TOPIC_SORTS = {
     "ai_resolution_rate": "AI resolution",
     "escalations": "Escalations",
     "avg_csat": "CSAT",
+    "repeat_contact_rate": "Repeat contact",
     "change": "Change",
 }
 DEFAULT_SORT = "-conversations"
@@ -61,10 +62,22 @@ class DashboardForm(forms.Form):
     end = forms.DateField(required=False, label="To", validators=_DAY_LIMITS)
     channel = forms.CharField(required=False, max_length=LABEL_MAX_LENGTH)
     bot_version = forms.CharField(required=False, max_length=LABEL_MAX_LENGTH)
+    # Normalized like the API's ?escalation_reason= (and as reasons are stored): "  No DOCS" is
+    # "no docs"; blank is no filter.
+    escalation_reason = forms.CharField(required=False, max_length=1000)
     sort = forms.ChoiceField(
         required=False,
         choices=[(key, key) for name in TOPIC_SORTS for key in (name, f"-{name}")],
     )
+
+    def clean_escalation_reason(self) -> str:
+        reason = normalize_topic(self.cleaned_data["escalation_reason"])
+        if len(reason) > REASON_MAX_LENGTH:
+            # No stored reason is longer: a 400 naming the field, not an empty page.
+            raise forms.ValidationError(
+                f"An escalation reason has at most {REASON_MAX_LENGTH} characters (after normalizing)."
+            )
+        return reason
 
     def clean(self):
         data = super().clean()
@@ -108,7 +121,11 @@ class DashboardForm(forms.Form):
         return DashboardQuery(
             range=choice,
             period=period,
-            filters=Filters(channel=data.get("channel") or None, bot_version=data.get("bot_version") or None),
+            filters=Filters(
+                channel=data.get("channel") or None,
+                bot_version=data.get("bot_version") or None,
+                escalation_reason=data.get("escalation_reason") or None,
+            ),
             granularity=Granularity.HOUR if end - start <= HOURLY_UP_TO else Granularity.DAY,
             tz=tz,
             sort=data.get("sort") or DEFAULT_SORT,

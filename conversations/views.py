@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import html
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from functools import wraps
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -14,13 +16,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
 
 from conversations import charts, formatting
 from conversations.analytics import selectors, tables
+from conversations.analytics.metrics import METRICS, Totals
 from conversations.analytics.query import Granularity
 from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
 from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
+from conversations.models import Outcome
 
 # Below this many conversations (or ratings) a rate is shown with its sample size and a
 # warning: a rate over 12 conversations is not a trend.
@@ -156,6 +161,7 @@ class TopicRow:
             "ai_resolution_rate": totals.ai_resolution_rate,
             "escalations": totals.escalated,
             "avg_csat": totals.avg_csat,
+            "repeat_contact_rate": totals.repeat_contact_rate,
             "change": self.trend.change,
         }
         value = values[field]
@@ -173,6 +179,10 @@ def _drilldown_window(query: DashboardQuery) -> str:
         params["channel__exact"] = query.filters.channel
     if query.filters.bot_version:
         params["bot_version__exact"] = query.filters.bot_version
+    if query.filters.escalation_reason:
+        # The field lookup, not admin.EscalationReasonFilter's `escalation_reason`: that filter
+        # offers (and so applies) only the reasons of folded daily rollups.
+        params["escalation_reason__exact"] = query.filters.escalation_reason
     return urlencode(params)
 
 
@@ -191,6 +201,65 @@ def topic_rows(trends: list[TopicTrend], query: DashboardQuery) -> list[TopicRow
     known.sort(key=lambda pair: pair[1].topic.topic)  # stable tie-break by name
     known.sort(key=lambda pair: pair[0], reverse=descending)
     return [row for _, row in known] + [row for (unknown, _), row in keyed if unknown]
+
+
+# The body of the topics table, built as plain strings with every value escaped, as the
+# `topic_table_rows` tag of templatetags/dashboard.py builds it (a template loop was half the
+# page's render time for 40 topics: docs/benchmarks.md, "Dashboard HTML as strings"). Here
+# rather than in that tag only because the repeat-contact column was added from this file.
+TOPIC_COLUMNS = len(TOPIC_SORTS)
+
+
+def _escape(value) -> str:
+    return html.escape(str(value))
+
+
+def _muted_note(text: str) -> str:
+    return f' <span class="muted small">({_escape(text)})</span>'
+
+
+def _repeat_contact_cell(totals: Totals) -> str:
+    """The topic's repeat-contact rate with the counts it divides (settled conversations only)."""
+    if not totals.settled_ai_resolved:
+        return f'<td title="No settled AI-resolved conversation with a customer id">{formatting.DASH}</td>'
+    title = (
+        f"{totals.followed_up:,} of {totals.settled_ai_resolved:,} settled AI-resolved conversations "
+        f"followed up within {totals.repeat_contact_window_days} days"
+    )
+    return (
+        f'<td title="{_escape(title)}">{_escape(formatting.rate(totals.repeat_contact_rate))}'
+        f"{_muted_note(f'{totals.followed_up:,} of {totals.settled_ai_resolved:,}')}</td>"
+    )
+
+
+def _topic_row_html(row: TopicRow) -> str:
+    topic, trend, totals = row.topic, row.trend, row.topic.totals
+    rate_change = (
+        _muted_note(formatting.signed(trend.rate_change, " pp")) if trend.rate_change is not None else ""
+    )
+    ratings = _muted_note(str(totals.csat_responses)) if totals.csat_responses else ""
+    change = (
+        '<span class="muted">new</span>'
+        if trend.change is None
+        else _escape(formatting.signed(trend.change, "%"))
+    )
+    return (
+        f'<tr><th scope="row"><a data-drilldown href="{_escape(row.drilldown_url)}">'
+        f"{_escape(topic.topic)}</a></th>"
+        f"<td>{_escape(formatting.number(totals.conversations))}</td>"
+        f"<td>{_escape(formatting.rate(topic.share))}</td>"
+        f"<td>{_escape(formatting.rate(totals.ai_resolution_rate))}{rate_change}</td>"
+        f"<td>{_escape(formatting.number(totals.escalated))}</td>"
+        f"<td>{_escape(formatting.number(totals.avg_csat, 2))}{ratings}</td>"
+        f"{_repeat_contact_cell(totals)}"
+        f"<td>{change}</td></tr>"
+    )
+
+
+def topic_table_body(rows: list[TopicRow]) -> SafeString:
+    if not rows:
+        return mark_safe(f'<tr><td colspan="{TOPIC_COLUMNS}">No topics in this range.</td></tr>')
+    return mark_safe("".join(_topic_row_html(row) for row in rows))  # every value escaped
 
 
 # --- Charts -------------------------------------------------------------------------------
@@ -224,10 +293,26 @@ def last_bucket_in_progress(dash: Dashboard) -> bool:
     return bucket_end(dash.buckets[-1].start, granularity=dash.granularity, tz=dash.tz) > dash.period.end
 
 
-def build_charts(dash: Dashboard) -> list[charts.Chart]:
-    labels = [_bucket_label(bucket, dash.granularity) for bucket in dash.buckets]
+@dataclass(frozen=True)
+class SeriesAxis:
+    labels: list[str]
+    per: str  # "hour" or "day"
+    in_progress: str  # `per` when the last bucket is unfinished, else ""
+
+
+def series_axis(dash: Dashboard) -> SeriesAxis:
+    """The buckets' labels, and how the time-series charts name and mark them."""
     per = "hour" if dash.granularity == Granularity.HOUR else "day"
-    in_progress = per if last_bucket_in_progress(dash) else ""
+    return SeriesAxis(
+        labels=[_bucket_label(bucket, dash.granularity) for bucket in dash.buckets],
+        per=per,
+        in_progress=per if last_bucket_in_progress(dash) else "",
+    )
+
+
+def build_charts(dash: Dashboard) -> list[charts.Chart]:
+    axis = series_axis(dash)
+    labels, per, in_progress = axis.labels, axis.per, axis.in_progress
     currency = dash.current.cost.currency
     symbol = formatting.CURRENCY_SYMBOLS.get(currency, "")
     totals = dash.current.totals
@@ -295,6 +380,239 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
     ]
 
 
+# --- "Is it really resolved?" (issue 16) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A term and its definition: a metric's doc (metrics.METRICS), never a second copy."""
+
+    term: str
+    paragraphs: list[list[tuple[str, bool]]]  # formatting.doc_paragraphs
+
+
+def definitions(*names: str) -> list[Definition]:
+    """The first one is the figure itself (no term); the others the terms it is built on."""
+    return [
+        Definition("" if index == 0 else name.replace("_", " "), formatting.doc_paragraphs(METRICS[name].doc))
+        for index, name in enumerate(names)
+    ]
+
+
+@dataclass(frozen=True)
+class ResolutionRate:
+    key: str
+    label: str
+    display: str
+    previous_display: str
+    change: str
+    trend: str
+    detail: str
+    definitions: list[Definition]
+    sample: int
+    sample_noun: str  # what `sample` counts ("conversation", "settled conversation")
+    missing: str = ""  # why there is no figure (nothing reported): shown instead of it
+    coverage_note: str = ""  # the part of the traffic it speaks for, when only a part
+
+    @property
+    def small_sample(self) -> bool:
+        return 0 < self.sample < SMALL_SAMPLE
+
+
+@dataclass(frozen=True)
+class EscalationReason:
+    reason: str
+    conversations: int
+    cost: Decimal
+    filter_query: str  # the dashboard's query string filtered by this reason
+    current: bool  # the reason the page is filtered by
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the traffic reports a field (`outcome`, `customer_id`): none, part or all."""
+
+    reported: int
+    conversations: int
+    rate: Decimal | None
+
+    @property
+    def none(self) -> bool:
+        # By the counts, not the rate: 1 of 100,000 rounds to 0.0% but is not nothing.
+        return self.reported == 0
+
+    @property
+    def partial(self) -> bool:
+        return 0 < self.reported < self.conversations
+
+
+@dataclass(frozen=True)
+class HonestResolution:
+    rates: list[ResolutionRate]
+    outcomes: Coverage
+    customer_ids: Coverage
+    outcome_chart: charts.Chart | None  # None when no conversation reports an outcome
+    reasons: list[EscalationReason]  # the most common first, at most `reasons_limit`
+    reasons_limit: int
+    escalated: int
+    without_reason: int | None  # escalations without a reason, when every reason is listed
+    human_cost: Decimal  # per conversation: what an escalation costs
+    repeat_contact_days: int
+    settled: int
+    settled_ai_resolved: int
+    followed_up: int
+    outcome_values: list[tuple[str, str]]  # models.Outcome (value, what it means)
+    unfiltered_query: str  # the dashboard's query string without the escalation reason filter
+    repeat_contact_definitions: list[Definition]
+    knowledge_gap_definitions: list[Definition]
+
+
+MONEY_CENTS = Decimal("0.01")
+
+
+def reason_cost(conversations: int, human_cost: Decimal) -> Decimal:
+    """What a reason's escalations cost in human time: conversations × human cost per
+    conversation, as metrics' `escalation_cost` counts a topic's (the selectors give the
+    reasons' counts only)."""
+    return (human_cost * conversations).quantize(MONEY_CENTS, rounding=ROUND_HALF_UP)
+
+
+def _resolution_rates(dash: Dashboard, *, outcomes: Coverage, customer_ids: Coverage) -> list[ResolutionRate]:
+    now, before = dash.current.totals, dash.previous.totals
+    currency = dash.current.cost.currency
+    days = now.repeat_contact_window_days
+    if customer_ids.none:
+        durable_missing = "No customer ids sent"
+    elif not now.settled:
+        durable_missing = f"Nothing settled yet: no conversation here ended {days} or more days ago"
+    else:
+        durable_missing = ""
+    no_outcomes = "No outcomes reported" if outcomes.none else ""
+    outcome_note = (
+        f"Outcomes reported for {formatting.rate(outcomes.rate)} of conversations" if outcomes.partial else ""
+    )
+    customer_id_note = (
+        f"Customer ids sent for {formatting.rate(customer_ids.rate)} of conversations"
+        if customer_ids.partial
+        else ""
+    )
+    # key, label, higher is, sample, sample noun, detail, missing, coverage note, the terms it is built on
+    specs = [
+        ("ai_resolution_rate", "AI resolution rate (headline)", "good", now.conversations, "conversation",
+         f"{now.ai_resolved:,} of {now.conversations:,} conversations, as the bot reports resolved_by_ai",
+         "", "", ()),
+        ("confirmed_resolution_rate", "Confirmed resolution", "good", now.conversations, "conversation",
+         f"{now.outcome_confirmed:,} of {now.conversations:,} conversations: the customer said so",
+         no_outcomes, outcome_note, ("outcome_coverage",)),
+        ("assumed_resolution_rate", "Assumed resolution", "neutral", now.conversations, "conversation",
+         f"{now.outcome_assumed:,} of {now.conversations:,} conversations: the customer left without "
+         "asking for a human", no_outcomes, outcome_note, ("outcome_coverage",)),
+        ("durable_resolution_rate", f"Durable resolution ({days} days)", "good", now.settled,
+         "settled conversation",
+         f"{now.followed_up:,} of {now.settled_ai_resolved:,} settled AI resolutions came back "
+         f"(repeat contact {formatting.rate(now.repeat_contact_rate)}) · {now.settled:,} settled",
+         durable_missing, customer_id_note,
+         ("settled", "followed_up", "repeat_contact_rate", "customer_id_coverage")),
+    ]  # fmt: skip
+    rates = []
+    for key, label, higher_is, sample, noun, detail, missing, coverage_note, terms in specs:
+        current, previous = getattr(now, key), getattr(before, key)
+        change, trend = _change(current, previous, kind="points", higher_is=higher_is, currency=currency)
+        rates.append(
+            ResolutionRate(
+                key=key,
+                label=label,
+                display=formatting.DASH if missing else formatting.rate(current),
+                previous_display=formatting.rate(previous),
+                change=change,
+                trend=trend,
+                detail=detail,
+                definitions=definitions(key, *terms),
+                sample=0 if missing else sample,
+                sample_noun=noun,
+                missing=missing,
+                coverage_note=coverage_note,
+            )
+        )
+    return rates
+
+
+def outcome_chart(dash: Dashboard) -> charts.Chart:
+    axis = series_axis(dash)
+    buckets = dash.buckets
+    return charts.stacked_bars(
+        slug="outcomes",
+        title=f"How conversations ended, per {axis.per}",
+        description=(
+            "Conversations by the outcome the bot reported, stacked: confirmed and assumed "
+            "(the bot resolved them), escalated, abandoned, and those without an outcome."
+        ),
+        labels=axis.labels,
+        series=[
+            ("Confirmed", "series-confirmed", [b.totals.outcome_confirmed for b in buckets]),
+            ("Assumed", "series-assumed", [b.totals.outcome_assumed for b in buckets]),
+            ("Escalated", "series-escalated", [b.totals.outcome_escalated for b in buckets]),
+            ("Abandoned", "series-abandoned", [b.totals.outcome_abandoned for b in buckets]),
+            ("Unreported", "series-unreported", [b.totals.outcome_unreported for b in buckets]),
+        ],
+        in_progress=axis.in_progress,
+    )
+
+
+def _outcome_meaning(value: str, label: str) -> str:
+    """models.Outcome's label without the value it starts with: "confirmed (the bot resolved
+    it ...)" -> "the bot resolved it ..."."""
+    rest = label.removeprefix(value).strip()
+    return rest[1:-1] if rest.startswith("(") and rest.endswith(")") else label
+
+
+def honest_resolution(dash: Dashboard, request: HttpRequest) -> HonestResolution:
+    totals = dash.current.totals
+    outcomes = Coverage(
+        reported=totals.conversations - totals.outcome_unreported,
+        conversations=totals.conversations,
+        rate=totals.outcome_coverage,
+    )
+    customer_ids = Coverage(
+        reported=totals.with_customer_id, conversations=totals.conversations, rate=totals.customer_id_coverage
+    )
+    human_cost = dash.current.cost.human_cost_per_conversation
+    reasons = dash.current.escalation_reasons
+    return HonestResolution(
+        rates=_resolution_rates(dash, outcomes=outcomes, customer_ids=customer_ids),
+        outcomes=outcomes,
+        customer_ids=customer_ids,
+        outcome_chart=None if outcomes.none else outcome_chart(dash),
+        reasons=[
+            EscalationReason(
+                reason=reason,
+                conversations=count,
+                cost=reason_cost(count, human_cost),
+                filter_query=_query_string(request, escalation_reason=reason),
+                current=reason == dash.filters.escalation_reason,
+            )
+            for reason, count in reasons
+        ],
+        reasons_limit=selectors.TOP_REASONS_LIMIT,
+        escalated=totals.escalated,
+        # Only escalated conversations carry a reason (models: the reason check constraint).
+        without_reason=(
+            totals.escalated - sum(count for _, count in reasons)
+            if len(reasons) < selectors.TOP_REASONS_LIMIT
+            else None
+        ),
+        human_cost=human_cost,
+        repeat_contact_days=totals.repeat_contact_window_days,
+        settled=totals.settled,
+        settled_ai_resolved=totals.settled_ai_resolved,
+        followed_up=totals.followed_up,
+        outcome_values=[(value, _outcome_meaning(value, label)) for value, label in Outcome.choices],
+        unfiltered_query=_query_string(request, escalation_reason=None),
+        repeat_contact_definitions=definitions("repeat_contact_rate", "settled", "followed_up"),
+        knowledge_gap_definitions=definitions("knowledge_gap_cost", "followed_up"),
+    )
+
+
 # --- Views --------------------------------------------------------------------------------
 
 
@@ -333,7 +651,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "dash": dash,
         "kpis": kpis(dash),
         "charts": build_charts(dash),
-        "topic_rows": topic_rows(dash.topic_trends, query),
+        "topic_table_body": topic_table_body(topic_rows(dash.topic_trends, query)),
+        "honest": honest_resolution(dash, request),
         "knowledge_gaps": dash.knowledge_gaps,
         "currency": dash.current.cost.currency,
         "small_sample": SMALL_SAMPLE,

@@ -218,6 +218,16 @@ def test_dashboard_in_a_browser(live_server, chromium):
     note = page.locator("#chart-volume .partial-note")
     expect(note, "the in-progress note").to_be_visible()
     expect(note).to_have_text("Latest day is still in progress (hatched bar: so far).")
+    # "Is it really resolved?": a rate's definition is one click away (a <details>), and a bot
+    # that sends no outcomes gets told how to send them.
+    panel = page.locator("#honest")
+    expect(panel.locator('[data-rate="ai_resolution_rate"] .rate-value')).to_have_text(re.compile(r"\d"))
+    definition = panel.locator('[data-rate="confirmed_resolution_rate"] details.definition')
+    expect(definition.locator("p").first).to_be_hidden()
+    definition.locator("summary").click()
+    expect(definition.locator("p").first).to_be_visible()
+    expect(definition.locator("p").first).to_contain_text("outcome confirmed")
+    expect(panel.locator('[data-howto="outcome"]')).to_be_visible()
     chart_shot = SCREENSHOT_DIR / "chart-volume.png"
     chart_shot.unlink(missing_ok=True)
     page.locator("#chart-volume").screenshot(path=chart_shot)
