@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import html
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -16,12 +15,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
 
 from conversations import charts, formatting
 from conversations.analytics import selectors, tables
-from conversations.analytics.metrics import METRICS, Totals
+from conversations.analytics.metrics import METRICS
 from conversations.analytics.query import Granularity
 from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
 from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
@@ -201,65 +199,6 @@ def topic_rows(trends: list[TopicTrend], query: DashboardQuery) -> list[TopicRow
     known.sort(key=lambda pair: pair[1].topic.topic)  # stable tie-break by name
     known.sort(key=lambda pair: pair[0], reverse=descending)
     return [row for _, row in known] + [row for (unknown, _), row in keyed if unknown]
-
-
-# The body of the topics table, built as plain strings with every value escaped, as the
-# `topic_table_rows` tag of templatetags/dashboard.py builds it (a template loop was half the
-# page's render time for 40 topics: docs/benchmarks.md, "Dashboard HTML as strings"). Here
-# rather than in that tag only because the repeat-contact column was added from this file.
-TOPIC_COLUMNS = len(TOPIC_SORTS)
-
-
-def _escape(value) -> str:
-    return html.escape(str(value))
-
-
-def _muted_note(text: str) -> str:
-    return f' <span class="muted small">({_escape(text)})</span>'
-
-
-def _repeat_contact_cell(totals: Totals) -> str:
-    """The topic's repeat-contact rate with the counts it divides (settled conversations only)."""
-    if not totals.settled_ai_resolved:
-        return f'<td title="No settled AI-resolved conversation with a customer id">{formatting.DASH}</td>'
-    title = (
-        f"{totals.followed_up:,} of {totals.settled_ai_resolved:,} settled AI-resolved conversations "
-        f"followed up within {totals.repeat_contact_window_days} days"
-    )
-    return (
-        f'<td title="{_escape(title)}">{_escape(formatting.rate(totals.repeat_contact_rate))}'
-        f"{_muted_note(f'{totals.followed_up:,} of {totals.settled_ai_resolved:,}')}</td>"
-    )
-
-
-def _topic_row_html(row: TopicRow) -> str:
-    topic, trend, totals = row.topic, row.trend, row.topic.totals
-    rate_change = (
-        _muted_note(formatting.signed(trend.rate_change, " pp")) if trend.rate_change is not None else ""
-    )
-    ratings = _muted_note(str(totals.csat_responses)) if totals.csat_responses else ""
-    change = (
-        '<span class="muted">new</span>'
-        if trend.change is None
-        else _escape(formatting.signed(trend.change, "%"))
-    )
-    return (
-        f'<tr><th scope="row"><a data-drilldown href="{_escape(row.drilldown_url)}">'
-        f"{_escape(topic.topic)}</a></th>"
-        f"<td>{_escape(formatting.number(totals.conversations))}</td>"
-        f"<td>{_escape(formatting.rate(topic.share))}</td>"
-        f"<td>{_escape(formatting.rate(totals.ai_resolution_rate))}{rate_change}</td>"
-        f"<td>{_escape(formatting.number(totals.escalated))}</td>"
-        f"<td>{_escape(formatting.number(totals.avg_csat, 2))}{ratings}</td>"
-        f"{_repeat_contact_cell(totals)}"
-        f"<td>{change}</td></tr>"
-    )
-
-
-def topic_table_body(rows: list[TopicRow]) -> SafeString:
-    if not rows:
-        return mark_safe(f'<tr><td colspan="{TOPIC_COLUMNS}">No topics in this range.</td></tr>')
-    return mark_safe("".join(_topic_row_html(row) for row in rows))  # every value escaped
 
 
 # --- Charts -------------------------------------------------------------------------------
@@ -651,7 +590,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "dash": dash,
         "kpis": kpis(dash),
         "charts": build_charts(dash),
-        "topic_table_body": topic_table_body(topic_rows(dash.topic_trends, query)),
+        "topic_rows": topic_rows(dash.topic_trends, query),
         "honest": honest_resolution(dash, request),
         "knowledge_gaps": dash.knowledge_gaps,
         "currency": dash.current.cost.currency,
@@ -719,12 +658,18 @@ def _topics_table(query: DashboardQuery) -> tuple[list[str], list[list]]:
     trends = selectors.topic_trends(period=query.period, filters=query.filters)
     metric_names = tables.TOPICS_EXPORT_METRICS
     return (
-        ["topic", *tables.export_header(metric_names, tables.Answer.TOPICS), *_TOPIC_TREND_COLUMNS],
+        [
+            "topic",
+            *tables.export_header(metric_names, tables.Answer.TOPICS),
+            *_TOPIC_TREND_COLUMNS,
+            *tables.export_header(tables.TOPICS_EXPORT_ADDED, tables.Answer.TOPICS),
+        ],
         [
             [
                 neutralize(row.topic.topic),
                 *tables.export_values(row.topic, metric_names),
                 *(value(row) for value in _TOPIC_TREND_COLUMNS.values()),
+                *tables.export_values(row.topic, tables.TOPICS_EXPORT_ADDED),
             ]
             for row in topic_rows(trends, query)
         ],

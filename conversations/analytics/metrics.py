@@ -108,7 +108,8 @@ class Metric:
         return self.names.get(answer, self.name)
 
     def csv_name(self, answer: Answer) -> str:
-        return self.name_in(answer) + self.unit.csv_suffix
+        # A column name of its own, without its block ("repeat_contact.repeat_contact_rate").
+        return self.name_in(answer).rpartition(".")[2] + self.unit.csv_suffix
 
 
 METRICS: dict[str, Metric] = {}
@@ -390,7 +391,7 @@ declare(
 declare(
     "escalation_cost",
     Unit.MONEY,
-    "escalations × human cost per conversation: what the knowledge gap costs.",
+    "escalations × human cost per conversation: what the escalations cost in human time.",
     source="escalation_cost",
 )
 declare("savings", Unit.MONEY, "Money saved against human-only support.", source="cost.savings",

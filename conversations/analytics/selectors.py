@@ -366,6 +366,7 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
             totals=previous_totals,
             cost=previous_totals.cost(cost_settings),
             top_topics=[],
+            escalation_reasons=_top(then.reasons.items(), TOP_REASONS_LIMIT),
         ),
         buckets=timeseries(
             period=period, filters=filters, granularity=granularity, tz=tz, cost_settings=cost_settings

@@ -115,6 +115,8 @@ TOPICS_EXPORT_METRICS = (
     "csat_responses",
     "escalation_cost",
 )
+# Added to the topics export after the comparison columns (those before keep their places).
+TOPICS_EXPORT_ADDED = ("repeat_contact_rate", "knowledge_gap_cost")
 SERIES_EXPORT_METRICS = SERIES_METRICS[: SERIES_METRICS.index("cumulative_savings") + 1]
 
 _BY_SUMMARY_PATH: dict[str, Metric] = {path: metric for metric in METRICS.values() for path in metric.summary}

@@ -4,6 +4,7 @@ from django import template
 from django.utils.safestring import SafeString, mark_safe
 
 from conversations import formatting
+from conversations.forms import TOPIC_SORTS
 
 register = template.Library()
 
@@ -90,20 +91,38 @@ def topic_table_rows(rows) -> SafeString:
     """The body of the topics table: one row per topic (views.TopicRow), built as the charts
     are: a template loop was too slow (docs/benchmarks.md, "Dashboard HTML as strings")."""
     if not rows:
-        return mark_safe('<tr><td colspan="7">No topics in this range.</td></tr>')
+        return mark_safe(f'<tr><td colspan="{len(TOPIC_SORTS)}">No topics in this range.</td></tr>')
     return mark_safe("".join(_topic_row(row) for row in rows))  # every value escaped
+
+
+def _muted_note(text: str) -> str:
+    return f' <span class="muted small">({_escape(text)})</span>'
+
+
+def _repeat_contact_cell(totals) -> str:
+    """The topic's repeat-contact rate with the counts it divides (settled conversations only)."""
+    if not totals.settled_ai_resolved:
+        return f'<td title="No settled AI-resolved conversation with a customer id">{formatting.DASH}</td>'
+    title = (
+        f"{totals.followed_up:,} of {totals.settled_ai_resolved:,} settled AI-resolved conversations "
+        f"followed up within {totals.repeat_contact_window_days} days"
+    )
+    return (
+        f'<td title="{_escape(title)}">{_escape(formatting.rate(totals.repeat_contact_rate))}'
+        f"{_muted_note(f'{totals.followed_up:,} of {totals.settled_ai_resolved:,}')}</td>"
+    )
 
 
 def _topic_row(row) -> str:
     topic, trend, totals = row.topic, row.trend, row.topic.totals
     rate_change = (
-        f' <span class="muted small">({_escape(signed_points(trend.rate_change))})</span>'
-        if trend.rate_change is not None
-        else ""
+        _muted_note(formatting.signed(trend.rate_change, " pp")) if trend.rate_change is not None else ""
     )
-    ratings = f' <span class="muted small">({totals.csat_responses})</span>' if totals.csat_responses else ""
+    ratings = _muted_note(str(totals.csat_responses)) if totals.csat_responses else ""
     change = (
-        '<span class="muted">new</span>' if trend.change is None else _escape(signed_percent(trend.change))
+        '<span class="muted">new</span>'
+        if trend.change is None
+        else _escape(formatting.signed(trend.change, "%"))
     )
     return (
         f'<tr><th scope="row"><a data-drilldown href="{_escape(row.drilldown_url)}">'
@@ -113,5 +132,6 @@ def _topic_row(row) -> str:
         f"<td>{_escape(formatting.rate(totals.ai_resolution_rate))}{rate_change}</td>"
         f"<td>{_escape(formatting.number(totals.escalated))}</td>"
         f"<td>{_escape(formatting.number(totals.avg_csat, 2))}{ratings}</td>"
+        f"{_repeat_contact_cell(totals)}"
         f"<td>{change}</td></tr>"
     )
