@@ -56,7 +56,9 @@ def statement() -> str:
 def orm_query() -> tuple:
     days = Q(span="d", start__gte=PERIOD.start, start__lt=PERIOD.end)
     hours = Q(span="h", start__gte=PERIOD.end - timedelta(hours=12), start__lt=PERIOD.end)
-    rows = ConversationRollup.objects.filter(days | hours, channel__isnull=True, bot_version__isnull=True)
+    rows = ConversationRollup.objects.filter(
+        days | hours, channel__isnull=True, bot_version__isnull=True, escalation_reason__isnull=True
+    )
     rows = rows.values("span").annotate(
         **{name: Sum(name) for name in NAMES}, histogram=HistogramSum(HISTOGRAM)
     )

@@ -199,7 +199,7 @@ class TopicAdmin(admin.ModelAdmin):
         total = RawSQL(
             f"SELECT coalesce(sum(r.conversations), 0) FROM {rollups.LIVE_TOPIC_ROLLUPS} r"
             f" WHERE r.topic_id = {Topic._meta.db_table}.id AND r.span = %s"
-            " AND r.channel IS NULL AND r.bot_version IS NULL",
+            " AND r.channel IS NULL AND r.bot_version IS NULL AND r.escalation_reason IS NULL",
             [Span.DAY.value],
             output_field=BigIntegerField(),
         )

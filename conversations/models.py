@@ -274,9 +274,9 @@ RollupMetrics.add_to_class(figures.HISTOGRAM, figures.histogram_column())
 
 
 class ConversationRollup(RollupMetrics):
-    """Per span, per channel × bot version × escalation reason ("" for none); with all three
-    NULL, all of them together (what an unfiltered window reads: one row per quarter hour,
-    hour or day); and with channel and version NULL, per escalation reason (rollups.REASON_SPANS)."""
+    """Per span, per channel × bot version or for all of them (both NULL: what an unfiltered
+    window reads, one row per quarter hour, hour or day), and per escalation reason or for all
+    reasons (NULL) (rollups.SPREAD)."""
 
     span = models.CharField(max_length=1, choices=Span.choices)
     start = models.DateTimeField(help_text="Start of the UTC quarter hour, hour or day.")
@@ -311,8 +311,8 @@ class ConversationRollup(RollupMetrics):
 
 
 class TopicRollup(RollupMetrics):
-    """Per span and topic, per channel × bot version × escalation reason, and with all three
-    NULL for all of them (quarter hours: only those)."""
+    """Per span and topic, as ConversationRollup (quarter hours: for all channels, versions and
+    reasons only)."""
 
     span = models.CharField(max_length=1, choices=Span.choices)
     start = models.DateTimeField(help_text="Start of the UTC quarter hour, hour or day.")

@@ -1,10 +1,11 @@
 """Keeping the rollups (per quarter hour, hour and day) right, in the statement that changes
 conversations.
 
-A conversation contributes to the rows of its UTC quarter hour, hour and day, each once for
-its labels (channel, bot version, escalation reason: `LABELS`) in ConversationRollup and once
-per topic in TopicRollup, and each of those also to the "all" row (labels NULL); but per
-topic, quarter hours only to the "all" rows (`SPREAD`).
+A conversation contributes to the rows of its UTC quarter hour, hour and day (`SPREAD`), in
+ConversationRollup and, once per topic, in TopicRollup: the "all" row (labels NULL) and its
+channel × bot version's row; with an escalation reason, also that reason's rows (for all
+channels and versions, and for its channel × version). Per topic, quarter hours only in the
+"all" rows; per channel × version × reason, no quarter hours.
 
 Every write (ingest, late CSAT, delete) is one SQL statement whose `changes` CTE lists
 the conversations it takes out (sign −1, their stored values) and puts in (sign +1, the new
@@ -58,46 +59,52 @@ START_SQL = {
     Span.HOUR: "date_trunc('hour', {x}, 'UTC')",
     Span.DAY: "date_trunc('day', {x}, 'UTC')",
 }
-# The rows a conversation counts in, as (span, per channel × bot version rather than for all),
-# in ConversationRollup and, per topic, in TopicRollup. Quarter hours bound the raw rows a read
-# takes at a window's edges to 7.5 minutes' worth, and serve the days of time zones half or a
-# quarter of an hour off UTC (conversations.analytics.planner). Per topic, they are kept for all
-# channels and versions only: per channel × version, topic rows of 15 minutes would outnumber
-# the conversations.
-_EVERY_ROW = [
-    (span, per_channel) for span in (Span.QUARTER, Span.HOUR, Span.DAY) for per_channel in (True, False)
-]
-SPREAD = {  # by per_topic
-    False: _EVERY_ROW,
-    True: [row for row in _EVERY_ROW if row != (Span.QUARTER, True)],
+# The rows a conversation counts in, as (span, per channel × bot version rather than for all
+# channels and versions, per escalation reason rather than for all), in ConversationRollup and,
+# per topic, in TopicRollup; a row per reason only for a conversation with one.
+#
+# Quarter hours bound the raw rows a read takes at a window's edges to 7.5 minutes' worth, and
+# serve the days of time zones half or a quarter of an hour off UTC (analytics.planner). Per
+# topic they are kept for all channels, versions and reasons only, and per channel × version ×
+# reason not at all: rows of 15 minutes that fine would outnumber the conversations. The rows
+# per reason are extra rows, beside those for all reasons: a read that does not ask for reasons
+# (most) reads as many rows as before reasons existed.
+_ALL_KINDS = [(False, False), (True, False), (False, True), (True, True)]
+SPREAD = {  # by per_topic: (span, per_channel, per_reason)
+    False: [
+        (span, *kind)
+        for span in (Span.QUARTER, Span.HOUR, Span.DAY)
+        for kind in _ALL_KINDS
+        if (span, *kind) != (Span.QUARTER, True, True)
+    ],
+    True: [
+        (span, *kind)
+        for span in (Span.QUARTER, Span.HOUR, Span.DAY)
+        for kind in _ALL_KINDS
+        if span != Span.QUARTER or kind == (False, False)
+    ],
 }
 
 
-# The labels of a rollup row: a conversation's own in its per-label rows, NULL in the "all" rows.
+# The labels of a rollup row: a conversation's own in its per-label rows, NULL for "all".
 LABELS = ("channel", "bot_version", "escalation_reason")
 _LABEL_LIST = ", ".join(LABELS)
 
 
-# And in ConversationRollup, a conversation with an escalation reason also counts in its
-# reason's row for all channels and versions (channel and version NULL, the reason set): the
-# escalation reasons of a window, and a window filtered by reason alone, read one row per
-# quarter hour, hour or day and reason, not one per channel × version × reason.
-REASON_SPANS = (Span.QUARTER, Span.HOUR, Span.DAY)
-
-
 def _spread(row: str, *, per_topic: bool) -> str:
     """`CROSS JOIN LATERAL` of the rows (span, *LABELS) that `row` counts in."""
-    own = ", ".join(f"{row}.{label}" for label in LABELS)
-    none = ", ".join("NULL" for _ in LABELS)
-    values = ", ".join(f"('{span}', {own if per_label else none})" for span, per_label in SPREAD[per_topic])
-    reasons = (
-        ""
-        if per_topic
-        else "".join(
-            f" UNION ALL SELECT '{span}', NULL, NULL, {row}.escalation_reason"
-            f" WHERE {row}.escalation_reason <> ''"
-            for span in REASON_SPANS
-        )
+
+    def labels(per_channel: bool, per_reason: bool) -> str:
+        channel = f"{row}.channel, {row}.bot_version" if per_channel else "NULL, NULL"
+        return f"{channel}, {f'{row}.escalation_reason' if per_reason else 'NULL'}"
+
+    kinds = SPREAD[per_topic]
+    values = ", ".join(f"('{span}', {labels(c, r)})" for span, c, r in kinds if not r)
+    # A reason's rows only for a conversation with one.
+    reasons = "".join(
+        f" UNION ALL SELECT '{span}', {labels(c, r)} WHERE {row}.escalation_reason <> ''"
+        for span, c, r in kinds
+        if r
     )
     return f"CROSS JOIN LATERAL (VALUES {values}{reasons}) AS s(span, {_LABEL_LIST})"
 
@@ -388,35 +395,38 @@ def rebuild() -> dict[str, int]:
             cursor.execute(f"DELETE FROM {model._meta.db_table}")
         for model, per_topic in ((ConversationRollup, False), (TopicRollup, True)):
             table = model._meta.db_table
-            for span, per_channel in SPREAD[per_topic]:
-                if per_channel or (span, True) not in SPREAD[per_topic]:  # not a sum of per-channel rows
+            by_reason = "escalation_reason" in labels  # not in the schemas before 0013
+            kinds = [(s, c, r) for s, c, r in SPREAD[per_topic] if by_reason or not r]
+            for span, per_channel, per_reason in kinds:
+                # From the raw rows; rows for all channels and versions are the per-channel
+                # rows' sums (below) where those exist.
+                if per_channel or (span, True, per_reason) not in kinds:
                     cursor.execute(
                         _rebuild_sql(
-                            table, span, names, labels, per_topic=per_topic, per_channel=per_channel
+                            table,
+                            span,
+                            names,
+                            per_topic=per_topic,
+                            per_channel=per_channel,
+                            per_reason=per_reason,
                         ),
                         [span],
                     )
-            # The other "all channels and versions" rows: sums of the per-channel rows just built.
             keys = "span, start" + (", topic_id" if per_topic else "")
-            if not per_topic and "escalation_reason" in labels:
-                # And the reasons' rows for all channels and versions (REASON_SPANS).
+            for per_reason in (False, True) if by_reason else (False,):
+                reason = "escalation_reason" if per_reason else "NULL"
+                of_reason = (
+                    f"escalation_reason IS {'NOT ' if per_reason else ''}NULL" if by_reason else "TRUE"
+                )
                 cursor.execute(
                     f"""
                     INSERT INTO {table} ({keys}, {", ".join(labels)}, {", ".join(names)}, {HISTOGRAM})
-                    SELECT {keys}, NULL, NULL, escalation_reason,
+                    SELECT {keys}, NULL, NULL{f", {reason}" if by_reason else ""},
                            {", ".join(f"sum({name})" for name in names)}, sa_histogram_sum({HISTOGRAM})
-                    FROM {table} WHERE channel IS NOT NULL AND escalation_reason <> ''
-                    GROUP BY {keys}, escalation_reason
+                    FROM {table} WHERE channel IS NOT NULL AND {of_reason}
+                    GROUP BY {keys}{", escalation_reason" if per_reason else ""}
                     """
                 )
-            cursor.execute(
-                f"""
-                INSERT INTO {table} ({keys}, {", ".join(labels)}, {", ".join(names)}, {HISTOGRAM})
-                SELECT {keys}, {", ".join("NULL" for _ in labels)},
-                       {", ".join(f"sum({name})" for name in names)}, sa_histogram_sum({HISTOGRAM})
-                FROM {table} WHERE channel IS NOT NULL GROUP BY {keys}
-                """
-            )
             cursor.execute(f"SELECT count(*) FROM {table}")
             counts[table] = cursor.fetchone()[0]
     return {
@@ -472,12 +482,19 @@ def _figures_stored(cursor) -> tuple[list[str], list[str]]:
 
 
 def _rebuild_sql(
-    table: str, span: Span, names: list[str], labels: list[str], *, per_topic: bool, per_channel: bool
+    table: str, span: Span, names: list[str], *, per_topic: bool, per_channel: bool, per_reason: bool
 ) -> str:
-    """INSERT ... SELECT of one span's rows (param: the span), per label (channel, version,
-    escalation reason) or for all of them (NULL), of the figures `names`."""
-    keys = (["topic_id"] if per_topic else []) + (labels if per_channel else [])
+    """INSERT ... SELECT of one span's rows (param: the span), per channel × version or for all
+    (NULL), per escalation reason (of the conversations with one) or for all, of the figures
+    `names`."""
+    keys = (
+        (["topic_id"] if per_topic else [])
+        + (["channel", "bot_version"] if per_channel else [])
+        + (["escalation_reason"] if per_reason else [])
+    )
     source = "(SELECT c.*, 1 AS sign FROM conversations_conversation c)"  # each counted once
+    if per_reason:
+        source = f"(SELECT * FROM {source} c WHERE c.escalation_reason <> '')"
     if per_topic:
         # Every conversation counts once per topic in the topic rollups.
         source = f"(SELECT c.*, unnest(c.topic_ids) AS topic_id FROM {source} c)"

@@ -5,11 +5,12 @@ are right is test_rollups' full-scan comparison.)"""
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from conversations.analytics.planner import plan as plan_window
-from conversations.analytics.query import Period
+from conversations.analytics.query import Filters, Period
 from conversations.models import Span
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
@@ -111,3 +112,24 @@ def test_without_quarter_hours_the_edges_are_partial_hours():
     assert plan.ranges == (
         (Span.HOUR, datetime(2026, 3, 1, 9, tzinfo=UTC), datetime(2026, 3, 1, 12, tzinfo=UTC)),
     )
+
+
+@pytest.mark.parametrize(
+    ("filters", "topics", "reasons", "allowed"),
+    [
+        (Filters(), False, False, True),
+        (Filters(), True, True, True),  # topics: all rows; reasons: per reason for all channels
+        (Filters(channel="web"), False, True, False),  # its reasons: per channel × reason, no quarters
+        (Filters(channel="web", escalation_reason="x"), False, False, False),  # no such quarter rows
+        (Filters(escalation_reason="x"), False, True, True),
+        (Filters(escalation_reason="x"), True, False, False),  # per topic: all rows only
+        (Filters(topic="billing"), False, False, True),
+        (Filters(topic="billing"), False, True, False),  # a topic's reasons: no quarter rows
+        (Filters(topic="billing", bot_version="2"), False, False, False),
+        (Filters(channel="web"), True, False, False),
+    ],
+)
+def test_quarter_hours_only_where_every_part_has_them(filters, topics, reasons, allowed):
+    from conversations.analytics.planner import quarters_allowed
+
+    assert quarters_allowed(filters, topics=topics, reasons=reasons) is allowed

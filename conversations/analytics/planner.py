@@ -124,10 +124,19 @@ def cover(start: datetime, end: datetime, spans: list[Span]) -> list[tuple[Span,
 
 def quarters_allowed(filters: Filters, *, topics: bool, reasons: bool = False) -> bool:
     """Whether a read of a window's totals (and `topics`, and escalation `reasons`) with these
-    filters can use quarter-hour rows: per topic, they are kept for all labels (channels,
-    versions, reasons) only, so not for a topic read by label or counting reasons."""
-    per_topic = topics or bool(filters.topic)
-    return not per_topic or not (filters.by_label or (reasons and filters.topic))
+    filters can use quarter-hour rows, which every part it reads must have (rollups.SPREAD):
+    per topic, they are kept for all channels, versions and reasons only; not per topic, for
+    all but a channel × version × reason."""
+    from conversations.rollups import SPREAD
+
+    per_channel = filters.channel is not None or filters.bot_version is not None
+    per_reason = filters.escalation_reason is not None
+    parts = [(bool(filters.topic), per_channel, per_reason)]  # the totals
+    if topics:
+        parts.append((True, per_channel, per_reason))
+    if reasons:
+        parts.append((bool(filters.topic), per_channel, True))
+    return all((Span.QUARTER, channel, reason) in SPREAD[topic] for topic, channel, reason in parts)
 
 
 def window_plan(

@@ -22,7 +22,7 @@ import enum
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -169,39 +169,31 @@ def _ranges_where(plan: Plan) -> tuple[sql.Composable, list] | None:
 
 
 def _rollups_where(
-    plan: Plan, filters: Filters, *, per_topic: bool, per_label: bool = False
+    plan: Plan, filters: Filters, *, per_topic: bool, per_reason: bool = False
 ) -> tuple[sql.Composable, sql.Composable, list] | None:
-    """The rollups (unfolded deltas included) and rows `r` of a plan: per topic when asked or
-    filtering by topic, else per label. Without a label filter (channel, version, escalation
-    reason) and unless `per_label`, the "all" rows (labels NULL): one row per quarter hour, hour
-    or day (per topic). Not per topic, by escalation reason alone (a filter, or `per_label`
-    without a channel or version filter): the reasons' rows for all channels and versions."""
+    """The rollups (unfolded deltas included) and rows `r` of a plan (rollups.SPREAD): per
+    topic when asked or filtering by topic; for all channels and versions (the partial
+    indexes' condition) or, with a channel or version filter, per channel × version; for all
+    escalation reasons or, with a reason filter or `per_reason` (counting the reasons), per
+    reason."""
     if (ranges := _ranges_where(plan)) is None:
         return None
     text, params = ranges
     conditions = [text]
-    topic_rows = per_topic or bool(filters.topic)
-    by_channel = filters.channel is not None or filters.bot_version is not None
-    if not topic_rows and not by_channel and (filters.escalation_reason or per_label):
-        # The reasons' rows for all channels and versions (rollups.REASON_SPANS).
+    if filters.channel is None and filters.bot_version is None:
         conditions.append(sql.SQL("r.channel IS NULL AND r.bot_version IS NULL"))
-        if filters.escalation_reason:
-            conditions.append(sql.SQL("r.escalation_reason = %s"))
-            params.append(filters.escalation_reason)
-        else:
-            conditions.append(sql.SQL("r.escalation_reason IS NOT NULL"))
-    elif not filters.by_label and not per_label:
-        # The "all" rows (every label NULL; the partial indexes' condition, and no reason).
-        conditions.append(
-            sql.SQL("r.channel IS NULL AND r.bot_version IS NULL AND r.escalation_reason IS NULL")
-        )
     else:
         conditions.append(sql.SQL("r.channel IS NOT NULL"))
-        _add_label_filters("r", filters, conditions, params)
+    if filters.escalation_reason is not None:
+        conditions.append(sql.SQL("r.escalation_reason = %s"))
+        params.append(filters.escalation_reason)
+    else:
+        conditions.append(sql.SQL(f"r.escalation_reason IS {'NOT ' if per_reason else ''}NULL"))
+    _add_label_filters("r", replace(filters, escalation_reason=None), conditions, params)
     if filters.topic:
         conditions.append(sql.SQL("r.topic_id = {}").format(_TOPIC_ID_OF_NAME))
         params.append(filters.topic)
-    return _LIVE[topic_rows], _where(conditions), params
+    return _LIVE[per_topic or bool(filters.topic)], _where(conditions), params
 
 
 def _add_label_filters(alias: str, filters: Filters, conditions: list, params: list) -> None:
@@ -325,7 +317,7 @@ class _Statement:
     def _reasons(self, part, plan, filters, edges) -> None:
         """The conversations of each escalation reason: from the per-label rollup rows (per
         topic with a topic filter), and the raw edge rows."""
-        if (rollup_rows := _rollups_where(plan, filters, per_topic=False, per_label=True)) is not None:
+        if (rollup_rows := _rollups_where(plan, filters, per_topic=False, per_reason=True)) is not None:
             table, where, where_params = rollup_rows
             self._part(
                 sql.SQL(
@@ -530,4 +522,4 @@ def filter_menus(plan: Plan) -> tuple[set[str], set[str], set[str]]:
     with connection.cursor() as cursor:
         cursor.execute(statement.format(_LIVE[False], where).as_string(), params)
         rows = cursor.fetchall()
-    return {row[0] for row in rows}, {row[1] for row in rows}, {row[2] for row in rows}
+    return {row[0] for row in rows}, {row[1] for row in rows}, {row[2] for row in rows if row[2]}

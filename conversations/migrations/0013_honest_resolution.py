@@ -2,9 +2,8 @@
 
 The new figures count conversations with an outcome, a customer id or a follow-up, which no
 stored conversation has yet: their rollup columns start at 0 (their database default) and are
-right as they are, without a rebuild. The escalation reason joins the rollups' labels (the
-keys); the per-label rows already stored are those of conversations without one (""), the
-"all" rows keep NULL.
+right as they are, without a rebuild. The escalation reason joins the rollups' keys: the rows
+already stored are for all reasons (NULL), and none has a reason yet.
 
 Stop the servers of the older code while this runs: their rollup upserts name the old key.
 """
@@ -180,12 +179,5 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='topicrollup',
             constraint=models.CheckConstraint(condition=models.Q(models.Q(('span', 'q'), _negated=True), models.Q(('bot_version', None), ('channel', None), ('escalation_reason', None)), _connector='OR'), name='topic_rollup_quarter_all_only'),
-        ),
-        migrations.RunSQL(
-            [
-                "UPDATE conversations_conversationrollup SET escalation_reason = '' WHERE channel IS NOT NULL",
-                "UPDATE conversations_topicrollup SET escalation_reason = '' WHERE channel IS NOT NULL",
-            ],
-            migrations.RunSQL.noop,
         ),
     ]
