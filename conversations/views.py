@@ -178,8 +178,7 @@ def _drilldown_window(query: DashboardQuery) -> str:
     if query.filters.bot_version:
         params["bot_version__exact"] = query.filters.bot_version
     if query.filters.escalation_reason:
-        # The field lookup, not admin.EscalationReasonFilter's `escalation_reason`: that filter
-        # offers (and so applies) only the reasons of folded daily rollups.
+        # The field lookup: it applies whatever admin.EscalationReasonFilter offers.
         params["escalation_reason__exact"] = query.filters.escalation_reason
     return urlencode(params)
 
