@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,8 +122,37 @@ def _create_topics(cursor: psycopg.Cursor, names: Iterable[str], created_at: dat
     )
 
 
+@dataclass(frozen=True)
+class _Native:
+    """A write statement in PostgreSQL's own `$n` placeholders, with the names of its
+    parameters in order: psycopg sends it as it is (RawCursor), where with `%(name)s`
+    placeholders it parses the text again at every execution. These statements are too long
+    for psycopg's cache of parsed queries (4 kB), and parsing one took a quarter of a single
+    POST's CPU (docs/benchmarks.md, "Write statements in native placeholders")."""
+
+    text: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: str) -> _Native:
+        names: list[str] = []
+
+        def placeholder(match: re.Match) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        text = re.sub(r"%\((\w+)\)s", placeholder, statement)
+        if re.search(r"%(?!%)", text.replace("%%", "")):
+            raise ValueError("A statement for _Native takes only %(name)s placeholders.")
+        return cls(text=text.replace("%%", "%"), names=tuple(names))
+
+    def values(self, params: dict) -> list:
+        return [params[name] for name in self.names]
+
+
 def _execute(
-    sql: str,
+    sql: _Native,
     params: dict,
     *,
     prepare: bool,
@@ -179,7 +209,7 @@ def _execute(
 
 
 def _pipeline(
-    sql: str,
+    sql: _Native,
     params: dict,
     *,
     prepare: bool,
@@ -194,7 +224,7 @@ def _pipeline(
     # for every other query, including those that surface when the pipeline is read.
     with (
         connection.wrap_database_errors,
-        psycopg.Cursor(connection.connection) as cursor,
+        psycopg.RawCursor(connection.connection) as cursor,
         psycopg.Cursor(connection.connection) as side_cursor,  # BEGIN, locks, topics, COMMIT
     ):
         with connection.connection.pipeline():
@@ -204,7 +234,7 @@ def _pipeline(
             _lock_customers(side_cursor, session_ids, customers)
             if topics:
                 _create_topics(side_cursor, topics, timezone.now())
-            cursor.execute(sql, params, prepare=prepare)
+            cursor.execute(sql.text, sql.values(params), prepare=prepare)
             if commit:
                 side_cursor.execute("COMMIT")
         # Read once the pipeline is closed: its one sync brought every result back.
@@ -520,8 +550,11 @@ SELECT count(*) FILTER (WHERE old_id IS NULL), count(*) FILTER (WHERE old_id IS 
 """
 # (details, deferred): the statement. Deferred: the rollup changes go to RollupDelta.
 _INGEST_STATEMENTS = {
-    (details, deferred): _ingest_sql(
-        rollups.CHANGES_TO_DELTAS if deferred else rollups.CHANGES_TO_ROLLUPS, _ROWS if details else _COUNTS
+    (details, deferred): _Native.of(
+        _ingest_sql(
+            rollups.CHANGES_TO_DELTAS if deferred else rollups.CHANGES_TO_ROLLUPS,
+            _ROWS if details else _COUNTS,
+        )
     )
     for details in (False, True)
     for deferred in (False, True)
@@ -639,7 +672,7 @@ def conversations_ingest_write(prepared: PreparedIngest) -> IngestResult:
     return result
 
 
-_SET_CSAT_SQL = f"""
+_SET_CSAT_SQL = _Native.of(f"""
 WITH
     {_IDS},
     {_OLD},
@@ -654,9 +687,9 @@ WITH
     ),
     {rollups.CHANGES_TO_DELTAS}
 SELECT id FROM updated
-"""
+""")
 
-_DELETE_SQL = f"""
+_DELETE_SQL = _Native.of(f"""
 WITH
     -- Read after the writers' locks are taken: a session re-posted meanwhile with a later
     -- timestamp no longer qualifies for `ended_before`.
@@ -675,7 +708,7 @@ WITH
     ),
     {rollups.CHANGES_TO_ROLLUPS}
 SELECT count(*) FROM deleted
-"""
+""")
 
 
 def conversation_set_csat(*, session_id: str, csat: int | None) -> None:

@@ -43,7 +43,7 @@ def test_it_is_committed_when_it_returns():
 
 def test_a_failing_write_leaves_nothing_and_the_connection_usable(monkeypatch):
     # The statement of a small batch without details fails, after the topics are created.
-    monkeypatch.setitem(services._INGEST_STATEMENTS, (False, True), "SELECT 1 / 0")
+    monkeypatch.setitem(services._INGEST_STATEMENTS, (False, True), services._Native.of("SELECT 1 / 0"))
 
     with pytest.raises(DataError, match="division by zero"):
         services.conversations_ingest(items=[item("a", topics=("fresh",))])
