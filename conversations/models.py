@@ -302,7 +302,19 @@ class ConversationRollup(RollupMetrics):
             models.Index(
                 fields=["span", "start"],
                 name="conversation_rollup_all_idx",
-                condition=models.Q(channel__isnull=True, bot_version__isnull=True),
+                condition=models.Q(
+                    channel__isnull=True, bot_version__isnull=True, escalation_reason__isnull=True
+                ),
+            ),
+            # Uses index: the escalation reasons of a window without a channel or version
+            # filter (every summary), and a window filtered by reason alone: the rows per
+            # reason for all channels and versions.
+            models.Index(
+                fields=["span", "start"],
+                name="conversation_rollup_reason_idx",
+                condition=models.Q(
+                    channel__isnull=True, bot_version__isnull=True, escalation_reason__isnull=False
+                ),
             ),
         ]
 
@@ -346,7 +358,9 @@ class TopicRollup(RollupMetrics):
             models.Index(
                 fields=["span", "start"],
                 name="topic_rollup_all_idx",
-                condition=models.Q(channel__isnull=True, bot_version__isnull=True),
+                condition=models.Q(
+                    channel__isnull=True, bot_version__isnull=True, escalation_reason__isnull=True
+                ),
             ),
         ]
 
