@@ -62,3 +62,19 @@ class ConversationFactory(factory.django.DjangoModelFactory):
         )
         services.conversations_ingest(items=[item])
         return model_class.objects.get(session_id=item.session_id)
+
+
+def conversation_in(
+    session_id: str, at, *, customer: str | None = None, resolved: bool = True, turns: int = 1, **fields
+) -> ConversationIn:
+    """A ConversationIn for `services.conversations_ingest`, with the customer id hashed as the
+    API hashes it (`customer` None: none) and the outcome, reason or any other field as given."""
+    return ConversationIn(
+        session_id=session_id,
+        timestamp=at,
+        turns=turns,
+        resolved_by_ai=resolved,
+        customer_hash=None if customer is None else customer_hash(customer),
+        customer_given=True,
+        **fields,
+    )

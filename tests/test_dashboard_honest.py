@@ -4,6 +4,7 @@ repeat-contact column, knowledge-gap costs, coverage notes and the escalation re
 
 Conversations go in through the ingestion service; the page is read as a staff user at T0."""
 
+import functools
 import html
 import re
 from datetime import timedelta
@@ -14,10 +15,9 @@ import pytest
 
 from conversations import formatting, services
 from conversations.analytics.metrics import METRICS
-from conversations.customers import customer_hash
 from conversations.models import CostSettings
-from conversations.services import ConversationIn
 from tests.conftest import T0
+from tests.factories import conversation_in
 from tests.test_dashboard import URL, api_window, d, kpi_values, read_csv, topic_table
 
 pytestmark = pytest.mark.django_db
@@ -26,16 +26,7 @@ DAY = timedelta(days=1)
 MONTH = {"range": "30d"}  # Feb 13 00:00 to T0: reaches back past the 7-day settling
 
 
-def item(session_id, at, *, customer=None, resolved=True, **fields) -> ConversationIn:
-    return ConversationIn(
-        session_id=session_id,
-        timestamp=at,
-        turns=3,
-        resolved_by_ai=resolved,
-        customer_hash=None if customer is None else customer_hash(customer),
-        customer_given=True,
-        **fields,
-    )
+item = functools.partial(conversation_in, turns=3)
 
 
 @pytest.fixture

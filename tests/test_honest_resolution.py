@@ -1,6 +1,7 @@
 """Honest resolution (issue 16): outcomes, escalation reasons, hashed customer ids, repeat
 contacts: the ingest rules, what the answers say, and the edges of the repeat-contact window."""
 
+import functools
 import logging
 from dataclasses import replace
 from datetime import timedelta
@@ -19,6 +20,7 @@ from conversations.customers import customer_hash
 from conversations.models import Conversation
 from conversations.services import ConversationIn
 from tests.conftest import T0
+from tests.factories import conversation_in
 from tests.scans import assert_buckets_equal_full_scans, assert_follow_ups_exact, full_scan
 
 pytestmark = pytest.mark.django_db
@@ -227,16 +229,8 @@ def test_the_raw_customer_id_appears_in_no_response_page_csv_or_log_line(
 # --- Repeat contacts: the edges of the window --------------------------------------------------
 
 
-def item(session_id: str, at, *, customer: str | None = "ann", resolved=True, **fields) -> ConversationIn:
-    return ConversationIn(
-        session_id=session_id,
-        timestamp=at,
-        turns=1,
-        resolved_by_ai=resolved,
-        customer_hash=None if customer is None else customer_hash(customer),
-        customer_given=True,
-        **fields,
-    )
+# Ann's unless said otherwise.
+item = functools.partial(conversation_in, customer="ann")
 
 
 def flags() -> dict[str, bool]:
