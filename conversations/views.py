@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from functools import wraps
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -405,16 +405,6 @@ class HonestResolution:
     knowledge_gap_definitions: list[Definition]
 
 
-MONEY_CENTS = Decimal("0.01")
-
-
-def reason_cost(conversations: int, human_cost: Decimal) -> Decimal:
-    """What a reason's escalations cost in human time: conversations × human cost per
-    conversation, as metrics' `escalation_cost` counts a topic's (the selectors give the
-    reasons' counts only)."""
-    return (human_cost * conversations).quantize(MONEY_CENTS, rounding=ROUND_HALF_UP)
-
-
 def _resolution_rates(dash: Dashboard, *, outcomes: Coverage, customer_ids: Coverage) -> list[ResolutionRate]:
     now, before = dash.current.totals, dash.previous.totals
     currency = dash.current.cost.currency
@@ -507,15 +497,13 @@ def _outcome_meaning(value: str, label: str) -> str:
 def honest_resolution(dash: Dashboard, request: HttpRequest) -> HonestResolution:
     totals = dash.current.totals
     outcomes = Coverage(
-        reported=totals.conversations - totals.outcome_unreported,
+        reported=totals.outcomes_reported,
         conversations=totals.conversations,
         rate=totals.outcome_coverage,
     )
     customer_ids = Coverage(
         reported=totals.with_customer_id, conversations=totals.conversations, rate=totals.customer_id_coverage
     )
-    human_cost = dash.current.cost.human_cost_per_conversation
-    reasons = dash.current.escalation_reasons
     return HonestResolution(
         rates=_resolution_rates(dash, outcomes=outcomes, customer_ids=customer_ids),
         outcomes=outcomes,
@@ -523,23 +511,18 @@ def honest_resolution(dash: Dashboard, request: HttpRequest) -> HonestResolution
         outcome_chart=None if outcomes.none else outcome_chart(dash),
         reasons=[
             EscalationReason(
-                reason=reason,
-                conversations=count,
-                cost=reason_cost(count, human_cost),
-                filter_query=_query_string(request, escalation_reason=reason),
-                current=reason == dash.filters.escalation_reason,
+                reason=stats.reason,
+                conversations=stats.conversations,
+                cost=stats.escalation_cost,
+                filter_query=_query_string(request, escalation_reason=stats.reason),
+                current=stats.reason == dash.filters.escalation_reason,
             )
-            for reason, count in reasons
+            for stats in dash.escalation_reason_costs
         ],
         reasons_limit=selectors.TOP_REASONS_LIMIT,
         escalated=totals.escalated,
-        # Only escalated conversations carry a reason (models: the reason check constraint).
-        without_reason=(
-            totals.escalated - sum(count for _, count in reasons)
-            if len(reasons) < selectors.TOP_REASONS_LIMIT
-            else None
-        ),
-        human_cost=human_cost,
+        without_reason=dash.escalations_without_reason,
+        human_cost=dash.current.cost.human_cost_per_conversation,
         repeat_contact_days=totals.repeat_contact_window_days,
         settled=totals.settled,
         settled_ai_resolved=totals.settled_ai_resolved,

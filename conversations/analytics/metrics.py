@@ -56,6 +56,11 @@ def difference(current: int | Decimal | None, previous: int | Decimal | None) ->
     return Decimal(current) - Decimal(previous)
 
 
+def human_time_cost(conversations: int, per_conversation: Decimal) -> Decimal:
+    """conversations × human cost per conversation, 2 decimals: what they cost in human time."""
+    return _round(per_conversation * conversations, TWO_DECIMALS)
+
+
 def _mean(total: int | Decimal, count: int, places: Decimal) -> Decimal | None:
     if count == 0:
         return None
@@ -274,7 +279,9 @@ for _outcome, _doc in _OUTCOMES:
     )
 
 
-def _reported(t: Totals) -> int:
+@metric(Unit.COUNT)
+def outcomes_reported(t: Totals) -> int:
+    """Conversations whose outcome the bot reported."""
     return t.outcome_confirmed + t.outcome_assumed + t.outcome_escalated + t.outcome_abandoned
 
 
@@ -283,14 +290,14 @@ def _reported(t: Totals) -> int:
 )
 def outcome_unreported(t: Totals) -> int:
     """Conversations whose outcome the bot did not report."""
-    return t.conversations - _reported(t)
+    return t.conversations - t.outcomes_reported
 
 
 @metric(Unit.PERCENT, summary=("outcome_coverage",))
 def outcome_coverage(t: Totals) -> Decimal | None:
     """100 × conversations with a reported outcome / all conversations, 1 decimal: how much of
     the traffic the outcome rates below speak for."""
-    return percent(_reported(t), t.conversations)
+    return percent(t.outcomes_reported, t.conversations)
 
 
 @metric(Unit.PERCENT, summary=("confirmed_resolution_rate",))
@@ -544,14 +551,12 @@ class _TotalsMethods:
 
     def escalation_cost(self, settings) -> Decimal:
         """What the escalations cost in human time: escalated × human cost per conversation."""
-        return _round(settings.human_cost_per_conversation * self.escalated, TWO_DECIMALS)
+        return human_time_cost(self.escalated, settings.human_cost_per_conversation)
 
     def knowledge_gap_cost(self, settings) -> Decimal:
         """(escalated + followed up) × human cost per conversation: the escalations, and the
         settled AI "resolutions" whose customer came back (a human most likely took those)."""
-        return _round(
-            settings.human_cost_per_conversation * (self.escalated + self.followed_up), TWO_DECIMALS
-        )
+        return human_time_cost(self.escalated + self.followed_up, settings.human_cost_per_conversation)
 
 
 # One field per figure (figures.FIGURES order, which `from_columns` and `+` rely on), the

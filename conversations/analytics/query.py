@@ -46,11 +46,6 @@ class Filters:
     bot_version: str | None = None
     escalation_reason: str | None = None  # normalized (models.normalize_topic)
 
-    @property
-    def by_label(self) -> bool:
-        """Whether it filters by a rollup label (channel, bot version, escalation reason)."""
-        return self.channel is not None or self.bot_version is not None or self.escalation_reason is not None
-
 
 class Granularity(enum.StrEnum):
     """The bucket size of a time series; the values are PostgreSQL's date_trunc names."""

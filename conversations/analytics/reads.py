@@ -22,7 +22,7 @@ import enum
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -184,12 +184,9 @@ def _rollups_where(
         conditions.append(sql.SQL("r.channel IS NULL AND r.bot_version IS NULL"))
     else:
         conditions.append(sql.SQL("r.channel IS NOT NULL"))
-    if filters.escalation_reason is not None:
-        conditions.append(sql.SQL("r.escalation_reason = %s"))
-        params.append(filters.escalation_reason)
-    else:
+    if filters.escalation_reason is None:  # else the label filters below pick its rows
         conditions.append(sql.SQL(f"r.escalation_reason IS {'NOT ' if per_reason else ''}NULL"))
-    _add_label_filters("r", replace(filters, escalation_reason=None), conditions, params)
+    _add_label_filters("r", filters, conditions, params)
     if filters.topic:
         conditions.append(sql.SQL("r.topic_id = {}").format(_TOPIC_ID_OF_NAME))
         params.append(filters.topic)
@@ -197,7 +194,8 @@ def _rollups_where(
 
 
 def _add_label_filters(alias: str, filters: Filters, conditions: list, params: list) -> None:
-    """The channel and bot version filters, on rows `alias` (rollup rows or conversations)."""
+    """The channel, bot version and escalation reason filters, on rows `alias` (rollup rows or
+    conversations)."""
     for column, value in (
         ("channel", filters.channel),
         ("bot_version", filters.bot_version),

@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 
 from conversations.analytics import planner, reads
-from conversations.analytics.metrics import CostBreakdown, Totals, difference, percent, relative_change
+from conversations.analytics.metrics import (
+    CostBreakdown,
+    Totals,
+    difference,
+    human_time_cost,
+    percent,
+    relative_change,
+)
 from conversations.analytics.query import Filters, Granularity, Period
 from conversations.analytics.reads import TopicFigures
 from conversations.models import Conversation, CostSettings
@@ -40,6 +47,13 @@ class TopicStats:
     share: Decimal | None  # 100 × this topic's conversations / all conversations in the window
     escalation_cost: Decimal
     knowledge_gap_cost: Decimal  # (escalations + follow-ups) × human cost
+
+
+@dataclass(frozen=True)
+class ReasonStats:
+    reason: str
+    conversations: int
+    escalation_cost: Decimal  # conversations × human cost per conversation
 
 
 @dataclass(frozen=True)
@@ -319,6 +333,27 @@ class Dashboard:
     def topic_trends(self) -> list[TopicTrend]:
         """Every topic of the period beside its figures in the previous period."""
         return _trends(self.topics, self.previous_topics)
+
+    @property
+    def escalation_reason_costs(self) -> list[ReasonStats]:
+        """The period's escalation reasons (most first, at most TOP_REASONS_LIMIT) with what
+        their escalations cost in human time."""
+        per_conversation = self.current.cost.human_cost_per_conversation
+        return [
+            ReasonStats(
+                reason=reason, conversations=count, escalation_cost=human_time_cost(count, per_conversation)
+            )
+            for reason, count in self.current.escalation_reasons
+        ]
+
+    @property
+    def escalations_without_reason(self) -> int | None:
+        """The period's escalations that gave no reason (only escalated conversations carry
+        one); None when the reasons listed are not all of them (TOP_REASONS_LIMIT)."""
+        reasons = self.current.escalation_reasons
+        if len(reasons) >= TOP_REASONS_LIMIT:
+            return None
+        return self.current.totals.escalated - sum(count for _, count in reasons)
 
     @property
     def knowledge_gaps(self) -> list[TopicStats]:
