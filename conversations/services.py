@@ -231,7 +231,7 @@ def _pipeline(
             if commit:
                 side_cursor.execute("BEGIN")
             _lock_sessions(side_cursor, session_ids)
-            _lock_customers(side_cursor, session_ids, customers)
+            _lock_customers(side_cursor, session_ids, customers, prepare=prepare)
             if topics:
                 _create_topics(side_cursor, topics, timezone.now())
             cursor.execute(sql.text, sql.values(params), prepare=prepare)
@@ -270,7 +270,9 @@ def _lock_sessions(cursor: psycopg.Cursor, session_ids: Iterable[str]) -> None:
 _CUSTOMER_LOCK_CLASS = 0x5343
 
 
-def _lock_customers(cursor: psycopg.Cursor, session_ids: list[str], customers: Iterable[bytes]) -> None:
+def _lock_customers(
+    cursor: psycopg.Cursor, session_ids: list[str], customers: Iterable[bytes], *, prepare: bool
+) -> None:
     """Serialize the writers of these customers (`customers`, and those the sessions are
     stored with) until the transaction ends: a write changes whether the customer's earlier
     conversations count as followed up (`_FOLLOW_UPS`), which it reads from the customer's
@@ -281,6 +283,11 @@ def _lock_customers(cursor: psycopg.Cursor, session_ids: list[str], customers: I
     between two writers); a collision only makes two customers wait for each other. Every
     writer takes session locks first, then customer locks, and none waits for a session
     while holding a customer, so the two kinds cannot deadlock either.
+
+    Prepared only with the write (`prepare`): a batch plans it each time. Prepared, a
+    connection kept the plan it made while the table was nearly empty, a sequential scan
+    comparing every row with each of the batch's 1,000 session ids; in some imports that
+    took most of the CPU (docs/benchmarks.md, "Customer locks planned per batch").
     """
     cursor.execute(
         "SELECT pg_advisory_xact_lock(%s, key) FROM ("
@@ -290,7 +297,7 @@ def _lock_customers(cursor: psycopg.Cursor, session_ids: list[str], customers: I
         " WHERE h IS NOT NULL ORDER BY 1"
         ") AS keys",
         [_CUSTOMER_LOCK_CLASS, _array(sorted(set(customers))), _array(session_ids)],
-        prepare=True,
+        prepare=prepare,
     )
 
 
@@ -411,17 +418,34 @@ _FOLLOW_UPS = f"""
         UNION
         SELECT customer_hash, timestamp FROM arriving
     ),
+    islands AS (
+        -- A customer's positions at most 2W apart, one after the other: what lies within W
+        -- of one of them is what lies within W of the island's first and last.
+        SELECT customer_hash, min(timestamp) AS first, max(timestamp) AS last
+        FROM (
+            SELECT customer_hash, timestamp,
+                   count(*) FILTER (WHERE gap) OVER (PARTITION BY customer_hash ORDER BY timestamp) AS island
+            FROM (
+                SELECT customer_hash, timestamp,
+                       timestamp - lag(timestamp) OVER (PARTITION BY customer_hash ORDER BY timestamp)
+                           > 2 * %(repeat_window)s::interval AS gap
+                FROM positions
+            ) p
+        ) p
+        GROUP BY customer_hash, island
+    ),
     nearby AS (
         -- LATERAL and OFFSET 0 (which keeps the planner from flattening it into a join): one
-        -- index range scan per position, whatever it guesses of their number (as a join, it
-        -- hashed the whole table for a batch of 1,000).
-        SELECT DISTINCT ON (c.id) c.id, c.session_id, {_NEARBY_VALUES}
-        FROM positions p
+        -- index range scan per island, whatever it guesses of their number (as a join, it
+        -- hashed the whole table for a batch of 1,000). Islands of a customer are more than
+        -- 2W apart: no conversation is found twice.
+        SELECT c.id, c.session_id, {_NEARBY_VALUES}
+        FROM islands i
         CROSS JOIN LATERAL (
             SELECT * FROM conversations_conversation x
-            WHERE x.customer_hash = p.customer_hash
-              AND x.timestamp >= p.timestamp - %(repeat_window)s::interval
-              AND x.timestamp <= p.timestamp + %(repeat_window)s::interval
+            WHERE x.customer_hash = i.customer_hash
+              AND x.timestamp >= i.first - %(repeat_window)s::interval
+              AND x.timestamp <= i.last + %(repeat_window)s::interval
             OFFSET 0
         ) c
         WHERE c.session_id NOT IN (SELECT session_id FROM ids)
@@ -640,22 +664,28 @@ def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bo
     )
 
 
-def conversations_ingest_write(prepared: PreparedIngest) -> IngestResult:
-    """The second half of `conversations_ingest`: write a prepared batch (one transaction)."""
+def conversations_ingest_write(prepared: PreparedIngest, *, deferred: bool | None = None) -> IngestResult:
+    """The second half of `conversations_ingest`: write a prepared batch (one transaction).
+
+    `deferred`: whether the rollup changes go to RollupDelta, for `rollups.fold`, rather than
+    into the rollups. By default only for a few conversations (`_SMALL_BATCH_MAX`);
+    `import_jsonl` defers every batch and folds them many batches at a time.
+    """
     result = IngestResult(received_at=prepared.received_at)
     if not prepared.items:
         return result
     result.items = prepared.items
     small = len(prepared.items) <= _SMALL_BATCH_MAX
+    deferred = small if deferred is None else deferred
     rows = _execute(
-        _INGEST_STATEMENTS[prepared.details, small],
+        _INGEST_STATEMENTS[prepared.details, deferred],
         prepared.params,
         prepare=small,
         session_ids=prepared.items,
         topics=prepared.topics,
         customers=prepared.customers,
     )
-    if small:
+    if deferred:
         rollups.deltas_written()
 
     if not prepared.details:
