@@ -10,7 +10,6 @@ hash of a guessable id is as good as the id.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from django.conf import settings
@@ -22,7 +21,9 @@ SHORT_LENGTH = 12
 
 def customer_hash(customer_id: str) -> bytes:
     """The 32-byte HMAC-SHA256 of a customer id (UTF-8) under CUSTOMER_ID_HASH_KEY."""
-    return hmac.new(_key(), customer_id.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+    # hmac.digest with the digest's name: OpenSSL's one-shot HMAC, 1.9 µs where
+    # hmac.new(...).digest() took 2.9 (an import of a million lines hashes up to a million ids).
+    return hmac.digest(_key(), customer_id.encode("utf-8", "surrogatepass"), "sha256")
 
 
 def short(hashed: bytes | memoryview | str | None) -> str:

@@ -347,6 +347,11 @@ class TopicRollup(RollupMetrics):
                 | models.Q(channel=None, bot_version=None, escalation_reason=None),
                 name="topic_rollup_quarter_all_only",
             ),
+            models.CheckConstraint(
+                # Per topic, a reason's rows are kept per channel × version only (rollups.SPREAD).
+                condition=models.Q(escalation_reason=None) | models.Q(channel__isnull=False),
+                name="topic_rollup_reason_per_channel",
+            ),
         ]
         indexes = [
             # Uses index: a summary or series filtered by one topic.

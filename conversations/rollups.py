@@ -4,8 +4,9 @@ conversations.
 A conversation contributes to the rows of its UTC quarter hour, hour and day (`SPREAD`), in
 ConversationRollup and, once per topic, in TopicRollup: the "all" row (labels NULL) and its
 channel × bot version's row; with an escalation reason, also that reason's rows (for all
-channels and versions, and for its channel × version). Per topic, quarter hours only in the
-"all" rows; per channel × version × reason, no quarter hours.
+channels and versions, and for its channel × version; per topic, for its channel × version
+only). Per topic, quarter hours only in the "all" rows; per channel × version × reason, no
+quarter hours.
 
 Every write (ingest, late CSAT, delete) is one SQL statement whose `changes` CTE lists
 the conversations it takes out (sign −1, their stored values) and puts in (sign +1, the new
@@ -68,7 +69,10 @@ START_SQL = {
 # topic they are kept for all channels, versions and reasons only, and per channel × version ×
 # reason not at all: rows of 15 minutes that fine would outnumber the conversations. The rows
 # per reason are extra rows, beside those for all reasons: a read that does not ask for reasons
-# (most) reads as many rows as before reasons existed.
+# (most) reads as many rows as before reasons existed. Per topic, a reason's rows are kept per
+# channel × version only, and a read for all channels sums them (analytics.reads): at about one
+# conversation per topic × reason × hour, the rows for all channels were nearly as many, a
+# quarter of the rows an import wrote (docs/benchmarks.md, "Topic rows per reason per channel").
 _ALL_KINDS = [(False, False), (True, False), (False, True), (True, True)]
 SPREAD = {  # by per_topic: (span, per_channel, per_reason)
     False: [
@@ -81,7 +85,7 @@ SPREAD = {  # by per_topic: (span, per_channel, per_reason)
         (span, *kind)
         for span in (Span.QUARTER, Span.HOUR, Span.DAY)
         for kind in _ALL_KINDS
-        if span != Span.QUARTER or kind == (False, False)
+        if (span != Span.QUARTER or kind == (False, False)) and kind != (False, True)
     ],
 }
 
@@ -353,8 +357,9 @@ def fold_if_due(**kwargs) -> None:
         _fold_lock.release()
 
 
-def fold() -> int:
-    """Move the unfolded deltas into the rollups; returns how many were moved.
+def fold(*, batch: int = FOLD_BATCH) -> int:
+    """Move the unfolded deltas into the rollups, `batch` at a time; returns how many were
+    moved.
 
     Each batch is one statement: the deltas deleted and the rollups updated together, so a
     read (one statement, one snapshot) sees every change exactly once, either way. Deltas
@@ -368,10 +373,10 @@ def fold() -> int:
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         while True:
-            cursor.execute(_FOLD_SQL, [FOLD_BATCH], prepare=True)
+            cursor.execute(_FOLD_SQL, [batch], prepare=True)
             (count,) = cursor.fetchone()
             folded += count
-            if count < FOLD_BATCH:
+            if count < batch:
                 return folded
 
 
@@ -414,6 +419,8 @@ def rebuild() -> dict[str, int]:
                     )
             keys = "span, start" + (", topic_id" if per_topic else "")
             for per_reason in (False, True) if by_reason else (False,):
+                if not any((span, False, per_reason) in kinds for span in Span):
+                    continue  # no rows for all channels (per topic and reason)
                 reason = "escalation_reason" if per_reason else "NULL"
                 of_reason = (
                     f"escalation_reason IS {'NOT ' if per_reason else ''}NULL" if by_reason else "TRUE"

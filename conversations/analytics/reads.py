@@ -175,12 +175,16 @@ def _rollups_where(
     topic when asked or filtering by topic; for all channels and versions (the partial
     indexes' condition) or, with a channel or version filter, per channel × version; for all
     escalation reasons or, with a reason filter or `per_reason` (counting the reasons), per
-    reason."""
+    reason. Per topic and reason, only per channel × version rows exist (rollups.SPREAD): for
+    all channels, their sum."""
     if (ranges := _ranges_where(plan)) is None:
         return None
     text, params = ranges
     conditions = [text]
-    if filters.channel is None and filters.bot_version is None:
+    topic_rows = per_topic or bool(filters.topic)
+    reason_rows = per_reason or filters.escalation_reason is not None
+    all_channels = filters.channel is None and filters.bot_version is None
+    if all_channels and not (topic_rows and reason_rows):
         conditions.append(sql.SQL("r.channel IS NULL AND r.bot_version IS NULL"))
     else:
         conditions.append(sql.SQL("r.channel IS NOT NULL"))
@@ -190,7 +194,7 @@ def _rollups_where(
     if filters.topic:
         conditions.append(sql.SQL("r.topic_id = {}").format(_TOPIC_ID_OF_NAME))
         params.append(filters.topic)
-    return _LIVE[per_topic or bool(filters.topic)], _where(conditions), params
+    return _LIVE[topic_rows], _where(conditions), params
 
 
 def _add_label_filters(alias: str, filters: Filters, conditions: list, params: list) -> None:
