@@ -32,3 +32,37 @@ def honest_keys(total: int) -> dict:
         "escalation_reasons": [],
         "repeat_contact": no_repeat_contacts(total),
     }
+
+
+INTERVAL_SUFFIX = "_ci95"
+
+
+def without_intervals(body):
+    """An answer without its `X_ci95` keys: the whole-payload tests of the figures themselves
+    (the intervals are checked against scipy and statsmodels in tests/test_intervals.py)."""
+    if isinstance(body, dict):
+        return {
+            key: without_intervals(value) for key, value in body.items() if not key.endswith(INTERVAL_SUFFIX)
+        }
+    if isinstance(body, list):
+        return [without_intervals(value) for value in body]
+    return body
+
+
+def intervals(body) -> dict[str, object]:
+    """Every `X_ci95` of an answer, by its path ("csat.score_ci95", "buckets.0.avg_csat_ci95")."""
+    found: dict[str, object] = {}
+
+    def walk(value, path: str) -> None:
+        items = (
+            value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        )
+        for key, child in items:
+            name = f"{path}{key}"
+            if isinstance(key, str) and key.endswith(INTERVAL_SUFFIX):
+                found[name] = child
+            else:
+                walk(child, name + ".")
+
+    walk(body, "")
+    return found

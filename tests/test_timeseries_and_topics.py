@@ -8,7 +8,7 @@ from conversations.analytics.selectors import bucket_starts
 from conversations.models import CostSettings
 from tests.conftest import T0
 from tests.factories import ConversationFactory
-from tests.payloads import no_repeat_contacts, unreported
+from tests.payloads import no_repeat_contacts, unreported, without_intervals
 
 SERIES_URL = "/api/analytics/timeseries/"
 TOPICS_URL = "/api/analytics/topics/"
@@ -46,7 +46,7 @@ def test_daily_series_includes_empty_days(read_client, frozen_now):
     assert response.status_code == 200
     body = response.json()
     assert (body["granularity"], body["time_zone"]) == ("day", "UTC")
-    assert body["buckets"] == [
+    assert without_intervals(body["buckets"]) == [
         {
             "start": "2026-03-11T00:00:00+00:00",
             "conversations": 2,
@@ -81,7 +81,7 @@ def test_daily_series_includes_empty_days(read_client, frozen_now):
 def test_hourly_series_of_an_empty_window_is_all_zero_buckets(read_client, frozen_now):
     body = read_client.get(SERIES_URL, {"hours": 3, "granularity": "hour"}).json()
     # (09:00, 12:00] reaches into the 09:00 hour; 12:00 itself is excluded.
-    assert body["buckets"] == [
+    assert without_intervals(body["buckets"]) == [
         zero_bucket("2026-03-14T09:00:00+00:00"),
         zero_bucket("2026-03-14T10:00:00+00:00"),
         zero_bucket("2026-03-14T11:00:00+00:00"),
@@ -191,7 +191,7 @@ def test_topic_breakdown(read_client, frozen_now):
     ConversationFactory(timestamp=T0 - 4 * h, topics=[], resolved_by_ai=True)
     ConversationFactory(timestamp=T0 - 48 * h, topics=["old"], resolved_by_ai=False)
 
-    body = read_client.get(TOPICS_URL, {"hours": 24}).json()
+    body = without_intervals(read_client.get(TOPICS_URL, {"hours": 24}).json())
 
     assert body["topics"] == [
         {

@@ -128,6 +128,15 @@ def _milliseconds() -> models.Field:
     return models.DecimalField(max_digits=30, decimal_places=3, default=0, db_default=0)
 
 
+def _square_milliseconds() -> models.Field:
+    # Exact: squares of times kept to the microsecond (6 decimals of ms²), up to 24 hours each.
+    return models.DecimalField(max_digits=40, decimal_places=6, default=0, db_default=0)
+
+
+# A conversation's mean response time in whole microseconds (as response_ms_sum adds them).
+_RESPONSE_MICROSECONDS = Cast(Func(F("avg_response_ms") * 1000, function="round"), models.BigIntegerField())
+
+
 _AI = Q(resolved_by_ai=True)
 _CUSTOMER = Q(customer_hash__isnull=False)
 
@@ -140,6 +149,14 @@ FIGURES: tuple[Figure, ...] = (
         where=_AI,
     ),
     Figure("turns_sum", "Turns of every conversation, added up.", _big_integer, value=F("turns")),
+    # Sums of squares: with the count and the sum, a mean's variance, for its interval
+    # (analytics.statistics, Moments).
+    Figure(
+        "turns_sq_sum",
+        "The squares of every conversation's turns, added up.",
+        _big_integer,
+        value=F("turns") * F("turns"),
+    ),
     *(
         Figure(f"csat_{score}", f"Conversations rated {score} (CSAT 1 to 5).", _integer, where=Q(csat=score))
         for score in CSAT_SCORES
@@ -150,6 +167,13 @@ FIGURES: tuple[Figure, ...] = (
         _big_integer,
         where=_AI,
         value=F("csat"),
+    ),
+    Figure(
+        "csat_sq_sum_ai_resolved",
+        "The squares of the AI-resolved conversations' CSAT scores, added up.",
+        _big_integer,
+        where=_AI,
+        value=F("csat") * F("csat"),
     ),
     Figure(
         "csat_count_ai_resolved",
@@ -170,8 +194,17 @@ FIGURES: tuple[Figure, ...] = (
         _milliseconds,
         # Whole microseconds, an exact bigint sum: cheaper per row than a float-to-numeric cast,
         # which goes through text (docs/benchmarks.md, "response_ms_sum").
-        value=Cast(Func(F("avg_response_ms") * 1000, function="round"), models.BigIntegerField()),
+        value=_RESPONSE_MICROSECONDS,
         scale=Decimal("0.001"),
+    ),
+    Figure(
+        "response_ms_sq_sum",
+        "The squares of the conversations' mean response times (ms²), added up, exactly.",
+        _square_milliseconds,
+        # In numeric: a day's worth of microseconds squared overflows a bigint.
+        value=Cast(_RESPONSE_MICROSECONDS, models.DecimalField(max_digits=20, decimal_places=0))
+        * Cast(_RESPONSE_MICROSECONDS, models.DecimalField(max_digits=20, decimal_places=0)),
+        scale=Decimal("0.000001"),
     ),
     Figure(
         "response_ms_count",

@@ -22,7 +22,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from conversations import histogram
+from conversations.analytics import statistics
 from conversations.analytics.figures import BY_NAME, CSAT_SCORES, CUTOFFS, FIGURES, HISTOGRAM, NAMES
+from conversations.analytics.statistics import Moments
 
 ONE_DECIMAL = Decimal("0.1")
 TWO_DECIMALS = Decimal("0.01")
@@ -108,6 +110,9 @@ class Metric:
     names: dict[Answer, str] = field(default_factory=dict)
     compute: Callable[[Any], Any] | None = None
     nullable: bool = True
+    # A rate's or mean's 95% interval, [low, high] in its unit and rounding (None when
+    # undefined), from the same Totals: written beside it as `<key>_ci95`.
+    interval: Callable[[Any], list[Decimal] | None] | None = None
 
     def name_in(self, answer: Answer) -> str:
         return self.names.get(answer, self.name)
@@ -130,6 +135,7 @@ def declare(
     topics: str | None = None,
     series: str | None = None,
     compute: Callable[[Any], Any] | None = None,
+    interval: Callable[[Any], list[Decimal] | None] | None = None,
 ) -> Metric:
     names = {answer: key for answer, key in ((Answer.TOPICS, topics), (Answer.SERIES, series)) if key}
     declared = Metric(
@@ -141,6 +147,7 @@ def declare(
         names=names,
         compute=compute,
         nullable=unit not in (Unit.COUNT, Unit.MONEY),
+        interval=interval,
     )
     METRICS[name] = declared
     return declared
@@ -166,6 +173,82 @@ def metric(
     return register
 
 
+def _bounds(
+    found: statistics.Interval | None, *, scale: int, places: Decimal, least: int = 0, most: int | None = None
+) -> list[Decimal] | None:
+    """An interval as [low, high] in the metric's unit and rounding, clipped to the values the
+    metric can take (a t interval of a few CSAT scores may reach past 1 and 5)."""
+    if found is None:
+        return None
+    low, high = (Decimal(repr(bound)) * scale for bound in (found.low, found.high))
+    low, high = max(low, Decimal(least)), high if most is None else min(high, Decimal(most))
+    return [_round(low, places), _round(high, places)]
+
+
+def rate(*, summary: tuple[str, ...] = (), topics: str | None = None, series: str | None = None):
+    """Declares a rate by the decorated function of a Totals, which returns (part, whole): the
+    metric is 100 × part / whole, 1 decimal (None when whole is 0), with its 95% Wilson score
+    interval (analytics.statistics.wilson_interval) in points, 1 decimal."""
+
+    def register(function: Callable[[Any], tuple[int, int]]) -> Callable[[Any], tuple[int, int]]:
+        def interval(t: Totals) -> list[Decimal] | None:
+            part, whole = function(t)
+            return _bounds(statistics.wilson_interval(successes=part, n=whole), scale=100, places=ONE_DECIMAL)
+
+        declare(
+            function.__name__,
+            Unit.PERCENT,
+            (function.__doc__ or "").strip(),
+            summary=summary,
+            topics=topics,
+            series=series,
+            compute=lambda t: percent(*function(t)),
+            interval=interval,
+        )
+        return function
+
+    return register
+
+
+def mean(
+    unit: Unit,
+    places: Decimal,
+    *,
+    least: int = 0,
+    most: int | None = None,
+    summary: tuple[str, ...] = (),
+    topics: str | None = None,
+    series: str | None = None,
+):
+    """Declares a mean by the decorated function of a Totals, which returns its Moments (count,
+    sum, sum of squares): the metric is sum / count to `places` (None when the count is 0),
+    with its 95% t interval (analytics.statistics.mean_interval; None under 2 values), clipped
+    to [least, most], the values one conversation can have."""
+
+    def register(function: Callable[[Any], Moments]) -> Callable[[Any], Moments]:
+        def value(t: Totals) -> Decimal | None:
+            moments = function(t)
+            return _mean(moments.total, moments.n, places)
+
+        def interval(t: Totals) -> list[Decimal] | None:
+            found = statistics.mean_interval(function(t))
+            return _bounds(found, scale=1, places=places, least=least, most=most)
+
+        declare(
+            function.__name__,
+            unit,
+            (function.__doc__ or "").strip(),
+            summary=summary,
+            topics=topics,
+            series=series,
+            compute=value,
+            interval=interval,
+        )
+        return function
+
+    return register
+
+
 # Additive figures shown as they are.
 declare("conversations", Unit.COUNT, "Conversations in the window.", summary=("total_conversations",))
 declare(
@@ -182,20 +265,20 @@ def escalated(t: Totals) -> int:
     return t.conversations - t.ai_resolved
 
 
-@metric(Unit.PERCENT, summary=("ai_resolution_rate",))
-def ai_resolution_rate(t: Totals) -> Decimal | None:
+@rate(summary=("ai_resolution_rate",))
+def ai_resolution_rate(t: Totals) -> tuple[int, int]:
     """The primary metric: 100 × AI-resolved / all conversations, 1 decimal; None without data.
 
     "Resolved by AI" is exactly what the bot reports in `resolved_by_ai`: the customer's
     issue ended without a human taking over.
     """
-    return percent(t.ai_resolved, t.conversations)
+    return t.ai_resolved, t.conversations
 
 
-@metric(Unit.TURNS, summary=("avg_turns",))
-def avg_turns(t: Totals) -> Decimal | None:
+@mean(Unit.TURNS, ONE_DECIMAL, summary=("avg_turns",))
+def avg_turns(t: Totals) -> Moments:
     """Mean number of turns per conversation, 1 decimal; None without data."""
-    return _mean(t.turns_sum, t.conversations, ONE_DECIMAL)
+    return Moments(n=t.conversations, total=t.turns_sum, sum_of_squares=t.turns_sq_sum)
 
 
 @metric(Unit.COUNT, summary=("csat.responses",))
@@ -204,49 +287,63 @@ def csat_responses(t: Totals) -> int:
     return sum(_csat_counts(t))
 
 
-@metric(Unit.PERCENT, summary=("csat.response_rate",))
-def csat_response_rate(t: Totals) -> Decimal | None:
+@rate(summary=("csat.response_rate",))
+def csat_response_rate(t: Totals) -> tuple[int, int]:
     """100 × conversations with a CSAT score / all conversations, 1 decimal."""
-    return percent(t.csat_responses, t.conversations)
+    return t.csat_responses, t.conversations
 
 
-@metric(Unit.SCORE, summary=("avg_csat", "csat.average"))
-def avg_csat(t: Totals) -> Decimal | None:
+@mean(
+    Unit.SCORE, TWO_DECIMALS, least=CSAT_SCORES[0], most=CSAT_SCORES[-1], summary=("avg_csat", "csat.average")
+)
+def avg_csat(t: Totals) -> Moments:
     """Mean CSAT (1–5) of the conversations that have one, 2 decimals.
 
     None when no conversation has a score: the tutorial's 0 would read as "terrible".
     """
-    return _mean(t.csat_sum, t.csat_responses, TWO_DECIMALS)
+    return Moments.of_scores(t.csat_distribution)
 
 
-@metric(Unit.PERCENT, summary=("csat.score",))
-def csat_score(t: Totals) -> Decimal | None:
+@rate(summary=("csat.score",))
+def csat_score(t: Totals) -> tuple[int, int]:
     """The industry's "CSAT score": 100 × ratings of 4 or 5 / all ratings, 1 decimal."""
-    return percent(t.csat_4 + t.csat_5, t.csat_responses)
+    return t.csat_4 + t.csat_5, t.csat_responses
 
 
-@metric(Unit.SCORE, summary=("csat.average_ai_resolved",))
-def avg_csat_ai_resolved(t: Totals) -> Decimal | None:
+@mean(
+    Unit.SCORE,
+    TWO_DECIMALS,
+    least=CSAT_SCORES[0],
+    most=CSAT_SCORES[-1],
+    summary=("csat.average_ai_resolved",),
+)
+def avg_csat_ai_resolved(t: Totals) -> Moments:
     """Mean CSAT of the AI-resolved conversations that have one, 2 decimals."""
-    return _mean(t.csat_sum_ai_resolved, t.csat_count_ai_resolved, TWO_DECIMALS)
-
-
-@metric(Unit.SCORE, summary=("csat.average_escalated",))
-def avg_csat_escalated(t: Totals) -> Decimal | None:
-    """Mean CSAT of the escalated conversations that have one, 2 decimals."""
-    return _mean(
-        t.csat_sum - t.csat_sum_ai_resolved, t.csat_responses - t.csat_count_ai_resolved, TWO_DECIMALS
+    return Moments(
+        n=t.csat_count_ai_resolved, total=t.csat_sum_ai_resolved, sum_of_squares=t.csat_sq_sum_ai_resolved
     )
 
 
-@metric(Unit.MILLISECONDS, summary=("response_time.mean_ms",))
-def avg_response_ms(t: Totals) -> Decimal | None:
+@mean(
+    Unit.SCORE, TWO_DECIMALS, least=CSAT_SCORES[0], most=CSAT_SCORES[-1], summary=("csat.average_escalated",)
+)
+def avg_csat_escalated(t: Totals) -> Moments:
+    """Mean CSAT of the escalated conversations that have one, 2 decimals."""
+    return Moments(
+        n=t.csat_responses - t.csat_count_ai_resolved,
+        total=t.csat_sum - t.csat_sum_ai_resolved,
+        sum_of_squares=t.csat_sq_sum - t.csat_sq_sum_ai_resolved,
+    )
+
+
+@mean(Unit.MILLISECONDS, ONE_DECIMAL, summary=("response_time.mean_ms",))
+def avg_response_ms(t: Totals) -> Moments:
     """Mean of the conversations' average response times (ms), 1 decimal.
 
     Each conversation counts once, whatever its number of responses; conversations that
     reported no response time are left out.
     """
-    return _mean(t.response_ms_sum, t.response_ms_count, ONE_DECIMAL)
+    return Moments(n=t.response_ms_count, total=t.response_ms_sum, sum_of_squares=t.response_ms_sq_sum)
 
 
 @metric(Unit.MILLISECONDS, summary=("response_time.p95_ms",))
@@ -293,33 +390,33 @@ def outcome_unreported(t: Totals) -> int:
     return t.conversations - t.outcomes_reported
 
 
-@metric(Unit.PERCENT, summary=("outcome_coverage",))
-def outcome_coverage(t: Totals) -> Decimal | None:
+@rate(summary=("outcome_coverage",))
+def outcome_coverage(t: Totals) -> tuple[int, int]:
     """100 × conversations with a reported outcome / all conversations, 1 decimal: how much of
     the traffic the outcome rates below speak for."""
-    return percent(t.outcomes_reported, t.conversations)
+    return t.outcomes_reported, t.conversations
 
 
-@metric(Unit.PERCENT, summary=("confirmed_resolution_rate",))
-def confirmed_resolution_rate(t: Totals) -> Decimal | None:
+@rate(summary=("confirmed_resolution_rate",))
+def confirmed_resolution_rate(t: Totals) -> tuple[int, int]:
     """100 × conversations the customer confirmed resolved (outcome `confirmed`) / all
     conversations, 1 decimal; None without data. Conversations without an outcome count in the
     denominator only: read it beside `outcome_coverage`."""
-    return percent(t.outcome_confirmed, t.conversations)
+    return t.outcome_confirmed, t.conversations
 
 
-@metric(Unit.PERCENT, summary=("assumed_resolution_rate",))
-def assumed_resolution_rate(t: Totals) -> Decimal | None:
+@rate(summary=("assumed_resolution_rate",))
+def assumed_resolution_rate(t: Totals) -> tuple[int, int]:
     """100 × conversations the bot answered and the customer left without asking for a human
     (outcome `assumed`) / all conversations, 1 decimal; None without data."""
-    return percent(t.outcome_assumed, t.conversations)
+    return t.outcome_assumed, t.conversations
 
 
-@metric(Unit.PERCENT, summary=("abandonment_rate",))
-def abandonment_rate(t: Totals) -> Decimal | None:
+@rate(summary=("abandonment_rate",))
+def abandonment_rate(t: Totals) -> tuple[int, int]:
     """100 × conversations the customer left unresolved with no human involved (outcome
     `abandoned`) / all conversations, 1 decimal; None without data."""
-    return percent(t.outcome_abandoned, t.conversations)
+    return t.outcome_abandoned, t.conversations
 
 
 @metric(Unit.COUNT, summary=("repeat_contact.window_days",), topics="repeat_contact.window_days")
@@ -356,36 +453,32 @@ declare(
 )
 
 
-@metric(
-    Unit.PERCENT, summary=("repeat_contact.repeat_contact_rate",), topics="repeat_contact.repeat_contact_rate"
-)
-def repeat_contact_rate(t: Totals) -> Decimal | None:
+@rate(summary=("repeat_contact.repeat_contact_rate",), topics="repeat_contact.repeat_contact_rate")
+def repeat_contact_rate(t: Totals) -> tuple[int, int]:
     """100 × followed up / settled AI-resolved, 1 decimal: how often a customer the bot
     "resolved" came back within the window. None when no AI-resolved conversation is settled."""
-    return percent(t.followed_up, t.settled_ai_resolved)
+    return t.followed_up, t.settled_ai_resolved
 
 
-@metric(
-    Unit.PERCENT,
+@rate(
     summary=("repeat_contact.durable_resolution_rate",),
     topics="repeat_contact.durable_resolution_rate",
 )
-def durable_resolution_rate(t: Totals) -> Decimal | None:
+def durable_resolution_rate(t: Totals) -> tuple[int, int]:
     """100 × (settled AI-resolved − followed up) / settled, 1 decimal: of the settled
     conversations, those the bot resolved and whose customer did not come back within the
     window (Chatwoot's 7-day "durable" resolution). None when none is settled."""
-    return percent(t.settled_ai_resolved - t.followed_up, t.settled)
+    return t.settled_ai_resolved - t.followed_up, t.settled
 
 
-@metric(
-    Unit.PERCENT,
+@rate(
     summary=("repeat_contact.customer_id_coverage",),
     topics="repeat_contact.customer_id_coverage",
 )
-def customer_id_coverage(t: Totals) -> Decimal | None:
+def customer_id_coverage(t: Totals) -> tuple[int, int]:
     """100 × conversations with a customer id / all conversations, 1 decimal: how much of the
     traffic the repeat-contact figures speak for."""
-    return percent(t.with_customer_id, t.conversations)
+    return t.with_customer_id, t.conversations
 
 
 # Metrics of a result row rather than of its Totals (computed by analytics.selectors).
@@ -519,6 +612,12 @@ class _TotalsMethods:
     @property
     def csat_sum(self) -> int:
         return sum(map(operator.mul, CSAT_SCORES, _csat_counts(self)))
+
+    @property
+    def csat_sq_sum(self) -> int:
+        return sum(
+            score * score * count for score, count in zip(CSAT_SCORES, _csat_counts(self), strict=True)
+        )
 
     @property
     def csat_distribution(self) -> dict[int, int]:

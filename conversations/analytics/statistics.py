@@ -12,6 +12,7 @@ undefined value (no data, no variance) is None, never a made-up 0.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -274,6 +275,7 @@ def student_t_sf(*, t: float, df: float) -> float:
     return tail if t >= 0 else 1 - tail
 
 
+@functools.lru_cache(maxsize=4096)  # a series asks for a few degrees of freedom again and again
 def student_t_quantile(*, probability: float, df: float) -> float:
     """The t with P(T ≤ t) = probability, for Student's t with df > 0 degrees of freedom.
 

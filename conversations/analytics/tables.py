@@ -123,6 +123,19 @@ _BY_SUMMARY_PATH: dict[str, Metric] = {path: metric for metric in METRICS.values
 _GETTERS: dict[str, Callable[[Any], Any]] = {
     name: operator.attrgetter(metric.source) for name, metric in METRICS.items()
 }
+# A rate's or mean's 95% interval, written beside it as `<key>_ci95` (metrics.rate, metrics.mean):
+# from the Totals its row holds it in.
+INTERVAL_SUFFIX = "_ci95"
+
+
+def _interval_getter(metric: Metric) -> Callable[[Any], Any]:
+    totals = operator.attrgetter(metric.source.rpartition(".")[0])
+    return lambda row: metric.interval(totals(row))
+
+
+_INTERVALS: dict[str, Callable[[Any], Any]] = {
+    name: _interval_getter(metric) for name, metric in METRICS.items() if metric.interval is not None
+}
 # Not metrics: the summary's two lists.
 _SUMMARY_EXTRAS: dict[str, tuple[Callable[[Any], Any], Callable[[], serializers.Field]]] = {
     "top_topics": (
@@ -162,6 +175,20 @@ def metric_field(metric: Metric) -> serializers.Field:
     )
 
 
+def interval_field(metric: Metric) -> serializers.Field:
+    """The field of a metric's 95% interval: [low, high] in its unit, or null."""
+    return serializers.ListField(
+        child=serializers.DecimalField(
+            max_digits=metric.unit.max_digits, decimal_places=metric.unit.decimal_places
+        ),
+        min_length=2,
+        max_length=2,
+        allow_null=True,
+        help_text=f"The 95% confidence interval of `{metric.name}`, [low, high], rounded as it is; "
+        "null when it is null or has no interval (fewer than 2 values for a mean).",
+    )
+
+
 def named_serializer(
     component_name: str, fields: dict[str, serializers.Field]
 ) -> type[serializers.Serializer]:
@@ -183,8 +210,11 @@ def summary_body(summary) -> dict[str, Any]:
         target = body.setdefault(block[0], {}) if block else body
         if path in _SUMMARY_EXTRAS:
             target[key] = _SUMMARY_EXTRAS[path][0](summary)
-        else:
-            target[key] = _GETTERS[_BY_SUMMARY_PATH[path].name](summary)
+            continue
+        name = _BY_SUMMARY_PATH[path].name
+        target[key] = _GETTERS[name](summary)
+        if name in _INTERVALS:
+            target[key + INTERVAL_SUFFIX] = _INTERVALS[name](summary)
     return body
 
 
@@ -194,9 +224,13 @@ def summary_fields() -> dict[str, serializers.Field]:
     for path in SUMMARY_LAYOUT:
         *block, key = path.split(".")
         target = fields.setdefault(block[0], {}) if block else fields
-        target[key] = (
-            _SUMMARY_EXTRAS[path][1]() if path in _SUMMARY_EXTRAS else metric_field(_BY_SUMMARY_PATH[path])
-        )
+        if path in _SUMMARY_EXTRAS:
+            target[key] = _SUMMARY_EXTRAS[path][1]()
+            continue
+        metric = _BY_SUMMARY_PATH[path]
+        target[key] = metric_field(metric)
+        if metric.interval is not None:
+            target[key + INTERVAL_SUFFIX] = interval_field(metric)
     return {key: _block(key, value) if isinstance(value, dict) else value for key, value in fields.items()}
 
 
@@ -233,6 +267,8 @@ def _row_layout(
     for name in metrics:
         block, _, key = METRICS[name].name_in(answer).rpartition(".")
         layout.append((block or None, key, _GETTERS[name]))
+        if name in _INTERVALS:
+            layout.append((block or None, key + INTERVAL_SUFFIX, _INTERVALS[name]))
     return tuple(layout)
 
 
@@ -240,7 +276,10 @@ def row_fields(metrics: Iterable[str], answer: Answer) -> dict[str, serializers.
     fields: dict[str, Any] = {}
     for name in metrics:
         block, _, key = METRICS[name].name_in(answer).rpartition(".")
-        (fields.setdefault(block, {}) if block else fields)[key] = metric_field(METRICS[name])
+        target = fields.setdefault(block, {}) if block else fields
+        target[key] = metric_field(METRICS[name])
+        if METRICS[name].interval is not None:
+            target[key + INTERVAL_SUFFIX] = interval_field(METRICS[name])
     return {key: _block(key, value) if isinstance(value, dict) else value for key, value in fields.items()}
 
 
