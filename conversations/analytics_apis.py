@@ -20,7 +20,11 @@ from conversations.analytics import selectors, tables
 from conversations.analytics.query import Period
 from conversations.analytics.tables import Answer
 from conversations.auth import CanRead
-from conversations.serializers import AnalyticsQuerySerializer, TimeseriesQuerySerializer
+from conversations.serializers import (
+    AnalyticsQuerySerializer,
+    SummaryQuerySerializer,
+    TimeseriesQuerySerializer,
+)
 
 
 class WindowSerializer(serializers.Serializer):
@@ -89,7 +93,25 @@ def _output(component_name: str, fields: dict[str, serializers.Field]) -> serial
 
 
 _ERRORS = {400: None, 401: None, 403: None}
-_SUMMARY = _output("AnalyticsSummary", {**tables.summary_fields(), "cost": CostSerializer()})
+_PREVIOUS = tables.named_serializer(
+    "PreviousSummary", {"window": WindowSerializer(), **tables.summary_fields(), "cost": CostSerializer()}
+)
+_SUMMARY = _output(
+    "AnalyticsSummary",
+    {
+        **tables.summary_fields(),
+        "cost": CostSerializer(),
+        # With compare=previous only.
+        "previous": _PREVIOUS(
+            required=False, help_text="With compare=previous: the summary of the period just before."
+        ),
+        "changes": tables.changes_serializer()(
+            required=False,
+            help_text="With compare=previous: this period against the previous one, keyed by the "
+            "figure's path in the summary.",
+        ),
+    },
+)
 _TOPICS = _output(
     "AnalyticsTopics",
     {
@@ -119,16 +141,34 @@ _TIMESERIES = _output(
     get=extend_schema(
         operation_id="analytics_summary",
         summary="Summary of a window: the tutorial's keys plus CSAT, response time and cost detail",
-        parameters=[AnalyticsQuerySerializer],
+        parameters=[SummaryQuerySerializer],
         responses={200: _SUMMARY, **_ERRORS},
     )
 )
 class AnalyticsSummaryApi(AnalyticsApi):
     output = _SUMMARY
+    query_serializer = SummaryQuerySerializer
 
-    def answer(self, *, period, filters, **query):
-        result = selectors.summary(period=period, filters=filters)
-        return {**tables.summary_body(result), "cost": dataclasses.asdict(result.cost)}
+    def answer(self, *, period, filters, compare=None, **query):
+        if compare != "previous":
+            return _summary_body(selectors.summary(period=period, filters=filters))
+        result, previous = selectors.summary_and_previous(period=period, filters=filters)
+        return {
+            **_summary_body(result),
+            "previous": {
+                "window": {
+                    "start": previous.period.start,
+                    "end": previous.period.end,
+                    "start_inclusive": previous.period.include_start,
+                },
+                **_summary_body(previous),
+            },
+            "changes": tables.summary_changes(previous, result),
+        }
+
+
+def _summary_body(result: selectors.Summary) -> dict[str, Any]:
+    return {**tables.summary_body(result), "cost": dataclasses.asdict(result.cost)}
 
 
 @extend_schema_view(

@@ -137,6 +137,18 @@ class AnalyticsQuerySerializer(serializers.Serializer):
         return attrs
 
 
+class SummaryQuerySerializer(AnalyticsQuerySerializer):
+    """The summary's query: the window and filters, and what to compare it with."""
+
+    compare = serializers.ChoiceField(
+        choices=["previous"],
+        required=False,
+        help_text="previous: add `previous` (the summary of the period of equal length just before) and "
+        "`changes` (each rate's and mean's difference with its 95% interval and p-value, and the "
+        "volume's relative change).",
+    )
+
+
 class TimeseriesQuerySerializer(AnalyticsQuerySerializer):
     granularity = serializers.ChoiceField(
         choices=[choice.value for choice in Granularity], default=Granularity.DAY

@@ -18,6 +18,7 @@ import enum
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, make_dataclass, replace
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -113,6 +114,8 @@ class Metric:
     # A rate's or mean's 95% interval, [low, high] in its unit and rounding (None when
     # undefined), from the same Totals: written beside it as `<key>_ci95`.
     interval: Callable[[Any], list[Decimal] | None] | None = None
+    # A rate's or mean's comparison of two Totals, a then b (`change`).
+    compare: Callable[[Any, Any], dict[str, Any]] | None = None
 
     def name_in(self, answer: Answer) -> str:
         return self.names.get(answer, self.name)
@@ -136,6 +139,7 @@ def declare(
     series: str | None = None,
     compute: Callable[[Any], Any] | None = None,
     interval: Callable[[Any], list[Decimal] | None] | None = None,
+    compare: Callable[[Any, Any], dict[str, Any]] | None = None,
 ) -> Metric:
     names = {answer: key for answer, key in ((Answer.TOPICS, topics), (Answer.SERIES, series)) if key}
     declared = Metric(
@@ -148,6 +152,7 @@ def declare(
         compute=compute,
         nullable=unit not in (Unit.COUNT, Unit.MONEY),
         interval=interval,
+        compare=compare,
     )
     METRICS[name] = declared
     return declared
@@ -185,6 +190,21 @@ def _bounds(
     return [_round(low, places), _round(high, places)]
 
 
+def _change(found: statistics.Comparison, *, scale: int, places: Decimal) -> dict[str, Any]:
+    """A comparison as the answers write it: the difference b − a (points for a rate) and its
+    95% interval, rounded as the metric is, the two-sided p-value to 4 significant digits."""
+    bounds = None
+    if found.low is not None:
+        bounds = [_round(Decimal(repr(bound)) * scale, places) for bound in (found.low, found.high)]
+    difference = None if found.difference is None else Decimal(repr(found.difference)) * scale
+    return {
+        "difference": _round(difference, places),
+        "difference_ci95": bounds,
+        "p_value": statistics.round_p_value(found.p_value),
+        "significant": found.significant,
+    }
+
+
 def rate(*, summary: tuple[str, ...] = (), topics: str | None = None, series: str | None = None):
     """Declares a rate by the decorated function of a Totals, which returns (part, whole): the
     metric is 100 × part / whole, 1 decimal (None when whole is 0), with its 95% Wilson score
@@ -195,6 +215,13 @@ def rate(*, summary: tuple[str, ...] = (), topics: str | None = None, series: st
             part, whole = function(t)
             return _bounds(statistics.wilson_interval(successes=part, n=whole), scale=100, places=ONE_DECIMAL)
 
+        def compare(a: Totals, b: Totals) -> dict[str, Any]:
+            (part_a, whole_a), (part_b, whole_b) = function(a), function(b)
+            found = statistics.compare_proportions(
+                successes_a=part_a, n_a=whole_a, successes_b=part_b, n_b=whole_b
+            )
+            return _change(found, scale=100, places=ONE_DECIMAL)
+
         declare(
             function.__name__,
             Unit.PERCENT,
@@ -204,6 +231,7 @@ def rate(*, summary: tuple[str, ...] = (), topics: str | None = None, series: st
             series=series,
             compute=lambda t: percent(*function(t)),
             interval=interval,
+            compare=compare,
         )
         return function
 
@@ -234,6 +262,9 @@ def mean(
             found = statistics.mean_interval(function(t))
             return _bounds(found, scale=1, places=places, least=least, most=most)
 
+        def compare(a: Totals, b: Totals) -> dict[str, Any]:
+            return _change(statistics.compare_means(a=function(a), b=function(b)), scale=1, places=places)
+
         declare(
             function.__name__,
             unit,
@@ -243,14 +274,30 @@ def mean(
             series=series,
             compute=value,
             interval=interval,
+            compare=compare,
         )
         return function
 
     return register
 
 
+def _volume_change(a: Totals, b: Totals, *, length_a: timedelta, length_b: timedelta) -> dict[str, Any]:
+    """Conversations of window b against window a: 100 × (b − a) / a, 1 decimal (None when a
+    is 0), and the exact conditional binomial test's p-value, whose expected share of b follows
+    the windows' lengths (analytics.statistics.compare_volumes)."""
+    found = statistics.compare_volumes(
+        count_a=a.conversations, count_b=b.conversations, length_a=length_a, length_b=length_b
+    )
+    return {
+        "relative_change": relative_change(b.conversations, a.conversations),
+        "p_value": statistics.round_p_value(found.p_value),
+        "significant": found.significant,
+    }
+
+
 # Additive figures shown as they are.
 declare("conversations", Unit.COUNT, "Conversations in the window.", summary=("total_conversations",))
+VOLUME_CHANGE = _volume_change
 declare(
     "ai_resolved",
     Unit.COUNT,

@@ -154,6 +154,35 @@ def summary(
     )
 
 
+def summary_and_previous(*, period: Period, filters: Filters) -> tuple[Summary, Summary]:
+    """The summary of the window and of the one of equal length just before it
+    (`Period.previous`), each as `summary` answers it, in one read."""
+    cost_settings = CostSettings.load()
+    before = period.previous()
+    read_topics = not filters.topic
+    plans = _window_plans(filters, topics=read_topics, reasons=True)
+    topics = TopicFigures.COUNTS if read_topics else None
+    found = reads.read([period, before], filters, **plans, topics=topics, reasons=True)
+    result = []
+    for window, figures in zip((period, before), found, strict=True):
+        totals = figures.totals
+        if read_topics:
+            top = _ranked(figures.topics, TOP_TOPICS_LIMIT)
+        else:
+            top = [(filters.topic, totals.conversations)] if totals.conversations else []
+        result.append(
+            Summary(
+                period=window,
+                filters=filters,
+                totals=totals,
+                cost=totals.cost(cost_settings),
+                top_topics=top,
+                escalation_reasons=_top(figures.reasons.items(), TOP_REASONS_LIMIT),
+            )
+        )
+    return result[0], result[1]
+
+
 def _topic_stats(
     by_topic: dict[int, tuple[str, Totals]], *, total: int, cost_settings: CostSettings
 ) -> list[TopicStats]:

@@ -18,7 +18,7 @@ from drf_spectacular.utils import extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 
 from conversations.analytics.figures import CSAT_SCORES
-from conversations.analytics.metrics import METRICS, Answer, Metric, Unit
+from conversations.analytics.metrics import METRICS, VOLUME_CHANGE, Answer, Metric, Unit
 
 __all__ = ["SERIES_METRICS", "SUMMARY_LAYOUT", "TOPIC_METRICS", "Answer"]  # and the functions below
 
@@ -189,11 +189,19 @@ def interval_field(metric: Metric) -> serializers.Field:
     )
 
 
+class _PathKeyed(serializers.Serializer):
+    """A serializer of a dict whose keys are summary paths ("csat.score"): DRF would read a
+    dotted field name as a path into the object, so each entry is taken by its key."""
+
+    def to_representation(self, instance: dict) -> dict:
+        return {name: field.to_representation(instance[name]) for name, field in self.fields.items()}
+
+
 def named_serializer(
-    component_name: str, fields: dict[str, serializers.Field]
+    component_name: str, fields: dict[str, serializers.Field], *, base: type = serializers.Serializer
 ) -> type[serializers.Serializer]:
     """A serializer class of these fields, in this order, named `component_name` in the schema."""
-    serializer = type(f"{component_name}Serializer", (serializers.Serializer,), dict(fields))
+    serializer = type(f"{component_name}Serializer", (base,), dict(fields))
     # DRF orders declared fields by when each was built; the layout's order is the answer's.
     serializer._declared_fields = dict(fields)
     return extend_schema_serializer(component_name=component_name)(serializer)
@@ -244,6 +252,87 @@ def _block(key: str, fields: dict[str, serializers.Field]) -> serializers.Serial
         _BLOCKS[key] = named_serializer(SUMMARY_BLOCKS[key], fields)
     assert list(_BLOCKS[key]._declared_fields) == list(fields), f"The {key!r} block differs between answers."
     return _BLOCKS[key]()
+
+
+# --- Changes between two summaries ---------------------------------------------------------------
+
+# The summary paths compared (issue 17): every rate and mean, and the conversations' volume.
+VOLUME_PATH = "total_conversations"
+_COMPARED = tuple(
+    (path, _BY_SUMMARY_PATH[path])
+    for path in SUMMARY_LAYOUT
+    if path in _BY_SUMMARY_PATH and _BY_SUMMARY_PATH[path].compare is not None
+)
+
+
+def summary_changes(a, b) -> dict[str, dict[str, Any]]:
+    """Summary b against summary a (selectors.Summary; b − a), keyed by each compared figure's
+    path in the summary: its difference, the difference's 95% interval, p-value and
+    significance; for the volume, its relative change and the exact test's."""
+    changes = {
+        VOLUME_PATH: VOLUME_CHANGE(
+            a.totals, b.totals, length_a=a.period.end - a.period.start, length_b=b.period.end - b.period.start
+        )
+    }
+    for path, metric in _COMPARED:
+        changes[path] = metric.compare(a.totals, b.totals)
+    return changes
+
+
+def _change_fields(metric: Metric) -> dict[str, serializers.Field]:
+    unit = metric.unit
+    difference = functools.partial(
+        serializers.DecimalField, max_digits=unit.max_digits + 1, decimal_places=unit.decimal_places
+    )
+    return {
+        "difference": difference(
+            allow_null=True,
+            help_text="b − a (points for a rate), rounded as the figure is; null when a side has no data.",
+        ),
+        "difference_ci95": serializers.ListField(
+            child=difference(),
+            min_length=2,
+            max_length=2,
+            allow_null=True,
+            help_text="Its 95% interval (Newcombe's hybrid score method for a rate, Welch for a mean).",
+        ),
+        "p_value": serializers.FloatField(
+            allow_null=True,
+            help_text="Two-sided (pooled two-proportion z-test for a rate, Welch's t-test for a mean), "
+            "4 significant digits; null where the test is undefined.",
+        ),
+        "significant": serializers.BooleanField(help_text="p_value < 0.05."),
+    }
+
+
+def changes_serializer() -> type[serializers.Serializer]:
+    """The `changes` object: one entry per compared summary path."""
+    volume = named_serializer(
+        "VolumeChange",
+        {
+            "relative_change": serializers.DecimalField(
+                max_digits=12,
+                decimal_places=1,
+                allow_null=True,
+                help_text="100 × (b − a) / a; null when a is 0.",
+            ),
+            "p_value": serializers.FloatField(
+                allow_null=True,
+                help_text="Exact conditional binomial test, its expected share following the "
+                "windows' lengths.",
+            ),
+            "significant": serializers.BooleanField(help_text="p_value < 0.05."),
+        },
+    )
+    fields: dict[str, serializers.Field] = {VOLUME_PATH: volume()}
+    by_unit: dict[Unit, type[serializers.Serializer]] = {}
+    for path, metric in _COMPARED:
+        if metric.unit not in by_unit:
+            by_unit[metric.unit] = named_serializer(
+                f"Change{metric.unit.name.title().replace('_', '')}", _change_fields(metric)
+            )
+        fields[path] = by_unit[metric.unit]()
+    return named_serializer("Changes", fields, base=_PathKeyed)
 
 
 # --- Rows: topics and time-series buckets ------------------------------------------------------
