@@ -56,6 +56,9 @@ READS = [
     ("analytics 7 d", "/api/analytics?hours=168"),
     ("analytics 30 d", "/api/analytics?hours=720"),
     ("analytics 90 d", "/api/analytics?hours=2160"),
+    # Both periods in one read, and every change's test (issue 17).
+    ("analytics 24 h, compare=previous", "/api/analytics?hours=24&compare=previous"),
+    ("analytics 30 d, compare=previous", "/api/analytics?hours=720&compare=previous"),
     ("timeseries daily 90 d", "/api/analytics/timeseries/?hours=2160&granularity=day"),
     # Local days that start half an hour off a UTC hour: made of quarter-hour rows.
     (
