@@ -22,6 +22,7 @@ from conversations.analytics.tables import Answer
 from conversations.auth import CanRead
 from conversations.serializers import (
     AnalyticsQuerySerializer,
+    CompareQuerySerializer,
     SummaryQuerySerializer,
     TimeseriesQuerySerializer,
 )
@@ -218,3 +219,97 @@ class AnalyticsTimeseriesApi(AnalyticsApi):
                 for bucket in buckets
             ],
         }
+
+
+_ARM = tables.named_serializer(
+    "ArmSummary",
+    {
+        "window": WindowSerializer(),
+        "filters": FiltersSerializer(),
+        **tables.summary_fields(),
+        "cost": CostSerializer(),
+    },
+)
+_TOPIC_ROW = tables.row_serializer("ArmTopic", tables.TOPIC_METRICS, Answer.TOPICS)
+_COMPARE = tables.named_serializer(
+    "AnalyticsCompare",
+    {
+        "filters": FiltersSerializer(),
+        "a": _ARM(),
+        "b": _ARM(),
+        "changes": tables.changes_serializer()(
+            help_text="b against a, keyed by the figure's path in the summary."
+        ),
+        "topics": tables.named_serializer(
+            "TopicComparison",
+            {
+                "topic": serializers.CharField(),
+                "a": _TOPIC_ROW(
+                    allow_null=True, help_text="Null when the topic has no conversation in arm a."
+                ),
+                "b": _TOPIC_ROW(
+                    allow_null=True, help_text="Null when the topic has no conversation in arm b."
+                ),
+                "changes": tables.named_serializer(
+                    "TopicChanges", tables.topic_change_fields(), base=tables.PathKeyed
+                )(),
+            },
+        )(many=True),
+        "sample_size_per_arm": tables.named_serializer(
+            "SampleSizePerArm",
+            {
+                str(points): serializers.IntegerField(
+                    allow_null=True,
+                    help_text=f"Conversations per arm to detect a {points}-point change of the AI "
+                    "resolution rate from arm a's, at 80% power and α = 0.05 (null without data in a).",
+                )
+                for points in tables.SAMPLE_SIZE_CHANGES
+            },
+            base=tables.PathKeyed,
+        )(),
+    },
+)()
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="analytics_compare",
+        summary="Two bot versions, channels or windows side by side, with each figure's change and its test",
+        parameters=[CompareQuerySerializer],
+        responses={200: _COMPARE, **_ERRORS},
+    )
+)
+class AnalyticsCompareApi(AnalyticsApi):
+    """Arm a against arm b: b − a for every rate and mean, with its 95% interval and p-value,
+    per topic too (adjusted across the topics), and the sample size a 2- and 5-point change of
+    the AI resolution rate would need."""
+
+    query_serializer = CompareQuerySerializer
+
+    def get(self, request: Request) -> Response:
+        query = self.query_serializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        arms = [
+            selectors.arm(period=period, filters=filters) for period, filters in query.validated_data["arms"]
+        ]
+        a, b = arms
+        length_a = a.summary.period.end - a.summary.period.start
+        length_b = b.summary.period.end - b.summary.period.start
+        body = {
+            "filters": dataclasses.asdict(query.validated_data["filters"]),
+            "a": _arm_body(a.summary),
+            "b": _arm_body(b.summary),
+            "changes": tables.summary_changes(a.summary, b.summary),
+            "topics": tables.topic_changes(a.topics, b.topics, length_a=length_a, length_b=length_b),
+            "sample_size_per_arm": tables.sample_sizes(a.summary.totals),
+        }
+        return Response(_COMPARE.to_representation(body))
+
+
+def _arm_body(summary: selectors.Summary) -> dict[str, Any]:
+    period = summary.period
+    return {
+        "window": {"start": period.start, "end": period.end, "start_inclusive": period.include_start},
+        "filters": dataclasses.asdict(summary.filters),
+        **_summary_body(summary),
+    }

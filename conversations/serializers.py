@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -147,6 +148,62 @@ class SummaryQuerySerializer(AnalyticsQuerySerializer):
         "`changes` (each rate's and mean's difference with its 95% interval and p-value, and the "
         "volume's relative change).",
     )
+
+
+class CompareQuerySerializer(AnalyticsQuerySerializer):
+    """Two arms over the window and filters, chosen by exactly one kind of pair: two bot
+    versions, two channels, or two windows (which replace the window)."""
+
+    a_bot_version = serializers.CharField(max_length=LABEL_MAX_LENGTH, required=False)
+    b_bot_version = serializers.CharField(max_length=LABEL_MAX_LENGTH, required=False)
+    a_channel = serializers.CharField(max_length=LABEL_MAX_LENGTH, required=False)
+    b_channel = serializers.CharField(max_length=LABEL_MAX_LENGTH, required=False)
+    a_start = UTCDateTimeField(required=False, help_text="ISO 8601, inclusive: arm a's window.")
+    a_end = UTCDateTimeField(required=False, help_text="ISO 8601, exclusive.")
+    b_start = UTCDateTimeField(required=False, help_text="ISO 8601, inclusive: arm b's window.")
+    b_end = UTCDateTimeField(required=False, help_text="ISO 8601, exclusive.")
+
+    PAIRS = {
+        "bot_version": ("a_bot_version", "b_bot_version"),
+        "channel": ("a_channel", "b_channel"),
+        "window": ("a_start", "a_end", "b_start", "b_end"),
+    }
+
+    def validate(self, attrs: dict) -> dict:
+        kinds = [kind for kind, names in self.PAIRS.items() if any(name in attrs for name in names)]
+        if len(kinds) != 1:
+            names = ", ".join(name for names in self.PAIRS.values() for name in names)
+            field = "compare" if not kinds else self.PAIRS[kinds[1]][0]
+            raise serializers.ValidationError(
+                {field: [f"Give exactly one kind of pair of arms, all of its parameters: {names}."]}
+            )
+        [kind] = kinds
+        for name in self.PAIRS[kind]:
+            if name not in attrs:
+                raise serializers.ValidationError({name: ["Required with the other half of the pair."]})
+        if kind == "window":
+            for name in ("hours", "start", "end"):
+                if name in attrs:
+                    raise serializers.ValidationError(
+                        {name: ["Two windows replace the window: leave it out."]}
+                    )
+            for side in ("a", "b"):
+                if attrs[f"{side}_start"] > attrs[f"{side}_end"]:
+                    raise serializers.ValidationError({f"{side}_end": ["Must not be before its start."]})
+        elif kind in attrs or (kind == "bot_version" and "bot_version" in attrs):
+            raise serializers.ValidationError({kind: [f"The arms set the {kind}: leave it out."]})
+        attrs = super().validate(attrs)
+        filters: Filters = attrs["filters"]
+        if kind == "window":
+            attrs["arms"] = tuple(
+                (Period(start=attrs[f"{side}_start"], end=attrs[f"{side}_end"], include_start=True), filters)
+                for side in ("a", "b")
+            )
+        else:
+            attrs["arms"] = tuple(
+                (attrs["period"], replace(filters, **{kind: attrs[f"{side}_{kind}"]})) for side in ("a", "b")
+            )
+        return attrs
 
 
 class TimeseriesQuerySerializer(AnalyticsQuerySerializer):

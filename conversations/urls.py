@@ -15,6 +15,7 @@ urlpatterns = [
     # The tutorial's path has no trailing slash; both spellings answer, no redirect.
     re_path(r"^analytics/?$", analytics_apis.AnalyticsSummaryApi.as_view(), name="analytics-summary"),
     path("analytics/topics/", analytics_apis.AnalyticsTopicsApi.as_view(), name="analytics-topics"),
+    path("analytics/compare/", analytics_apis.AnalyticsCompareApi.as_view(), name="analytics-compare"),
     path(
         "analytics/timeseries/",
         analytics_apis.AnalyticsTimeseriesApi.as_view(),

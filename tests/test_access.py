@@ -54,6 +54,7 @@ TABLE = [
     ("GET", "/api/analytics?hours=1", None, api((403, 200, 200), staff=200)),
     ("GET", "/api/analytics/topics/", None, api((403, 200, 200), staff=200)),
     ("GET", "/api/analytics/timeseries/", None, api((403, 200, 200), staff=200)),
+    ("GET", "/api/analytics/compare/?a_channel=web&b_channel=email", None, api((403, 200, 200), staff=200)),
     ("GET", "/api/schema/", None, row(200, 200, 200, 200, 401, 401, 200, 200, 200)),
     ("GET", "/api/docs/", None, row(200, 200, 200, 200, 401, 401, 200, 200, 200)),
     *[
@@ -152,6 +153,7 @@ def test_every_url_of_the_project_is_in_the_table():
         "api/^analytics/?$",
         "api/analytics/topics/",
         "api/analytics/timeseries/",
+        "api/analytics/compare/",
         "api/schema/",
         "api/docs/",
     }

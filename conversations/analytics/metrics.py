@@ -114,8 +114,8 @@ class Metric:
     # A rate's or mean's 95% interval, [low, high] in its unit and rounding (None when
     # undefined), from the same Totals: written beside it as `<key>_ci95`.
     interval: Callable[[Any], list[Decimal] | None] | None = None
-    # A rate's or mean's comparison of two Totals, a then b (`change`).
-    compare: Callable[[Any, Any], dict[str, Any]] | None = None
+    # A rate's or mean's comparison of two Totals, a then b (`change_body` writes it).
+    compare: Callable[[Any, Any], Any] | None = None
 
     def name_in(self, answer: Answer) -> str:
         return self.names.get(answer, self.name)
@@ -139,7 +139,7 @@ def declare(
     series: str | None = None,
     compute: Callable[[Any], Any] | None = None,
     interval: Callable[[Any], list[Decimal] | None] | None = None,
-    compare: Callable[[Any, Any], dict[str, Any]] | None = None,
+    compare: Callable[[Any, Any], Any] | None = None,
 ) -> Metric:
     names = {answer: key for answer, key in ((Answer.TOPICS, topics), (Answer.SERIES, series)) if key}
     declared = Metric(
@@ -190,9 +190,11 @@ def _bounds(
     return [_round(low, places), _round(high, places)]
 
 
-def _change(found: statistics.Comparison, *, scale: int, places: Decimal) -> dict[str, Any]:
+def change_body(metric: Metric, found: statistics.Comparison, *, q_value: float | None = None) -> dict:
     """A comparison as the answers write it: the difference b − a (points for a rate) and its
     95% interval, rounded as the metric is, the two-sided p-value to 4 significant digits."""
+    scale = 100 if metric.unit is Unit.PERCENT else 1
+    places = Decimal(1).scaleb(-metric.unit.decimal_places)
     bounds = None
     if found.low is not None:
         bounds = [_round(Decimal(repr(bound)) * scale, places) for bound in (found.low, found.high)]
@@ -215,12 +217,11 @@ def rate(*, summary: tuple[str, ...] = (), topics: str | None = None, series: st
             part, whole = function(t)
             return _bounds(statistics.wilson_interval(successes=part, n=whole), scale=100, places=ONE_DECIMAL)
 
-        def compare(a: Totals, b: Totals) -> dict[str, Any]:
+        def compare(a: Totals, b: Totals) -> statistics.Comparison:
             (part_a, whole_a), (part_b, whole_b) = function(a), function(b)
-            found = statistics.compare_proportions(
+            return statistics.compare_proportions(
                 successes_a=part_a, n_a=whole_a, successes_b=part_b, n_b=whole_b
             )
-            return _change(found, scale=100, places=ONE_DECIMAL)
 
         declare(
             function.__name__,
@@ -262,8 +263,8 @@ def mean(
             found = statistics.mean_interval(function(t))
             return _bounds(found, scale=1, places=places, least=least, most=most)
 
-        def compare(a: Totals, b: Totals) -> dict[str, Any]:
-            return _change(statistics.compare_means(a=function(a), b=function(b)), scale=1, places=places)
+        def compare(a: Totals, b: Totals) -> statistics.Comparison:
+            return statistics.compare_means(a=function(a), b=function(b))
 
         declare(
             function.__name__,
@@ -281,13 +282,18 @@ def mean(
     return register
 
 
-def _volume_change(a: Totals, b: Totals, *, length_a: timedelta, length_b: timedelta) -> dict[str, Any]:
-    """Conversations of window b against window a: 100 × (b − a) / a, 1 decimal (None when a
-    is 0), and the exact conditional binomial test's p-value, whose expected share of b follows
-    the windows' lengths (analytics.statistics.compare_volumes)."""
-    found = statistics.compare_volumes(
+def volume_change(
+    a: Totals, b: Totals, *, length_a: timedelta, length_b: timedelta
+) -> statistics.VolumeComparison:
+    """Conversations of window b against window a: the exact conditional binomial test, whose
+    expected share of b follows the windows' lengths (analytics.statistics.compare_volumes)."""
+    return statistics.compare_volumes(
         count_a=a.conversations, count_b=b.conversations, length_a=length_a, length_b=length_b
     )
+
+
+def volume_body(a: Totals, b: Totals, found: statistics.VolumeComparison) -> dict[str, Any]:
+    """100 × (b − a) / a, 1 decimal (None when a is 0), with the test's p-value."""
     return {
         "relative_change": relative_change(b.conversations, a.conversations),
         "p_value": statistics.round_p_value(found.p_value),
@@ -297,7 +303,6 @@ def _volume_change(a: Totals, b: Totals, *, length_a: timedelta, length_b: timed
 
 # Additive figures shown as they are.
 declare("conversations", Unit.COUNT, "Conversations in the window.", summary=("total_conversations",))
-VOLUME_CHANGE = _volume_change
 declare(
     "ai_resolved",
     Unit.COUNT,

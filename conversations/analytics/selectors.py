@@ -183,6 +183,34 @@ def summary_and_previous(*, period: Period, filters: Filters) -> tuple[Summary, 
     return result[0], result[1]
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: its summary and its topics."""
+
+    summary: Summary
+    topics: list[TopicStats]
+
+
+def arm(*, period: Period, filters: Filters, cost_settings: CostSettings | None = None) -> Arm:
+    """A window's summary and topics (every figure per topic), in one read."""
+    cost_settings = cost_settings or CostSettings.load()
+    figures = _read_window(period, filters, topics=TopicFigures.ALL, reasons=True)
+    totals = figures.totals
+    topics = _topic_stats(figures.topics, total=totals.conversations, cost_settings=cost_settings)
+    return Arm(
+        summary=Summary(
+            period=period,
+            filters=filters,
+            totals=totals,
+            cost=totals.cost(cost_settings),
+            # The topics table's first rows (with a topic filter, that topic), as the dashboard.
+            top_topics=[(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]],
+            escalation_reasons=_top(figures.reasons.items(), TOP_REASONS_LIMIT),
+        ),
+        topics=topics,
+    )
+
+
 def _topic_stats(
     by_topic: dict[int, tuple[str, Totals]], *, total: int, cost_settings: CostSettings
 ) -> list[TopicStats]:
