@@ -20,6 +20,7 @@ def test_schema_is_valid_openapi_without_warnings(tmp_path):
         "analytics_summary",
         "analytics_topics",
         "analytics_timeseries",
+        "analytics_compare",
     }
 
 
