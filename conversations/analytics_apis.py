@@ -77,7 +77,7 @@ class AnalyticsApi(APIView):
         query.is_valid(raise_exception=True)
         period: Period = query.validated_data["period"]
         body = {
-            "window": {"start": period.start, "end": period.end, "start_inclusive": period.include_start},
+            "window": _window(period),
             "filters": dataclasses.asdict(query.validated_data["filters"]),
             **self.answer(**query.validated_data),
         }
@@ -153,19 +153,16 @@ class AnalyticsSummaryApi(AnalyticsApi):
     def answer(self, *, period, filters, compare=None, **query):
         if compare != "previous":
             return _summary_body(selectors.summary(period=period, filters=filters))
-        result, previous = selectors.summary_and_previous(period=period, filters=filters)
+        comparison = selectors.compare_with_previous(period=period, filters=filters)
         return {
-            **_summary_body(result),
-            "previous": {
-                "window": {
-                    "start": previous.period.start,
-                    "end": previous.period.end,
-                    "start_inclusive": previous.period.include_start,
-                },
-                **_summary_body(previous),
-            },
-            "changes": tables.summary_changes(previous, result),
+            **_summary_body(comparison.b),
+            "previous": {"window": _window(comparison.a.period), **_summary_body(comparison.a)},
+            "changes": comparison.changes,
         }
+
+
+def _window(period: Period) -> dict[str, Any]:
+    return {"start": period.start, "end": period.end, "start_inclusive": period.include_start}
 
 
 def _summary_body(result: selectors.Summary) -> dict[str, Any]:
@@ -263,7 +260,7 @@ _COMPARE = tables.named_serializer(
                     help_text=f"Conversations per arm to detect a {points}-point change of the AI "
                     "resolution rate from arm a's, at 80% power and α = 0.05 (null without data in a).",
                 )
-                for points in tables.SAMPLE_SIZE_CHANGES
+                for points in selectors.SAMPLE_SIZE_CHANGES
             },
             base=tables.PathKeyed,
         )(),
@@ -289,27 +286,34 @@ class AnalyticsCompareApi(AnalyticsApi):
     def get(self, request: Request) -> Response:
         query = self.query_serializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        arms = [
-            selectors.arm(period=period, filters=filters) for period, filters in query.validated_data["arms"]
-        ]
-        a, b = arms
-        length_a = a.summary.period.end - a.summary.period.start
-        length_b = b.summary.period.end - b.summary.period.start
+        a, b = query.validated_data["arms"]
+        comparison = selectors.compare(a=a, b=b)
         body = {
             "filters": dataclasses.asdict(query.validated_data["filters"]),
-            "a": _arm_body(a.summary),
-            "b": _arm_body(b.summary),
-            "changes": tables.summary_changes(a.summary, b.summary),
-            "topics": tables.topic_changes(a.topics, b.topics, length_a=length_a, length_b=length_b),
-            "sample_size_per_arm": tables.sample_sizes(a.summary.totals),
+            "a": _arm_body(comparison.a),
+            "b": _arm_body(comparison.b),
+            "changes": comparison.changes,
+            "topics": [
+                {
+                    "topic": topic.topic,
+                    "a": _topic_body(topic.a),
+                    "b": _topic_body(topic.b),
+                    "changes": topic.changes,
+                }
+                for topic in comparison.topics
+            ],
+            "sample_size_per_arm": comparison.sample_size_per_arm,
         }
         return Response(_COMPARE.to_representation(body))
 
 
 def _arm_body(summary: selectors.Summary) -> dict[str, Any]:
-    period = summary.period
     return {
-        "window": {"start": period.start, "end": period.end, "start_inclusive": period.include_start},
+        "window": _window(summary.period),
         "filters": dataclasses.asdict(summary.filters),
         **_summary_body(summary),
     }
+
+
+def _topic_body(topic: selectors.TopicStats | None) -> dict[str, Any] | None:
+    return None if topic is None else tables.row_body(topic, tables.TOPIC_METRICS, Answer.TOPICS)

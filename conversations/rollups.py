@@ -72,7 +72,8 @@ START_SQL = {
 # (most) reads as many rows as before reasons existed. Per topic, a reason's rows are kept per
 # channel × version only, and a read for all channels sums them (analytics.reads): at about one
 # conversation per topic × reason × hour, the rows for all channels were nearly as many, a
-# quarter of the rows an import wrote (docs/benchmarks.md, "Topic rows per reason per channel").
+# quarter of the rows an import wrote (docs/benchmarks.md, "Topic rows per reason per
+# channel × version only").
 _ALL_KINDS = [(False, False), (True, False), (False, True), (True, True)]
 SPREAD = {  # by per_topic: (span, per_channel, per_reason)
     False: [
@@ -357,9 +358,8 @@ def fold_if_due(**kwargs) -> None:
         _fold_lock.release()
 
 
-def fold(*, batch: int = FOLD_BATCH) -> int:
-    """Move the unfolded deltas into the rollups, `batch` at a time; returns how many were
-    moved.
+def fold() -> int:
+    """Move the unfolded deltas into the rollups; returns how many were moved.
 
     Each batch is one statement: the deltas deleted and the rollups updated together, so a
     read (one statement, one snapshot) sees every change exactly once, either way. Deltas
@@ -373,10 +373,10 @@ def fold(*, batch: int = FOLD_BATCH) -> int:
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         while True:
-            cursor.execute(_FOLD_SQL, [batch], prepare=True)
+            cursor.execute(_FOLD_SQL, [FOLD_BATCH], prepare=True)
             (count,) = cursor.fetchone()
             folded += count
-            if count < batch:
+            if count < FOLD_BATCH:
                 return folded
 
 

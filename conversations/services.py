@@ -664,28 +664,22 @@ def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bo
     )
 
 
-def conversations_ingest_write(prepared: PreparedIngest, *, deferred: bool | None = None) -> IngestResult:
-    """The second half of `conversations_ingest`: write a prepared batch (one transaction).
-
-    `deferred`: whether the rollup changes go to RollupDelta, for `rollups.fold`, rather than
-    into the rollups. By default only for a few conversations (`_SMALL_BATCH_MAX`);
-    `import_jsonl` defers every batch and folds them many batches at a time.
-    """
+def conversations_ingest_write(prepared: PreparedIngest) -> IngestResult:
+    """The second half of `conversations_ingest`: write a prepared batch (one transaction)."""
     result = IngestResult(received_at=prepared.received_at)
     if not prepared.items:
         return result
     result.items = prepared.items
     small = len(prepared.items) <= _SMALL_BATCH_MAX
-    deferred = small if deferred is None else deferred
     rows = _execute(
-        _INGEST_STATEMENTS[prepared.details, deferred],
+        _INGEST_STATEMENTS[prepared.details, small],
         prepared.params,
         prepare=small,
         session_ids=prepared.items,
         topics=prepared.topics,
         customers=prepared.customers,
     )
-    if deferred:
+    if small:
         rollups.deltas_written()
 
     if not prepared.details:

@@ -89,6 +89,11 @@ class Unit(enum.Enum):
     def __init__(self, label: str, max_digits: int, decimal_places: int, csv_suffix: str) -> None:
         self.max_digits, self.decimal_places, self.csv_suffix = max_digits, decimal_places, csv_suffix
 
+    @property
+    def places(self) -> Decimal:
+        """What its values are rounded to: Decimal("0.1") for 1 decimal place."""
+        return Decimal(1).scaleb(-self.decimal_places)
+
 
 class Answer(enum.Enum):
     """The answers that lay metrics out (analytics.tables)."""
@@ -178,30 +183,32 @@ def metric(
     return register
 
 
+def _in_unit(value: float, unit: Unit) -> Decimal:
+    """A statistic (a proportion, a mean) in a metric's unit and rounding: points for a rate."""
+    scaled = Decimal(repr(value)) * (100 if unit is Unit.PERCENT else 1)
+    return _round(scaled, unit.places)
+
+
 def _bounds(
-    found: statistics.Interval | None, *, scale: int, places: Decimal, least: int = 0, most: int | None = None
+    found: statistics.Interval | None, unit: Unit, *, least: int = 0, most: int | None = None
 ) -> list[Decimal] | None:
     """An interval as [low, high] in the metric's unit and rounding, clipped to the values the
     metric can take (a t interval of a few CSAT scores may reach past 1 and 5)."""
     if found is None:
         return None
-    low, high = (Decimal(repr(bound)) * scale for bound in (found.low, found.high))
-    low, high = max(low, Decimal(least)), high if most is None else min(high, Decimal(most))
-    return [_round(low, places), _round(high, places)]
+    low, high = _in_unit(found.low, unit), _in_unit(found.high, unit)
+    return [max(low, Decimal(least)), high if most is None else min(high, Decimal(most))]
 
 
-def change_body(metric: Metric, found: statistics.Comparison, *, q_value: float | None = None) -> dict:
+def change_body(metric: Metric, found: statistics.Comparison) -> dict[str, Any]:
     """A comparison as the answers write it: the difference b − a (points for a rate) and its
     95% interval, rounded as the metric is, the two-sided p-value to 4 significant digits."""
-    scale = 100 if metric.unit is Unit.PERCENT else 1
-    places = Decimal(1).scaleb(-metric.unit.decimal_places)
-    bounds = None
-    if found.low is not None:
-        bounds = [_round(Decimal(repr(bound)) * scale, places) for bound in (found.low, found.high)]
-    difference = None if found.difference is None else Decimal(repr(found.difference)) * scale
+    unit = metric.unit
     return {
-        "difference": _round(difference, places),
-        "difference_ci95": bounds,
+        "difference": None if found.difference is None else _in_unit(found.difference, unit),
+        "difference_ci95": None
+        if found.low is None
+        else [_in_unit(found.low, unit), _in_unit(found.high, unit)],
         "p_value": statistics.round_p_value(found.p_value),
         "significant": found.significant,
     }
@@ -215,7 +222,7 @@ def rate(*, summary: tuple[str, ...] = (), topics: str | None = None, series: st
     def register(function: Callable[[Any], tuple[int, int]]) -> Callable[[Any], tuple[int, int]]:
         def interval(t: Totals) -> list[Decimal] | None:
             part, whole = function(t)
-            return _bounds(statistics.wilson_interval(successes=part, n=whole), scale=100, places=ONE_DECIMAL)
+            return _bounds(statistics.wilson_interval(successes=part, n=whole), Unit.PERCENT)
 
         def compare(a: Totals, b: Totals) -> statistics.Comparison:
             (part_a, whole_a), (part_b, whole_b) = function(a), function(b)
@@ -241,7 +248,6 @@ def rate(*, summary: tuple[str, ...] = (), topics: str | None = None, series: st
 
 def mean(
     unit: Unit,
-    places: Decimal,
     *,
     least: int = 0,
     most: int | None = None,
@@ -250,18 +256,18 @@ def mean(
     series: str | None = None,
 ):
     """Declares a mean by the decorated function of a Totals, which returns its Moments (count,
-    sum, sum of squares): the metric is sum / count to `places` (None when the count is 0),
+    sum, sum of squares): the metric is sum / count, rounded as its unit says (None when the
+    count is 0),
     with its 95% t interval (analytics.statistics.mean_interval; None under 2 values), clipped
     to [least, most], the values one conversation can have."""
 
     def register(function: Callable[[Any], Moments]) -> Callable[[Any], Moments]:
         def value(t: Totals) -> Decimal | None:
             moments = function(t)
-            return _mean(moments.total, moments.n, places)
+            return _mean(moments.total, moments.n, unit.places)
 
         def interval(t: Totals) -> list[Decimal] | None:
-            found = statistics.mean_interval(function(t))
-            return _bounds(found, scale=1, places=places, least=least, most=most)
+            return _bounds(statistics.mean_interval(function(t)), unit, least=least, most=most)
 
         def compare(a: Totals, b: Totals) -> statistics.Comparison:
             return statistics.compare_means(a=function(a), b=function(b))
@@ -327,7 +333,7 @@ def ai_resolution_rate(t: Totals) -> tuple[int, int]:
     return t.ai_resolved, t.conversations
 
 
-@mean(Unit.TURNS, ONE_DECIMAL, summary=("avg_turns",))
+@mean(Unit.TURNS, summary=("avg_turns",))
 def avg_turns(t: Totals) -> Moments:
     """Mean number of turns per conversation, 1 decimal; None without data."""
     return Moments(n=t.conversations, total=t.turns_sum, sum_of_squares=t.turns_sq_sum)
@@ -345,9 +351,7 @@ def csat_response_rate(t: Totals) -> tuple[int, int]:
     return t.csat_responses, t.conversations
 
 
-@mean(
-    Unit.SCORE, TWO_DECIMALS, least=CSAT_SCORES[0], most=CSAT_SCORES[-1], summary=("avg_csat", "csat.average")
-)
+@mean(Unit.SCORE, least=CSAT_SCORES[0], most=CSAT_SCORES[-1], summary=("avg_csat", "csat.average"))
 def avg_csat(t: Totals) -> Moments:
     """Mean CSAT (1–5) of the conversations that have one, 2 decimals.
 
@@ -364,7 +368,6 @@ def csat_score(t: Totals) -> tuple[int, int]:
 
 @mean(
     Unit.SCORE,
-    TWO_DECIMALS,
     least=CSAT_SCORES[0],
     most=CSAT_SCORES[-1],
     summary=("csat.average_ai_resolved",),
@@ -376,9 +379,7 @@ def avg_csat_ai_resolved(t: Totals) -> Moments:
     )
 
 
-@mean(
-    Unit.SCORE, TWO_DECIMALS, least=CSAT_SCORES[0], most=CSAT_SCORES[-1], summary=("csat.average_escalated",)
-)
+@mean(Unit.SCORE, least=CSAT_SCORES[0], most=CSAT_SCORES[-1], summary=("csat.average_escalated",))
 def avg_csat_escalated(t: Totals) -> Moments:
     """Mean CSAT of the escalated conversations that have one, 2 decimals."""
     return Moments(
@@ -388,7 +389,7 @@ def avg_csat_escalated(t: Totals) -> Moments:
     )
 
 
-@mean(Unit.MILLISECONDS, ONE_DECIMAL, summary=("response_time.mean_ms",))
+@mean(Unit.MILLISECONDS, summary=("response_time.mean_ms",))
 def avg_response_ms(t: Totals) -> Moments:
     """Mean of the conversations' average response times (ms), 1 decimal.
 

@@ -6,21 +6,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.utils import timezone
 
-from conversations.analytics import planner, reads
+from conversations.analytics import planner, reads, statistics
 from conversations.analytics.metrics import (
+    METRICS,
+    Answer,
     CostBreakdown,
     Totals,
+    change_body,
     difference,
     human_time_cost,
     percent,
     relative_change,
+    volume_body,
+    volume_change,
 )
 from conversations.analytics.query import Filters, Granularity, Period
 from conversations.analytics.reads import TopicFigures
+from conversations.analytics.tables import TOPIC_METRICS, VOLUME_PATH
 from conversations.models import Conversation, CostSettings
 
 TOP_TOPICS_LIMIT = 10
@@ -137,78 +144,161 @@ def summary(
     cost_settings = cost_settings or CostSettings.load()
     read_topics = with_top_topics and not filters.topic
     figures = _read_window(period, filters, topics=TopicFigures.COUNTS if read_topics else None, reasons=True)
-    totals = figures.totals
     if read_topics:
         top = _ranked(figures.topics, TOP_TOPICS_LIMIT)
     elif with_top_topics:
-        top = top_topics(period=period, filters=filters, totals=totals)
+        top = top_topics(period=period, filters=filters, totals=figures.totals)
     else:
         top = []
+    return _summary_of(period, filters, figures, top=top, cost_settings=cost_settings)
+
+
+def _summary_of(
+    period: Period,
+    filters: Filters,
+    figures: reads.WindowFigures,
+    *,
+    top: list[tuple[str, int]],
+    cost_settings: CostSettings,
+) -> Summary:
+    """The Summary of a window read (its totals and escalation reasons) with its top topics."""
     return Summary(
         period=period,
         filters=filters,
-        totals=totals,
-        cost=totals.cost(cost_settings),
+        totals=figures.totals,
+        cost=figures.totals.cost(cost_settings),
         top_topics=top,
         escalation_reasons=_top(figures.reasons.items(), TOP_REASONS_LIMIT),
     )
 
 
-def summary_and_previous(*, period: Period, filters: Filters) -> tuple[Summary, Summary]:
-    """The summary of the window and of the one of equal length just before it
-    (`Period.previous`), each as `summary` answers it, in one read."""
+# Comparisons (issue 17): the changes of every rate and mean (metrics.rate, metrics.mean), keyed
+# by their paths in the summary, and of the conversations' volume.
+_COMPARED = tuple((path, metric) for metric in METRICS.values() if metric.compare for path in metric.summary)
+# The topics' figures compared: every rate and mean of the topics answer, by its name there.
+_TOPIC_COMPARED = tuple(
+    (METRICS[name].name_in(Answer.TOPICS), METRICS[name]) for name in TOPIC_METRICS if METRICS[name].compare
+)
+# Conversations needed per arm to see these changes of the AI resolution rate (points).
+SAMPLE_SIZE_CHANGES = (2, 5)
+
+
+@dataclass(frozen=True)
+class TopicComparison:
+    topic: str
+    a: TopicStats | None  # None: no conversation of the topic in arm a
+    b: TopicStats | None
+    changes: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Arm b against arm a: both summaries, the changes of their figures (b − a), and with two
+    arms of `compare`, each topic's and the sample size per arm."""
+
+    a: Summary
+    b: Summary
+    changes: dict[str, dict[str, Any]]
+    topics: list[TopicComparison] = field(default_factory=list)
+    sample_size_per_arm: dict[str, int | None] = field(default_factory=dict)
+
+
+def compare_with_previous(*, period: Period, filters: Filters) -> Comparison:
+    """The window (b) against the one of equal length just before it (a, `Period.previous`),
+    each summary as `summary` answers it, both read at once."""
     cost_settings = CostSettings.load()
     before = period.previous()
     read_topics = not filters.topic
     plans = _window_plans(filters, topics=read_topics, reasons=True)
     topics = TopicFigures.COUNTS if read_topics else None
-    found = reads.read([period, before], filters, **plans, topics=topics, reasons=True)
-    result = []
-    for window, figures in zip((period, before), found, strict=True):
-        totals = figures.totals
+    now, then = reads.read([period, before], filters, **plans, topics=topics, reasons=True)
+    summaries = []
+    for window, figures in ((before, then), (period, now)):
         if read_topics:
             top = _ranked(figures.topics, TOP_TOPICS_LIMIT)
         else:
-            top = [(filters.topic, totals.conversations)] if totals.conversations else []
-        result.append(
-            Summary(
-                period=window,
-                filters=filters,
-                totals=totals,
-                cost=totals.cost(cost_settings),
-                top_topics=top,
-                escalation_reasons=_top(figures.reasons.items(), TOP_REASONS_LIMIT),
-            )
-        )
-    return result[0], result[1]
+            top = [(filters.topic, figures.totals.conversations)] if figures.totals.conversations else []
+        summaries.append(_summary_of(window, filters, figures, top=top, cost_settings=cost_settings))
+    a, b = summaries
+    return Comparison(a=a, b=b, changes=_summary_changes(a, b))
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One side of a comparison: its summary and its topics."""
-
-    summary: Summary
-    topics: list[TopicStats]
-
-
-def arm(*, period: Period, filters: Filters, cost_settings: CostSettings | None = None) -> Arm:
-    """A window's summary and topics (every figure per topic), in one read."""
-    cost_settings = cost_settings or CostSettings.load()
-    figures = _read_window(period, filters, topics=TopicFigures.ALL, reasons=True)
-    totals = figures.totals
-    topics = _topic_stats(figures.topics, total=totals.conversations, cost_settings=cost_settings)
-    return Arm(
-        summary=Summary(
-            period=period,
-            filters=filters,
-            totals=totals,
-            cost=totals.cost(cost_settings),
-            # The topics table's first rows (with a topic filter, that topic), as the dashboard.
-            top_topics=[(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]],
-            escalation_reasons=_top(figures.reasons.items(), TOP_REASONS_LIMIT),
-        ),
-        topics=topics,
+def compare(*, a: tuple[Period, Filters], b: tuple[Period, Filters]) -> Comparison:
+    """Two arms (window and filters each: two bot versions, channels or windows): their
+    summaries and topics, one read each, with every change and its test. Each topic's p-values
+    are adjusted across the topics by Benjamini–Hochberg (`q_value`; `significant` means
+    q < 0.05: with 50 topics, two "significant" changes at p < 0.05 are what chance gives)."""
+    cost_settings = CostSettings.load()
+    arms = []
+    for period, filters in (a, b):
+        figures = _read_window(period, filters, topics=TopicFigures.ALL, reasons=True)
+        topics = _topic_stats(figures.topics, total=figures.totals.conversations, cost_settings=cost_settings)
+        # The top topics are the topics table's first rows (with a topic filter, that topic).
+        top = [(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]]
+        arms.append((_summary_of(period, filters, figures, top=top, cost_settings=cost_settings), topics))
+    (summary_a, topics_a), (summary_b, topics_b) = arms
+    return Comparison(
+        a=summary_a,
+        b=summary_b,
+        changes=_summary_changes(summary_a, summary_b),
+        topics=_topic_changes(topics_a, topics_b, lengths=_lengths(summary_a, summary_b)),
+        sample_size_per_arm=_sample_sizes(summary_a.totals),
     )
+
+
+def _lengths(a: Summary, b: Summary) -> dict[str, timedelta]:
+    return {"length_a": a.period.end - a.period.start, "length_b": b.period.end - b.period.start}
+
+
+def _summary_changes(a: Summary, b: Summary) -> dict[str, dict[str, Any]]:
+    volume = volume_change(a.totals, b.totals, **_lengths(a, b))
+    changes = {VOLUME_PATH: volume_body(a.totals, b.totals, volume)}
+    for path, metric in _COMPARED:
+        changes[path] = change_body(metric, metric.compare(a.totals, b.totals))
+    return changes
+
+
+def _topic_changes(
+    a_topics: list[TopicStats], b_topics: list[TopicStats], *, lengths: dict[str, timedelta]
+) -> list[TopicComparison]:
+    """Each topic of either arm, most conversations (both arms) first, ties by name."""
+    by_topic: dict[str, list[TopicStats | None]] = {}
+    for side, topics in enumerate((a_topics, b_topics)):
+        for topic in topics:
+            by_topic.setdefault(topic.topic, [None, None])[side] = topic
+    names = sorted(
+        by_topic, key=lambda name: (-sum(t.totals.conversations for t in by_topic[name] if t), name)
+    )
+    empty = Totals()
+    pairs = [tuple(topic.totals if topic else empty for topic in by_topic[name]) for name in names]
+    # Raw comparisons first: Benjamini–Hochberg adjusts the p-values as computed, not as written.
+    found = {"conversations": [volume_change(a, b, **lengths) for a, b in pairs]}
+    for key, metric in _TOPIC_COMPARED:
+        found[key] = [metric.compare(a, b) for a, b in pairs]
+    q_values = {
+        key: statistics.benjamini_hochberg([item.p_value for item in items]) for key, items in found.items()
+    }
+    result = []
+    for index, (name, (totals_a, totals_b)) in enumerate(zip(names, pairs, strict=True)):
+        changes = {"conversations": volume_body(totals_a, totals_b, found["conversations"][index])}
+        for key, metric in _TOPIC_COMPARED:
+            changes[key] = change_body(metric, found[key][index])
+        for key, change in changes.items():
+            change["q_value"] = statistics.round_p_value(q_values[key][index])
+            change["significant"] = statistics.is_significant(q_values[key][index])
+        topic_a, topic_b = by_topic[name]
+        result.append(TopicComparison(topic=name, a=topic_a, b=topic_b, changes=changes))
+    return result
+
+
+def _sample_sizes(a_totals: Totals) -> dict[str, int | None]:
+    """Conversations per arm needed to detect a change of 2 and 5 points in the AI resolution
+    rate from arm a's, at 80% power and α = 0.05 (analytics.statistics.sample_size_per_arm)."""
+    baseline = a_totals.ai_resolved / a_totals.conversations if a_totals.conversations else None
+    return {
+        str(points): statistics.sample_size_per_arm(baseline=baseline, change=points / 100)
+        for points in SAMPLE_SIZE_CHANGES
+    }
 
 
 def _topic_stats(
@@ -444,22 +534,8 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
         filters=filters,
         granularity=granularity,
         tz=tz,
-        current=Summary(
-            period=period,
-            filters=filters,
-            totals=totals,
-            cost=totals.cost(cost_settings),
-            top_topics=top,
-            escalation_reasons=_top(now.reasons.items(), TOP_REASONS_LIMIT),
-        ),
-        previous=Summary(
-            period=before,
-            filters=filters,
-            totals=previous_totals,
-            cost=previous_totals.cost(cost_settings),
-            top_topics=[],
-            escalation_reasons=_top(then.reasons.items(), TOP_REASONS_LIMIT),
-        ),
+        current=_summary_of(period, filters, now, top=top, cost_settings=cost_settings),
+        previous=_summary_of(before, filters, then, top=[], cost_settings=cost_settings),
         buckets=timeseries(
             period=period, filters=filters, granularity=granularity, tz=tz, cost_settings=cost_settings
         ),

@@ -17,17 +17,12 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 
-from conversations.analytics import statistics
 from conversations.analytics.figures import CSAT_SCORES
 from conversations.analytics.metrics import (
     METRICS,
     Answer,
     Metric,
-    Totals,
     Unit,
-    change_body,
-    volume_body,
-    volume_change,
 )
 
 __all__ = ["SERIES_METRICS", "SUMMARY_LAYOUT", "TOPIC_METRICS", "Answer"]  # and the functions below
@@ -129,6 +124,7 @@ TOPICS_EXPORT_METRICS = (
 TOPICS_EXPORT_ADDED = ("repeat_contact_rate", "knowledge_gap_cost")
 SERIES_EXPORT_METRICS = SERIES_METRICS[: SERIES_METRICS.index("cumulative_savings") + 1]
 
+VOLUME_PATH = "total_conversations"  # the summary path whose change is a volume's
 _BY_SUMMARY_PATH: dict[str, Metric] = {path: metric for metric in METRICS.values() for path in metric.summary}
 _GETTERS: dict[str, Callable[[Any], Any]] = {
     name: operator.attrgetter(metric.source) for name, metric in METRICS.items()
@@ -267,30 +263,14 @@ def _block(key: str, fields: dict[str, serializers.Field]) -> serializers.Serial
     return _BLOCKS[key]()
 
 
-# --- Changes between two summaries ---------------------------------------------------------------
+# --- Changes between two summaries (selectors.Comparison) ---------------------------------------
 
-# The summary paths compared (issue 17): every rate and mean, and the conversations' volume.
-VOLUME_PATH = "total_conversations"
-_COMPARED = tuple(
-    (path, _BY_SUMMARY_PATH[path])
-    for path in SUMMARY_LAYOUT
-    if path in _BY_SUMMARY_PATH and _BY_SUMMARY_PATH[path].compare is not None
+_COMPARED_PATHS = tuple(
+    path for path in SUMMARY_LAYOUT if path in _BY_SUMMARY_PATH and _BY_SUMMARY_PATH[path].compare is not None
 )
 
 
-def summary_changes(a, b) -> dict[str, dict[str, Any]]:
-    """Summary b against summary a (selectors.Summary; b − a), keyed by each compared figure's
-    path in the summary: its difference, the difference's 95% interval, p-value and
-    significance; for the volume, its relative change and the exact test's."""
-    lengths = {"length_a": a.period.end - a.period.start, "length_b": b.period.end - b.period.start}
-    changes = {VOLUME_PATH: volume_body(a.totals, b.totals, volume_change(a.totals, b.totals, **lengths))}
-    for path, metric in _COMPARED:
-        changes[path] = change_body(metric, metric.compare(a.totals, b.totals))
-    return changes
-
-
-def _change_fields(metric: Metric) -> dict[str, serializers.Field]:
-    unit = metric.unit
+def _change_fields(unit: Unit) -> dict[str, serializers.Field]:
     difference = functools.partial(
         serializers.DecimalField, max_digits=unit.max_digits + 1, decimal_places=unit.decimal_places
     )
@@ -328,109 +308,42 @@ def _volume_fields() -> dict[str, serializers.Field]:
     }
 
 
-@functools.cache  # one component, whichever answer has it
-def changes_serializer() -> type[serializers.Serializer]:
-    """The `changes` object: one entry per compared summary path."""
-    volume = named_serializer("VolumeChange", _volume_fields())
-    fields: dict[str, serializers.Field] = {VOLUME_PATH: volume()}
-    by_unit: dict[Unit, type[serializers.Serializer]] = {}
-    for path, metric in _COMPARED:
-        if metric.unit not in by_unit:
-            by_unit[metric.unit] = named_serializer(
-                f"Change{metric.unit.name.title().replace('_', '')}", _change_fields(metric)
-            )
-        fields[path] = by_unit[metric.unit]()
-    return named_serializer("Changes", fields, base=PathKeyed)
-
-
-# The topics' figures compared between two arms: every rate and mean of the topics answer.
-_TOPIC_COMPARED = tuple(
-    (METRICS[name].name_in(Answer.TOPICS), METRICS[name])
-    for name in TOPIC_METRICS
-    if METRICS[name].compare is not None
-)
-# Conversations needed per arm to see these changes of the AI resolution rate (points).
-SAMPLE_SIZE_CHANGES = (2, 5)
-
-
-def topic_changes(a_topics: list, b_topics: list, *, length_a, length_b) -> list[dict[str, Any]]:
-    """Each topic of either arm (selectors.TopicStats lists) with both sides' figures and the
-    changes of its rates, means and conversations. Many topics are many tests: each figure's
-    p-values are adjusted across the list by Benjamini–Hochberg (`q_value`), and `significant`
-    means q < 0.05 (with 50 topics, two "significant" changes at p < 0.05 are what chance gives).
-    Most conversations (both arms) first, ties by name."""
-    by_topic: dict[str, list] = {}
-    for side, topics in enumerate((a_topics, b_topics)):
-        for topic in topics:
-            by_topic.setdefault(topic.topic, [None, None])[side] = topic
-    names = sorted(
-        by_topic, key=lambda name: (-sum(row.totals.conversations for row in by_topic[name] if row), name)
-    )
-    empty = Totals()
-    sides = [
-        (name, *by_topic[name], *((row.totals if row else empty) for row in by_topic[name])) for name in names
-    ]
-    # Raw comparisons first: Benjamini–Hochberg adjusts the p-values as computed, not as written.
-    found = {
-        "conversations": [volume_change(a, b, length_a=length_a, length_b=length_b) for *_, a, b in sides]
-    }
-    for key, metric in _TOPIC_COMPARED:
-        found[key] = [metric.compare(a, b) for *_, a, b in sides]
-    q_values = {
-        key: statistics.benjamini_hochberg([item.p_value for item in items]) for key, items in found.items()
-    }
-    rows = []
-    for index, (name, a, b, totals_a, totals_b) in enumerate(sides):
-        changes = {"conversations": volume_body(totals_a, totals_b, found["conversations"][index])}
-        for key, metric in _TOPIC_COMPARED:
-            changes[key] = change_body(metric, found[key][index])
-        for key, change in changes.items():
-            q_value = q_values[key][index]
-            change["q_value"] = statistics.round_p_value(q_value)
-            change["significant"] = statistics.is_significant(q_value)
-        rows.append(
-            {
-                "topic": name,
-                "a": None if a is None else row_body(a, TOPIC_METRICS, Answer.TOPICS),
-                "b": None if b is None else row_body(b, TOPIC_METRICS, Answer.TOPICS),
-                "changes": changes,
-            }
-        )
-    return rows
-
-
-def sample_sizes(a_totals) -> dict[str, int | None]:
-    """Conversations per arm needed to detect a change of 2 and 5 points in the AI resolution
-    rate from arm a's, at 80% power and α = 0.05 (analytics.statistics.sample_size_per_arm)."""
-    baseline = a_totals.ai_resolved / a_totals.conversations if a_totals.conversations else None
+def _adjusted_fields() -> dict[str, serializers.Field]:
     return {
-        str(points): statistics.sample_size_per_arm(baseline=baseline, change=points / 100)
-        for points in SAMPLE_SIZE_CHANGES
-    }
-
-
-def topic_change_fields() -> dict[str, serializers.Field]:
-    """The fields of a topic's `changes`: its figures' changes, each with its q-value."""
-    q_value = {
         "q_value": serializers.FloatField(
             allow_null=True, help_text="The p-value adjusted by Benjamini–Hochberg across the topics."
         ),
         "significant": serializers.BooleanField(help_text="q_value < 0.05."),
     }
-    fields: dict[str, serializers.Field] = {
-        "conversations": named_serializer("TopicVolumeChange", {**_volume_fields(), **q_value})()
-    }
-    for key, metric in _TOPIC_COMPARED:
-        component = f"TopicChange{metric.unit.name.title()}"
-        if component not in _TOPIC_CHANGE_COMPONENTS:
-            _TOPIC_CHANGE_COMPONENTS[component] = named_serializer(
-                component, {**_change_fields(metric), **q_value}
-            )
-        fields[key] = _TOPIC_CHANGE_COMPONENTS[component]()
+
+
+@functools.cache  # one component each, whichever answer has it
+def _change_serializer(unit: Unit | None, *, adjusted: bool) -> type[serializers.Serializer]:
+    """A change of a figure of `unit` (None: the volume), with its q-value when `adjusted`."""
+    name = "VolumeChange" if unit is None else f"Change{unit.name.title()}"
+    fields = _volume_fields() if unit is None else _change_fields(unit)
+    if adjusted:
+        return named_serializer(f"Topic{name}", {**fields, **_adjusted_fields()})
+    return named_serializer(name, fields)
+
+
+@functools.cache
+def changes_serializer() -> type[serializers.Serializer]:
+    """The `changes` object: one entry per compared summary path."""
+    fields = {VOLUME_PATH: _change_serializer(None, adjusted=False)()}
+    for path in _COMPARED_PATHS:
+        fields[path] = _change_serializer(_BY_SUMMARY_PATH[path].unit, adjusted=False)()
+    return named_serializer("Changes", fields, base=PathKeyed)
+
+
+def topic_change_fields() -> dict[str, serializers.Field]:
+    """The fields of a topic's `changes`: its figures' changes, each with its q-value."""
+    fields = {"conversations": _change_serializer(None, adjusted=True)()}
+    for name in TOPIC_METRICS:
+        metric = METRICS[name]
+        if metric.compare is not None:
+            fields[metric.name_in(Answer.TOPICS)] = _change_serializer(metric.unit, adjusted=True)()
     return fields
-
-
-_TOPIC_CHANGE_COMPONENTS: dict[str, type[serializers.Serializer]] = {}
 
 
 # --- Rows: topics and time-series buckets ------------------------------------------------------
