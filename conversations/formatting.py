@@ -42,6 +42,16 @@ def signed(value: Decimal | float, unit: str = "", places: int = 1) -> str:
     return f"{sign}{abs(value):,.{places}f}{unit}"
 
 
+def p_value(value: float | None, name: str = "p") -> str:
+    """A p-value (or q-value) as the page writes it: "p = 0.031", "p = 0.00012", "p < 0.0001"."""
+    if value is None:
+        return "no test possible"
+    if value < 0.0001:
+        return f"{name} < 0.0001"
+    shown = f"{value:.2g}" if value < 0.01 else f"{value:.3f}".rstrip("0").rstrip(".")
+    return f"{name} = {shown}"
+
+
 def doc_paragraphs(doc: str) -> list[list[tuple[str, bool]]]:
     """A metric's documentation (metrics.METRICS[name].doc) for the page: its paragraphs, each
     as (text, is_code) parts, `code` being what the docs write between backticks (a field name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import wraps
@@ -22,6 +22,7 @@ from conversations.analytics import selectors, tables
 from conversations.analytics.metrics import METRICS
 from conversations.analytics.query import Granularity
 from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
+from conversations.analytics.tables import VOLUME_PATH
 from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
 from conversations.models import Outcome
 
@@ -52,30 +53,40 @@ def staff_required(view):
 
 
 @dataclass(frozen=True)
-class Kpi:
-    key: str
-    label: str
-    display: str
-    previous_display: str
-    change: str
-    trend: str  # "good", "bad", "neutral" or "none" (nothing to compare)
-    sample: int
-    small_sample: bool
-    detail: str = ""
+class Delta:
+    """A figure's change against the previous period as the page shows it: coloured (▲ good
+    news in blue, ▼ bad news in orange) only when the change is significant (p < 0.05);
+    otherwise grey, "no significant change", with the p-value on hover."""
+
+    text: str  # "+3.1 pp", "−12.0%", "no comparison"
+    # "good", "bad", "changed" (significant, neither good nor bad: volume), "flat" (not
+    # significant), "untested" (p95 and money have no test) or "none" (nothing to compare)
+    trend: str
+    arrow: str = ""  # ▲ or ▼ for a significant change
+    verdict: str = ""  # what screen readers hear before the text: "better", "no significant change"
+    hover: str = ""  # the p-value and the interval of the difference
+
+    @property
+    def significant(self) -> bool:
+        return self.trend in ("good", "bad", "changed")
 
 
-def _change(current, previous, *, kind: str, higher_is: str, currency: str) -> tuple[str, str]:
-    """The change against the previous period (selectors.change) as text, and whether it is good news.
+NO_TEST = "Not tested: p95 response times and money have no significance test"
+
+
+def _delta(current, previous, *, kind: str, higher_is: str, currency: str, test: dict | None) -> Delta:
+    """The change against the previous period (selectors.change) and, from `test` (its entry in
+    Dashboard.changes, None for a figure without a test), whether it is news.
 
     kind: "relative" (% change, for counts and times), "points" (percentage points, for
     rates), "money" or "absolute".
     """
     if current is None or previous is None:
-        return "no comparison", "none"
+        return Delta("no comparison", "none")
     if kind == "relative":
         delta = selectors.change(current, previous, relative=True)
         if delta is None:  # nothing before
-            return ("new" if current else "±0"), "none"
+            return Delta("new" if current else "±0", "none")
         text = formatting.signed(delta, "%")
     else:
         delta = selectors.change(current, previous, relative=False)
@@ -83,10 +94,45 @@ def _change(current, previous, *, kind: str, higher_is: str, currency: str) -> t
             text = ("+" if delta > 0 else "±" if delta == 0 else "") + formatting.money(delta, currency)
         else:
             text = formatting.signed(delta, " pp" if kind == "points" else "")
-    if delta == 0 or higher_is == "neutral":
-        return text, "neutral"
-    good = (delta > 0) == (higher_is == "good")
-    return text, "good" if good else "bad"
+    if test is None:
+        return Delta(text, "untested", verdict="not tested", hover=NO_TEST)
+    return _judged(text, test, higher_is=higher_is, unit=" pp" if kind == "points" else "")
+
+
+def _judged(text: str, test: dict, *, higher_is: str, unit: str = "") -> Delta:
+    """A change with its test (a `changes` entry): news only when `significant`, its direction
+    from the test's own difference (a rounded 0.0 may still be significant). A topic's entry
+    carries its q-value (adjusted across the topics), which is what `significant` follows."""
+    if test["p_value"] is None:
+        hover = "No test possible here: too few values, or none that differ"
+        return Delta(text, "flat", verdict="no significant change", hover=hover)
+    tested = formatting.p_value(test["p_value"])
+    if test.get("q_value") is not None:
+        tested += f"; adjusted across the topics, {formatting.p_value(test['q_value'], 'q')}"
+    found = test.get("difference", test.get("relative_change"))
+    if not test["significant"] or not found:
+        return Delta(text, "flat", verdict="no significant change", hover=f"No significant change ({tested})")
+    hover = f"Significant change ({tested})"
+    if test.get("difference_ci95"):
+        low, high = (formatting.signed(bound, unit) for bound in test["difference_ci95"])
+        hover += f"; 95% interval of the difference: {low} to {high}"
+    arrow = "▲" if found > 0 else "▼"
+    if higher_is == "neutral":
+        return Delta(text, "changed", arrow, "up" if found > 0 else "down", hover)
+    good = (found > 0) == (higher_is == "good")
+    return Delta(text, "good" if good else "bad", arrow, "better" if good else "worse", hover)
+
+
+@dataclass(frozen=True)
+class Kpi:
+    key: str
+    label: str
+    display: str
+    previous_display: str
+    delta: Delta
+    sample: int
+    small_sample: bool
+    detail: str = ""
 
 
 def kpis(dash: Dashboard) -> list[Kpi]:
@@ -99,37 +145,37 @@ def kpis(dash: Dashboard) -> list[Kpi]:
     def one_decimal(value):
         return formatting.number(value, 1)
 
-    # key, label, (current, previous), display, kind of change, higher is, sample, detail
+    # key, label, (current, previous), display, kind of change, higher is, sample, detail,
+    # the figure's path in Dashboard.changes (None: no test)
     specs = [
         ("conversations", "Conversations", (now.conversations, before.conversations),
-         formatting.number, "relative", "neutral", now.conversations, ""),
+         formatting.number, "relative", "neutral", now.conversations, "", VOLUME_PATH),
         ("ai_resolution_rate", "AI resolution rate", (now.ai_resolution_rate, before.ai_resolution_rate),
          formatting.rate, "points", "good", now.conversations,
-         f"{now.ai_resolved:,} resolved · {now.escalated:,} escalated · target 60–70%"),
+         f"{now.ai_resolved:,} resolved · {now.escalated:,} escalated · target 60–70%", "ai_resolution_rate"),
         ("csat", "CSAT (4–5 ratings)", (now.csat_score, before.csat_score),
          formatting.rate, "points", "good", now.csat_responses,
          f"mean {formatting.number(now.avg_csat, 2)} of 5 · "
-         f"{formatting.rate(now.csat_response_rate)} responded"),
+         f"{formatting.rate(now.csat_response_rate)} responded", "csat.score"),
         ("savings", "Estimated savings", (dash.current.cost.savings, dash.previous.cost.savings),
          money, "money", "good", now.conversations,
-         f"vs {money(dash.current.cost.human_only_cost)} human-only"),
+         f"vs {money(dash.current.cost.human_only_cost)} human-only", None),
         ("avg_turns", "Average turns", (now.avg_turns, before.avg_turns),
-         one_decimal, "absolute", "bad", now.conversations, ""),
+         one_decimal, "absolute", "bad", now.conversations, "", "avg_turns"),
         ("p95_response_ms", "p95 response time", (now.p95_response_ms, before.p95_response_ms),
          formatting.milliseconds, "relative", "bad", now.conversations,
-         f"mean {formatting.milliseconds(now.avg_response_ms)}"),
+         f"mean {formatting.milliseconds(now.avg_response_ms)}", None),
     ]  # fmt: skip
     cards = []
-    for key, label, (current, previous), display, kind, higher_is, sample, detail in specs:
-        change, trend = _change(current, previous, kind=kind, higher_is=higher_is, currency=currency)
+    for key, label, (current, previous), display, kind, higher_is, sample, detail, path in specs:
+        test = dash.changes[path] if path else None
         cards.append(
             Kpi(
                 key=key,
                 label=label,
                 display=display(current),
                 previous_display=display(previous),
-                change=change,
-                trend=trend,
+                delta=_delta(current, previous, kind=kind, higher_is=higher_is, currency=currency, test=test),
                 sample=sample,
                 small_sample=0 < sample < SMALL_SAMPLE,
                 detail=detail,
@@ -145,6 +191,24 @@ def kpis(dash: Dashboard) -> list[Kpi]:
 class TopicRow:
     trend: TopicTrend
     drilldown_url: str
+    # The topic's tests against the previous period (Dashboard.topic_changes): its volume
+    # ("conversations") and rate changes, adjusted across the topics. Empty: not tested.
+    changes: dict = field(default_factory=dict)
+
+    @property
+    def change_delta(self) -> Delta | None:
+        """The volume change as news: coloured only when significant after the adjustment."""
+        test = self.changes.get("conversations")
+        if test is None or self.trend.change is None:
+            return None
+        return _judged(formatting.signed(self.trend.change, "%"), test, higher_is="neutral")
+
+    @property
+    def rate_delta(self) -> Delta | None:
+        test = self.changes.get("ai_resolution_rate")
+        if test is None or self.trend.rate_change is None:
+            return None
+        return _judged(formatting.signed(self.trend.rate_change, " pp"), test, higher_is="good", unit=" pp")
 
     @property
     def topic(self) -> TopicStats:
@@ -183,12 +247,20 @@ def _drilldown_window(query: DashboardQuery) -> str:
     return urlencode(params)
 
 
-def topic_rows(trends: list[TopicTrend], query: DashboardQuery) -> list[TopicRow]:
-    """The topics table, sorted as the query asks (the page and its CSV export)."""
+def topic_rows(
+    trends: list[TopicTrend], query: DashboardQuery, changes: dict[str, dict] | None = None
+) -> list[TopicRow]:
+    """The topics table, sorted as the query asks (the page and its CSV export), each row with
+    its tests when `changes` (Dashboard.topic_changes) is given."""
     changelist = reverse("admin:conversations_conversation_changelist")
     window = _drilldown_window(query)
+    changes = changes or {}
     rows = [
-        TopicRow(trend, f"{changelist}?{urlencode({'topic': trend.stats.topic_id})}&{window}")
+        TopicRow(
+            trend,
+            f"{changelist}?{urlencode({'topic': trend.stats.topic_id})}&{window}",
+            changes.get(trend.stats.topic, {}),
+        )
         for trend in trends
     ]
     field = query.sort.removeprefix("-")
@@ -343,8 +415,7 @@ class ResolutionRate:
     label: str
     display: str
     previous_display: str
-    change: str
-    trend: str
+    delta: Delta
     detail: str
     definitions: list[Definition]
     sample: int
@@ -445,15 +516,16 @@ def _resolution_rates(dash: Dashboard, *, outcomes: Coverage, customer_ids: Cove
     rates = []
     for key, label, higher_is, sample, noun, detail, missing, coverage_note, terms in specs:
         current, previous = getattr(now, key), getattr(before, key)
-        change, trend = _change(current, previous, kind="points", higher_is=higher_is, currency=currency)
+        # Its test in the changes, found by its path in the summary ("repeat_contact.durable_...").
+        test = dash.changes[METRICS[key].summary[0]]
+        delta = _delta(current, previous, kind="points", higher_is=higher_is, currency=currency, test=test)
         rates.append(
             ResolutionRate(
                 key=key,
                 label=label,
                 display=formatting.DASH if missing else formatting.rate(current),
                 previous_display=formatting.rate(previous),
-                change=change,
-                trend=trend,
+                delta=delta,
                 detail=detail,
                 definitions=definitions(key, *terms),
                 sample=0 if missing else sample,
@@ -572,7 +644,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "dash": dash,
         "kpis": kpis(dash),
         "charts": build_charts(dash),
-        "topic_rows": topic_rows(dash.topic_trends, query),
+        "topic_rows": topic_rows(dash.topic_trends, query, dash.topic_changes),
         "honest": honest_resolution(dash, request),
         "knowledge_gaps": dash.knowledge_gaps,
         "currency": dash.current.cost.currency,

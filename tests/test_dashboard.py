@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from conversations import formatting
 from conversations.analytics.query import Granularity
@@ -66,8 +67,14 @@ def topic_table(page: str) -> list[list[str]]:
     rows = []
     for row in re.findall(r"<tr>(.*?)</tr>", body, re.S):
         cells = re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
-        rows.append([html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in cells])
+        rows.append([visible_text(cell) for cell in cells])
     return rows
+
+
+def visible_text(fragment: str) -> str:
+    """The text a sighted reader sees: without the screen-reader-only spans."""
+    shown = re.sub(r'<span class="sr-only">[^<]*</span>', "", fragment)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", shown)).split())
 
 
 def api_window(response) -> dict:
@@ -120,13 +127,56 @@ def test_kpis_for_the_default_range_worked_out_by_hand(staff_client, conversatio
     }
 
 
-def test_change_against_previous_period_is_shown_and_coloured(staff_client, conversations):
+def kpi_card(page: str, key: str) -> str:
+    return re.search(rf'data-kpi="{key}">(.*?)</article>', page, re.S).group(1)
+
+
+def test_a_change_that_is_not_significant_is_grey_with_its_p_value(staff_client, conversations):
     page = staff_client.get(URL).content.decode()
-    card = re.search(r'data-kpi="ai_resolution_rate">(.*?)</article>', page, re.S).group(1)
-    # Previous 7 days: 1 of 3 resolved (33.3%) -> 57.1%: +23.8 pp, good news.
-    assert "trend-good" in card
-    assert "+23.8 pp" in card
-    assert "33.3%" in card
+    card = kpi_card(page, "ai_resolution_rate")
+    # Previous 7 days: 1 of 3 resolved (33.3%) -> 4 of 7 (57.1%): +23.8 pp, but on 10
+    # conversations that is noise (pooled z-test: p = 0.490, as statsmodels' proportions_ztest).
+    assert "trend-flat" in card
+    assert "trend-good" not in card and "▲" not in card
+    assert "+23.8 pp" in card and "33.3%" in card
+    assert "no significant change" in visible_text(card)
+    assert 'title="No significant change (p = 0.49)"' in card
+    # p95 and money have no test: grey too, and said so.
+    assert "trend-untested" in kpi_card(page, "savings")
+    assert "trend-untested" in kpi_card(page, "p95_response_ms")
+
+
+def test_a_significant_change_is_coloured_by_whether_it_is_good_news(staff_client, frozen_now):
+    # Previous 7 days: 40 conversations, 10 resolved (25%); last 7 days: 40, 30 resolved (75%).
+    for index in range(80):
+        ConversationFactory(
+            timestamp=T0 - timedelta(days=10 if index < 40 else 2, minutes=index),
+            resolved_by_ai=(index % 4 == 0) if index < 40 else (index % 4 != 0),
+            turns=(2 if index < 40 else 8) + index % 3,
+            topics=["billing"] if index % 2 else ["refund"],
+        )
+    page = staff_client.get(URL).content.decode()
+    rate = kpi_card(page, "ai_resolution_rate")
+    p_value = proportions_ztest([30, 10], [40, 40])[1]
+    assert p_value < 0.0001
+    assert "trend-good" in rate and "▲" in rate and "+50.0 pp" in rate
+    low, high = confint_proportions_2indep(30, 40, 10, 40, method="newcomb")
+    assert (
+        f"Significant change (p &lt; 0.0001); 95% interval of the difference: "
+        f"+{100 * low:.1f} pp to +{100 * high:.1f} pp" in rate
+    )
+    # More turns is bad news: ▲ (up), coloured as bad.
+    turns = kpi_card(page, "avg_turns")
+    assert "trend-bad" in turns and "▲" in turns and "+6.0" in turns
+    # The volume did not change: 40 and 40.
+    assert "trend-flat" in kpi_card(page, "conversations")
+    # Per topic (20 and 20 each): billing (odd indexes) 0 of 20 resolved -> 20 of 20.
+    billing = re.search(r'<tr><th scope="row"><a[^>]*>billing</a>.*?</tr>', page, re.S).group(0)
+    assert re.search(
+        r'class="small trend-good"[^>]*data-significant="true"><span aria-hidden="true">▲</span>\(\+100\.0 pp\)',
+        billing,
+    )
+    assert re.search(r'class="small trend-flat"[^>]*data-significant="false">±0\.0%', billing)
 
 
 def test_small_samples_are_flagged(staff_client, conversations):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -480,6 +481,21 @@ class Dashboard:
     def topic_trends(self) -> list[TopicTrend]:
         """Every topic of the period beside its figures in the previous period."""
         return _trends(self.topics, self.previous_topics)
+
+    @cached_property
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """Every rate's, mean's and the volume's change against the previous period (as
+        `compare_with_previous` answers them: a = the period before, b = this one)."""
+        return _summary_changes(self.previous, self.current)
+
+    @cached_property
+    def topic_changes(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each topic's changes against the previous period, by topic name, the p-values
+        adjusted across the topics (Benjamini–Hochberg, as `compare` does)."""
+        compared = _topic_changes(
+            list(self.previous_topics.values()), self.topics, lengths=_lengths(self.previous, self.current)
+        )
+        return {topic.topic: topic.changes for topic in compared}
 
     @property
     def escalation_reason_costs(self) -> list[ReasonStats]:

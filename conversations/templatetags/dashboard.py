@@ -113,17 +113,33 @@ def _repeat_contact_cell(totals) -> str:
     )
 
 
+def _delta_span(delta, *, note: bool = False) -> str:
+    """A change (views.Delta): coloured with its arrow when significant, else grey; the test on
+    hover and for screen readers."""
+    arrow = f'<span aria-hidden="true">{_escape(delta.arrow)}</span>' if delta.arrow else ""
+    text = f"({delta.text})" if note else delta.text
+    return (
+        f' <span class="small trend-{_escape(delta.trend)}" title="{_escape(delta.hover)}" data-significant="'
+        f'{"true" if delta.significant else "false"}">{arrow}{_escape(text)}'
+        f'<span class="sr-only"> {_escape(delta.verdict)}: {_escape(delta.hover)}</span></span>'
+    )
+
+
 def _topic_row(row) -> str:
     topic, trend, totals = row.topic, row.trend, row.topic.totals
-    rate_change = (
-        _muted_note(formatting.signed(trend.rate_change, " pp")) if trend.rate_change is not None else ""
-    )
+    if row.rate_delta is not None:
+        rate_change = _delta_span(row.rate_delta, note=True)
+    elif trend.rate_change is not None:
+        rate_change = _muted_note(formatting.signed(trend.rate_change, " pp"))
+    else:
+        rate_change = ""
     ratings = _muted_note(str(totals.csat_responses)) if totals.csat_responses else ""
-    change = (
-        '<span class="muted">new</span>'
-        if trend.change is None
-        else _escape(formatting.signed(trend.change, "%"))
-    )
+    if trend.change is None:
+        change = '<span class="muted">new</span>'
+    elif row.change_delta is not None:
+        change = _delta_span(row.change_delta)
+    else:
+        change = _escape(formatting.signed(trend.change, "%"))
     return (
         f'<tr><th scope="row"><a data-drilldown href="{_escape(row.drilldown_url)}">'
         f"{_escape(topic.topic)}</a></th>"
