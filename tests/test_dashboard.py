@@ -173,7 +173,8 @@ def test_a_significant_change_is_coloured_by_whether_it_is_good_news(staff_clien
     # Per topic (20 and 20 each): billing (odd indexes) 0 of 20 resolved -> 20 of 20.
     billing = re.search(r'<tr><th scope="row"><a[^>]*>billing</a>.*?</tr>', page, re.S).group(0)
     assert re.search(
-        r'class="small trend-good"[^>]*data-significant="true"><span aria-hidden="true">▲</span>\(\+100\.0 pp\)',
+        r'class="small trend-good"[^>]*data-significant="true">'
+        r'<span aria-hidden="true">▲</span>\(\+100\.0 pp\)',
         billing,
     )
     assert re.search(r'class="small trend-flat"[^>]*data-significant="false">±0\.0%', billing)
