@@ -219,11 +219,20 @@ def line(
     value_header: str = "Value",
     format_value: Callable[[Decimal], str] = str,
     in_progress: str = "",
+    intervals: list[list[Decimal] | None] | None = None,
+    samples: list[int] | None = None,
+    faint_below: int = 0,
+    sample_noun: str = "conversations",
 ) -> Chart:
     """A line over the buckets; a None value (an empty bucket) leaves a gap in the line.
 
     in_progress: the bucket's unit ("day", "hour") when the last bucket is unfinished; the
     line's last step is then dashed and its dot hollow.
+    intervals: each bucket's 95% interval ([low, high] or None), drawn as a shaded band
+    around the line and listed in the data table.
+    samples: what each bucket's value is computed over (its conversations, its ratings);
+    a bucket with fewer than `faint_below` is drawn faint, and the steps to it too: a rate over
+    a handful is not a trend.
     """
     chart = Chart(slug, title, description, legend=[("series-line", value_header)])
     known = [float(value) for value in values if value is not None]
@@ -241,35 +250,101 @@ def line(
         )
         chart.legend.append(("band", band_label))
     slot = PLOT_W / max(len(labels), 1)
-    segments: list[list[tuple[float, float]]] = [[]]
+
+    def x_of(index: int) -> float:
+        return round(LEFT + slot * (index + 0.5), 2)
+
+    if intervals is not None:
+        _interval_bands(chart, intervals, x_of=x_of, y_of=lambda value: round(_y(float(value), low, high), 2))
+    faint = [samples is not None and value is not None and samples[index] < faint_below
+             for index, value in enumerate(values)]  # fmt: skip
     shown = ["no data" if value is None else format_value(value) for value in values]
     named = _mark_partial(labels, in_progress)
     partial_index = len(labels) - 1 if in_progress else None
+    # Each step between two known values, classed by its ends: the unfinished last bucket
+    # dashes it, a faint end fades it. Consecutive steps of one class make one path.
+    steps: list[tuple[str, list[tuple[float, float]]]] = []
+    previous: tuple[int, tuple[float, float]] | None = None
     for index, (label, value) in enumerate(zip(named, values, strict=True)):
         if value is None:
-            if segments[-1]:
-                segments.append([])
+            previous = None
             continue
-        x, y = round(LEFT + slot * (index + 0.5), 2), round(_y(float(value), low, high), 2)
-        segments[-1].append((x, y))
-        css_class = "series-dot partial" if index == partial_index else "series-dot"
-        chart.dots.append(Dot(_svg_number(x), _svg_number(y), css_class, f"{label}: {shown[index]}"))
-    partial_step = None
-    if partial_index is not None and values[partial_index] is not None and len(segments[-1]) > 1:
-        partial_step = segments[-1][-2:]
-        segments[-1] = segments[-1][:-1]
-    for segment in segments:
-        if len(segment) > 1:
-            chart.paths.append(Path(_path_d(segment), "series-line"))
-    if partial_step:
-        chart.paths.append(Path(_path_d(partial_step), "series-line partial"))
+        point = (x_of(index), round(_y(float(value), low, high), 2))
+        classes = ["series-dot"]
+        if index == partial_index:
+            classes.append("partial")
+        title = f"{label}: {shown[index]}"
+        if samples is not None:
+            title += f" ({samples[index]:,} {sample_noun})"
+        if faint[index]:
+            classes.append("faint")
+            title += f": under {faint_below}, not a trend"
+        chart.dots.append(Dot(_svg_number(point[0]), _svg_number(point[1]), " ".join(classes), title))
+        if previous is not None:
+            before, start = previous
+            css = "series-line"
+            if index == partial_index:
+                css += " partial"
+            if faint[before] or faint[index]:
+                css += " faint"
+            if steps and steps[-1][0] == css and steps[-1][1][-1] == start:
+                steps[-1][1].append(point)
+            else:
+                steps.append((css, [start, point]))
+        previous = (index, point)
+    chart.paths.extend(Path(_path_d(points), css) for css, points in steps)
+    if intervals is not None:
+        chart.legend.append(("ci-band", "95% interval"))
+    if any(faint):
+        chart.legend.append(("faint-line", f"Under {faint_below} {sample_noun}: faint"))
     if in_progress and labels:
         chart.legend.append(("partial-line", IN_PROGRESS_LEGEND))
         chart.partial_note = f"Latest {in_progress} is still in progress (dashed line: so far)."
     _x_labels(chart, labels, slot)
     chart.table_headers = ["Period", value_header]
     chart.table_rows = [[label, text] for label, text in zip(named, shown, strict=True)]
+    if intervals is not None:
+        chart.table_headers.append("95% interval")
+        for row, interval in zip(chart.table_rows, intervals, strict=True):
+            row.append(
+                "—" if interval is None else f"{format_value(interval[0])} – {format_value(interval[1])}"
+            )
+    if samples is not None:
+        chart.table_headers.append(sample_noun.capitalize())
+        for row, sample in zip(chart.table_rows, samples, strict=True):
+            row.append(f"{sample:,}")
     return chart
+
+
+def _interval_bands(
+    chart: Chart,
+    intervals: list[list[Decimal] | None],
+    *,
+    x_of: Callable[[int], float],
+    y_of: Callable[[Decimal], float],
+) -> None:
+    """One shaded area per run of buckets with an interval: along the upper bounds, back along
+    the lower ones. A lone bucket's interval is a short vertical bar."""
+    runs: list[list[int]] = [[]]
+    for index, interval in enumerate(intervals):
+        if interval is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append(index)
+    half_bar = 2.0
+    for run in runs:
+        if not run:
+            continue
+        if len(run) == 1:
+            [index] = run
+            x, (low, high) = x_of(index), intervals[index]
+            upper = [(round(x - half_bar, 2), y_of(high)), (round(x + half_bar, 2), y_of(high))]
+            lower = [(round(x + half_bar, 2), y_of(low)), (round(x - half_bar, 2), y_of(low))]
+        else:
+            upper = [(x_of(index), y_of(intervals[index][1])) for index in run]
+            lower = [(x_of(index), y_of(intervals[index][0])) for index in reversed(run)]
+        chart.paths.append(Path(_path_d(upper + lower) + " Z", "ci-band"))
 
 
 def _path_d(points: list[tuple[float, float]]) -> str:

@@ -320,6 +320,19 @@ def series_axis(dash: Dashboard) -> SeriesAxis:
     )
 
 
+def _rate_uncertainty(dash: Dashboard, name: str, samples: list[int], noun: str = "conversations") -> dict:
+    """A rate chart's 95% band (each bucket's Wilson interval, as the API's `<rate>_ci95`) and
+    its faint buckets: those whose rate divides fewer than SMALL_SAMPLE (conversations, or
+    ratings for CSAT)."""
+    interval = METRICS[name].interval
+    return {
+        "intervals": [interval(bucket.totals) for bucket in dash.buckets],
+        "samples": samples,
+        "faint_below": SMALL_SAMPLE,
+        "sample_noun": noun,
+    }
+
+
 def build_charts(dash: Dashboard) -> list[charts.Chart]:
     axis = series_axis(dash)
     labels, per, in_progress = axis.labels, axis.per, axis.in_progress
@@ -341,7 +354,10 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
         charts.line(
             slug="resolution",
             title="AI resolution rate",
-            description=f"Share of conversations the bot resolved, per {per}; the band is the 60–70% target.",
+            description=(
+                f"Share of conversations the bot resolved, per {per}, with its 95% interval; the "
+                f"green band is the 60–70% target; {per}s with under {SMALL_SAMPLE} conversations are faint."
+            ),
             labels=labels,
             values=[b.totals.ai_resolution_rate for b in dash.buckets],
             band=TARGET_BAND,
@@ -349,16 +365,23 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
             value_header="AI resolution rate",
             **PERCENT_AXIS,
             in_progress=in_progress,
+            **_rate_uncertainty(dash, "ai_resolution_rate", [b.totals.conversations for b in dash.buckets]),
         ),
         charts.line(
             slug="csat",
             title="CSAT over time",
-            description=f"Share of 4 and 5 ratings, per {per}; gaps where nobody rated.",
+            description=(
+                f"Share of 4 and 5 ratings, per {per}, with its 95% interval; gaps where nobody "
+                f"rated; {per}s with under {SMALL_SAMPLE} ratings are faint."
+            ),
             labels=labels,
             values=[b.totals.csat_score for b in dash.buckets],
             value_header="CSAT (4–5)",
             **PERCENT_AXIS,
             in_progress=in_progress,
+            **_rate_uncertainty(
+                dash, "csat_score", [b.totals.csat_responses for b in dash.buckets], "ratings"
+            ),
         ),
         charts.line(
             slug="savings",

@@ -357,8 +357,12 @@ def partial_marks(response) -> dict[str, dict]:
         marks[chart.slug] = {
             "rows": [index for index, row in enumerate(chart.table_rows) if row[0].endswith(" (so far)")],
             "bars": [rect.x for rect in chart.rects if rect.css_class == "partial-hatch"],
-            "steps": [path.d for path in chart.paths if path.css_class == "series-line partial"],
-            "dots": [dot.label for dot in chart.dots if dot.css_class == "series-dot partial"],
+            "steps": [
+                path.d for path in chart.paths if {"series-line", "partial"} <= set(path.css_class.split())
+            ],
+            "dots": [
+                dot.label for dot in chart.dots if {"series-dot", "partial"} <= set(dot.css_class.split())
+            ],
             "note": chart.partial_note,
         }
     return marks
@@ -609,3 +613,39 @@ def test_page_assets_are_served_by_the_project(staff_client, conversations):
     for asset in assets:
         assert staff_client.get(asset).status_code == 200
     assert "<script" not in page  # the page needs no JavaScript
+
+
+def test_rate_charts_draw_the_api_intervals_and_fade_small_buckets(staff_client, frozen_now):
+    # Mar 12: 40 conversations, 30 resolved; Mar 13: 3, 1 resolved; Mar 14 (today): none.
+    for index in range(43):
+        day = T0 - timedelta(days=2 if index < 40 else 1, hours=2)
+        ConversationFactory(
+            timestamp=day - timedelta(minutes=index),
+            resolved_by_ai=index % 4 != 0 and index < 40 or index == 40,
+        )
+    page = staff_client.get(URL, {"range": "7d"})
+    api = staff_client.get("/api/analytics/timeseries/", {**api_window(page), "granularity": "day"}).json()
+    chart = next(chart for chart in page.context["charts"] if chart.slug == "resolution")
+
+    assert chart.table_headers == ["Period", "AI resolution rate", "95% interval", "Conversations"]
+    by_day = {row[0]: row[1:] for row in chart.table_rows}
+    for bucket in api["buckets"]:
+        label = datetime.fromisoformat(bucket["start"]).strftime("%b %d")
+        row = by_day.get(label) or by_day[f"{label} (so far)"]
+        interval = bucket["ai_resolution_rate_ci95"]
+        expected = (
+            "—"
+            if interval is None
+            else f"{formatting.rate(d(interval[0]))} – {formatting.rate(d(interval[1]))}"
+        )
+        assert row[1:] == [expected, f"{bucket['conversations']:,}"]
+    assert by_day["Mar 12"][1] != "—" and by_day["Mar 08"][1] == "—"
+    # One shaded area per run of days with an interval: Mar 12 and 13 together.
+    assert len([path for path in chart.paths if path.css_class == "ci-band"]) == 1
+    # Mar 13 (3 conversations) is faint, and so is the step to it; Mar 12 (40) is not.
+    dots = {dot.label.split(":")[0]: dot.css_class for dot in chart.dots}
+    assert dots == {"Mar 12": "series-dot", "Mar 13": "series-dot faint"}
+    assert [path.css_class for path in chart.paths if "series-line" in path.css_class] == [
+        "series-line faint"
+    ]
+    assert ("faint-line", "Under 30 conversations: faint") in chart.legend
