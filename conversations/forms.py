@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -132,3 +132,82 @@ class DashboardForm(forms.Form):
             start_date=data.get("start") or start.astimezone(tz).date(),
             end_date=data.get("end") or (end - timedelta(microseconds=1)).astimezone(tz).date(),
         )
+
+
+# The Compare page (/dashboard/compare/): two arms side by side.
+COMPARE_KINDS = {
+    "bot_version": "Two bot versions",
+    "channel": "Two channels",
+    "period": "Two periods",
+}
+DEFAULT_COMPARE_KIND = "bot_version"
+
+
+@dataclass(frozen=True)
+class CompareQuery:
+    kind: str
+    a: tuple[Period, Filters]
+    b: tuple[Period, Filters]
+    dashboard: DashboardQuery  # the range and filters the version or channel arms share
+
+
+class CompareForm(DashboardForm):
+    """Two bot versions or two channels over the dashboard's range and filters, or two periods
+    (whole days in ANALYTICS_TIME_ZONE) over its filters. Nothing chosen yet is not an error:
+    the page then shows the form alone (`complete` is False)."""
+
+    kind = forms.ChoiceField(choices=list(COMPARE_KINDS.items()), required=False)
+    a = forms.CharField(required=False, max_length=LABEL_MAX_LENGTH, label="A")
+    b = forms.CharField(required=False, max_length=LABEL_MAX_LENGTH, label="B")
+    a_start = forms.DateField(required=False, label="A from", validators=_DAY_LIMITS)
+    a_end = forms.DateField(required=False, label="A to", validators=_DAY_LIMITS)
+    b_start = forms.DateField(required=False, label="B from", validators=_DAY_LIMITS)
+    b_end = forms.DateField(required=False, label="B to", validators=_DAY_LIMITS)
+
+    PERIOD_FIELDS = ("a_start", "a_end", "b_start", "b_end")
+
+    @property
+    def complete(self) -> bool:
+        """Both arms chosen (only after is_valid())."""
+        return self.cleaned_data.get("complete", False)
+
+    def clean(self):
+        data = super().clean()
+        kind = data["kind"] = data.get("kind") or DEFAULT_COMPARE_KIND
+        names = self.PERIOD_FIELDS if kind == "period" else ("a", "b")
+        given = [name for name in names if data.get(name)]
+        data["complete"] = bool(given) and not self.errors
+        if not given:
+            return data
+        for name in names:
+            if not data.get(name):
+                self.add_error(name, "Choose both arms: this one is missing.")
+        if kind == "period":
+            for side in ("a", "b"):
+                start, end = data.get(f"{side}_start"), data.get(f"{side}_end")
+                if start and end and end < start:
+                    self.add_error(f"{side}_end", "The last day must not be before the first.")
+                elif start and end and (end - start).days >= MAX_CUSTOM_DAYS:
+                    self.add_error(f"{side}_end", f"A period may span at most {MAX_CUSTOM_DAYS} days.")
+        data["complete"] = not self.errors
+        return data
+
+    def to_compare(self, *, now: datetime | None = None) -> CompareQuery:
+        """Only after is_valid() and when complete."""
+        data = self.cleaned_data
+        now = now or timezone.now()
+        query = self.to_query(now=now)
+        kind = data["kind"]
+        if kind == "period":
+            arms = []
+            for side in ("a", "b"):
+                start = datetime.combine(data[f"{side}_start"], time.min, tzinfo=query.tz)
+                end = min(
+                    datetime.combine(data[f"{side}_end"] + timedelta(days=1), time.min, tzinfo=query.tz), now
+                )
+                arms.append((Period(start=start, end=max(start, end)), query.filters))
+            a, b = arms
+        else:
+            # The arms set the version (or channel): a filter of the same kind would leave one empty.
+            a, b = ((query.period, replace(query.filters, **{kind: data[side]})) for side in ("a", "b"))
+        return CompareQuery(kind=kind, a=a, b=b, dashboard=query)

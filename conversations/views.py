@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import wraps
@@ -23,7 +23,17 @@ from conversations.analytics.metrics import METRICS
 from conversations.analytics.query import Granularity
 from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
 from conversations.analytics.tables import VOLUME_PATH
-from conversations.forms import RANGES, TOPIC_SORTS, DashboardForm, DashboardQuery
+from conversations.changes import NO_TEST, Delta, judged
+from conversations.compare_page import compare_page
+from conversations.forms import (
+    COMPARE_KINDS,
+    RANGES,
+    TOPIC_SORTS,
+    CompareForm,
+    CompareQuery,
+    DashboardForm,
+    DashboardQuery,
+)
 from conversations.models import Outcome
 
 # Below this many conversations (or ratings) a rate is shown with its sample size and a
@@ -52,28 +62,6 @@ def staff_required(view):
 # --- KPI cards ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Delta:
-    """A figure's change against the previous period as the page shows it: coloured (▲ good
-    news in blue, ▼ bad news in orange) only when the change is significant (p < 0.05);
-    otherwise grey, "no significant change", with the p-value on hover."""
-
-    text: str  # "+3.1 pp", "−12.0%", "no comparison"
-    # "good", "bad", "changed" (significant, neither good nor bad: volume), "flat" (not
-    # significant), "untested" (p95 and money have no test) or "none" (nothing to compare)
-    trend: str
-    arrow: str = ""  # ▲ or ▼ for a significant change
-    verdict: str = ""  # what screen readers hear before the text: "better", "no significant change"
-    hover: str = ""  # the p-value and the interval of the difference
-
-    @property
-    def significant(self) -> bool:
-        return self.trend in ("good", "bad", "changed")
-
-
-NO_TEST = "Not tested: p95 response times and money have no significance test"
-
-
 def _delta(current, previous, *, kind: str, higher_is: str, currency: str, test: dict | None) -> Delta:
     """The change against the previous period (selectors.change) and, from `test` (its entry in
     Dashboard.changes, None for a figure without a test), whether it is news.
@@ -96,31 +84,7 @@ def _delta(current, previous, *, kind: str, higher_is: str, currency: str, test:
             text = formatting.signed(delta, " pp" if kind == "points" else "")
     if test is None:
         return Delta(text, "untested", verdict="not tested", hover=NO_TEST)
-    return _judged(text, test, higher_is=higher_is, unit=" pp" if kind == "points" else "")
-
-
-def _judged(text: str, test: dict, *, higher_is: str, unit: str = "") -> Delta:
-    """A change with its test (a `changes` entry): news only when `significant`, its direction
-    from the test's own difference (a rounded 0.0 may still be significant). A topic's entry
-    carries its q-value (adjusted across the topics), which is what `significant` follows."""
-    if test["p_value"] is None:
-        hover = "No test possible here: too few values, or none that differ"
-        return Delta(text, "flat", verdict="no significant change", hover=hover)
-    tested = formatting.p_value(test["p_value"])
-    if test.get("q_value") is not None:
-        tested += f"; adjusted across the topics, {formatting.p_value(test['q_value'], 'q')}"
-    found = test.get("difference", test.get("relative_change"))
-    if not test["significant"] or not found:
-        return Delta(text, "flat", verdict="no significant change", hover=f"No significant change ({tested})")
-    hover = f"Significant change ({tested})"
-    if test.get("difference_ci95"):
-        low, high = (formatting.signed(bound, unit) for bound in test["difference_ci95"])
-        hover += f"; 95% interval of the difference: {low} to {high}"
-    arrow = "▲" if found > 0 else "▼"
-    if higher_is == "neutral":
-        return Delta(text, "changed", arrow, "up" if found > 0 else "down", hover)
-    good = (found > 0) == (higher_is == "good")
-    return Delta(text, "good" if good else "bad", arrow, "better" if good else "worse", hover)
+    return judged(text, test, higher_is=higher_is, unit=" pp" if kind == "points" else "")
 
 
 @dataclass(frozen=True)
@@ -201,14 +165,14 @@ class TopicRow:
         test = self.changes.get("conversations")
         if test is None or self.trend.change is None:
             return None
-        return _judged(formatting.signed(self.trend.change, "%"), test, higher_is="neutral")
+        return judged(formatting.signed(self.trend.change, "%"), test, higher_is="neutral")
 
     @property
     def rate_delta(self) -> Delta | None:
         test = self.changes.get("ai_resolution_rate")
         if test is None or self.trend.rate_change is None:
             return None
-        return _judged(formatting.signed(self.trend.rate_change, " pp"), test, higher_is="good", unit=" pp")
+        return judged(formatting.signed(self.trend.rate_change, " pp"), test, higher_is="good", unit=" pp")
 
     @property
     def topic(self) -> TopicStats:
@@ -688,6 +652,71 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "ingest_url": request.build_absolute_uri(reverse("conversations:ingest")),
     }
     return render(request, "dashboard/index.html", context)
+
+
+def _menu(values: set[str], *chosen: str | None) -> list[str]:
+    """A select's options: the values seen, and those chosen even when none was seen."""
+    return sorted((values | {value or "" for value in chosen}) - {""})
+
+
+def _arm_label(kind: str, period, filters, tz: ZoneInfo) -> str:
+    if kind == "bot_version":
+        return f"Version {filters.bot_version}"
+    if kind == "channel":
+        return f"Channel {filters.channel}"
+    last_day = (period.end - timedelta(microseconds=1)).astimezone(tz)
+    return f"{period.start.astimezone(tz):%b %-d, %Y} – {last_day:%b %-d, %Y}"
+
+
+@require_GET
+@staff_required
+def compare_view(request: HttpRequest) -> HttpResponse:
+    """Two bot versions, channels or periods side by side: every figure with its 95% interval,
+    the change b − a with its test, and the topics whose change is significant first."""
+    form = CompareForm(request.GET)
+    context = {"form": form, "ranges": RANGES, "kinds": COMPARE_KINDS}
+    if not form.is_valid():
+        return render(request, "dashboard/compare.html", context, status=400)
+    data = form.cleaned_data
+    query = form.to_query()
+    compared: CompareQuery | None = form.to_compare() if form.complete else None
+    menu_period = query.period
+    if compared and compared.kind == "period":
+        menu_period = replace(
+            query.period,
+            start=min(compared.a[0].start, compared.b[0].start),
+            end=max(compared.a[0].end, compared.b[0].end),
+        )
+    channels, versions, _ = selectors.filter_menus(period=menu_period)
+    kind = data["kind"]
+    page = None
+    if compared:
+        comparison = selectors.compare(a=compared.a, b=compared.b)
+        page = compare_page(
+            comparison,
+            a_label=_arm_label(kind, *compared.a, query.tz),
+            b_label=_arm_label(kind, *compared.b, query.tz),
+        )
+    arm_menu = versions if kind == "bot_version" else channels
+    context.update(
+        {
+            "query": query,
+            "kind": kind,
+            "page": page,
+            "arms": [_arm_label(kind, *arm, query.tz) for arm in (compared.a, compared.b)]
+            if compared
+            else [],
+            "arm_choices": _menu(arm_menu, data.get("a"), data.get("b")),
+            "channels": _menu(channels, query.filters.channel),
+            "bot_versions": _menu(versions, query.filters.bot_version),
+            "kind_links": [
+                (key, label, _query_string(request, kind=key, a=None, b=None))
+                for key, label in COMPARE_KINDS.items()
+            ],
+            "small_sample": SMALL_SAMPLE,
+        }
+    )
+    return render(request, "dashboard/compare.html", context)
 
 
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).

@@ -14,6 +14,7 @@ urlpatterns = [
     # (static() at request time: in production it needs collectstatic's manifest.)
     path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
     path("dashboard/", views.dashboard_view, name="dashboard"),
+    path("dashboard/compare/", views.compare_view, name="dashboard-compare"),
     path("dashboard/topics.csv", views.topics_csv_view, name="dashboard-topics-csv"),
     path("dashboard/timeseries.csv", views.timeseries_csv_view, name="dashboard-timeseries-csv"),
     path(

@@ -59,7 +59,12 @@ TABLE = [
     ("GET", "/api/docs/", None, row(200, 200, 200, 200, 401, 401, 200, 200, 200)),
     *[
         ("GET", path, None, row(*[(302, LOGIN + quote(path))] * 6, 403, 200, 200))
-        for path in ("/dashboard/", "/dashboard/topics.csv", "/dashboard/timeseries.csv")
+        for path in (
+            "/dashboard/",
+            "/dashboard/compare/",
+            "/dashboard/topics.csv",
+            "/dashboard/timeseries.csv",
+        )
     ],
     ("GET", "/", None, row(*[(302, "/dashboard/")] * 9)),
     ("GET", "/admin/", None, row(*[(302, ADMIN_LOGIN + "/admin/")] * 7, 200, 200)),
@@ -144,6 +149,7 @@ def test_every_url_of_the_project_is_in_the_table():
         "",
         "favicon.ico",
         "dashboard/",
+        "dashboard/compare/",
         "dashboard/topics.csv",
         "dashboard/timeseries.csv",
         "accounts/login/",

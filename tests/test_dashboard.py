@@ -174,7 +174,7 @@ def test_a_significant_change_is_coloured_by_whether_it_is_good_news(staff_clien
     billing = re.search(r'<tr><th scope="row"><a[^>]*>billing</a>.*?</tr>', page, re.S).group(0)
     assert re.search(
         r'class="small trend-good"[^>]*data-significant="true">'
-        r'<span aria-hidden="true">▲</span>\(\+100\.0 pp\)',
+        r'<span aria-hidden="true">▲</span> \(\+100\.0 pp\)',
         billing,
     )
     assert re.search(r'class="small trend-flat"[^>]*data-significant="false">±0\.0%', billing)
@@ -621,7 +621,7 @@ def test_rate_charts_draw_the_api_intervals_and_fade_small_buckets(staff_client,
         day = T0 - timedelta(days=2 if index < 40 else 1, hours=2)
         ConversationFactory(
             timestamp=day - timedelta(minutes=index),
-            resolved_by_ai=index % 4 != 0 and index < 40 or index == 40,
+            resolved_by_ai=(index % 4 != 0 and index < 40) or index == 40,
         )
     page = staff_client.get(URL, {"range": "7d"})
     api = staff_client.get("/api/analytics/timeseries/", {**api_window(page), "granularity": "day"}).json()

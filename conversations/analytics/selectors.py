@@ -528,6 +528,12 @@ class Dashboard:
         ]
 
 
+def filter_menus(*, period: Period) -> tuple[set[str], set[str], set[str]]:
+    """The channels, bot versions and escalation reasons of the window's conversations (the
+    dashboard's filter menus)."""
+    return reads.filter_menus(planner.plan(period, now=timezone.now()))
+
+
 def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz: ZoneInfo) -> Dashboard:
     """The dashboard's numbers: the same reads as the API's selectors, each made once for
     the period and the one before it together, in a fixed number of queries."""

@@ -113,16 +113,28 @@ def _repeat_contact_cell(totals) -> str:
     )
 
 
-def _delta_span(delta, *, note: bool = False) -> str:
-    """A change (views.Delta): coloured with its arrow when significant, else grey; the test on
-    hover and for screen readers."""
-    arrow = f'<span aria-hidden="true">{_escape(delta.arrow)}</span>' if delta.arrow else ""
+def _delta_span(delta, *, note: bool = False, verdict: bool = False) -> str:
+    """A change (changes.Delta): coloured with its arrow when significant, else grey; the test
+    on hover and for screen readers; `verdict` also shows "no significant change" in words."""
+    arrow = f'<span aria-hidden="true">{_escape(delta.arrow)}</span> ' if delta.arrow else ""
     text = f"({delta.text})" if note else delta.text
+    said = ""
+    if verdict and delta.trend in ("flat", "untested"):
+        said = f' <span class="verdict">{_escape(delta.verdict)}</span>'
+    spoken = (
+        f'<span class="sr-only"> {_escape(delta.verdict)}: {_escape(delta.hover)}</span>'
+        if delta.hover
+        else ""
+    )
     return (
         f' <span class="small trend-{_escape(delta.trend)}" title="{_escape(delta.hover)}" data-significant="'
-        f'{"true" if delta.significant else "false"}">{arrow}{_escape(text)}'
-        f'<span class="sr-only"> {_escape(delta.verdict)}: {_escape(delta.hover)}</span></span>'
+        f'{"true" if delta.significant else "false"}">{arrow}{_escape(text)}{said}{spoken}</span>'
     )
+
+
+@register.simple_tag
+def delta(change, verdict=False) -> SafeString:
+    return mark_safe(_delta_span(change, verdict=verdict))  # every value escaped
 
 
 def _topic_row(row) -> str:
