@@ -54,6 +54,16 @@ class Path(NamedTuple):
     css_class: str
 
 
+class Marker(NamedTuple):
+    """A moment on the time axis (an annotation): a dashed vertical line with its number on top,
+    linked to its impact page."""
+
+    x: str
+    number: str
+    label: str  # its <title>: the annotation's time, kind and title
+    url: str
+
+
 class Dot(NamedTuple):
     x: str
     y: str
@@ -80,6 +90,7 @@ class Chart:
     paths: list[Path] = field(default_factory=list)
     dots: list[Dot] = field(default_factory=list)
     texts: list[Text] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)
     gridlines: list[str] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)  # (css class, label)
     table_headers: list[str] = field(default_factory=list)
@@ -345,6 +356,18 @@ def _interval_bands(
             upper = [(x_of(index), y_of(intervals[index][1])) for index in run]
             lower = [(x_of(index), y_of(intervals[index][0])) for index in reversed(run)]
         chart.paths.append(Path(_path_d(upper + lower) + " Z", "ci-band"))
+
+
+def add_markers(chart: Chart, markers: list[tuple[float, str, str]], *, buckets: int) -> None:
+    """Marks moments on a time-series chart of `buckets` buckets: each (position, label, url),
+    the position in buckets from the first one's start (2.5: halfway through the third).
+    Numbered 1, 2, ... in the order given (the page lists them under the charts)."""
+    slot = PLOT_W / max(buckets, 1)
+    for number, (position, label, url) in enumerate(markers, start=1):
+        x = LEFT + slot * min(max(position, 0), buckets)
+        chart.markers.append(Marker(_svg_number(round(x, 2)), str(number), label, url))
+    if markers:
+        chart.legend.append(("marker", "Annotation (numbered below the charts)"))
 
 
 def _path_d(points: list[tuple[float, float]]) -> str:

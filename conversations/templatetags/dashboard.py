@@ -3,12 +3,14 @@ import html
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from conversations import formatting
+from conversations import charts, formatting
 from conversations.forms import TOPIC_SORTS
 
 register = template.Library()
 
 register.filter("rate", formatting.rate)
+
+MARKER_TOP = 8  # an annotation marker's numbered circle, at the top of the plot
 register.filter("milliseconds", formatting.milliseconds)
 
 
@@ -70,6 +72,28 @@ def chart_shapes(chart) -> SafeString:
         + _elements(
             '<text class="{}" x="{}" y="{}" text-anchor="{}">{}</text>',
             ((t.css_class, t.x, t.y, t.anchor, t.text) for t in chart.texts),
+        )
+        + _elements(
+            '<a class="marker" href="{}" data-annotation="{}"><title>{}</title>'
+            '<line x1="{}" x2="{}" y1="{}" y2="{}"/><circle cx="{}" cy="{}" r="7"/>'
+            '<text x="{}" y="{}" text-anchor="middle">{}</text></a>',
+            (
+                (
+                    m.url,
+                    m.number,
+                    m.label,
+                    m.x,
+                    m.x,
+                    MARKER_TOP + 8,
+                    charts.HEIGHT - charts.BOTTOM,
+                    m.x,
+                    MARKER_TOP,
+                    m.x,
+                    MARKER_TOP + 3.5,
+                    m.number,
+                )
+                for m in chart.markers
+            ),
         )
     )
 
