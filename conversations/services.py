@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -882,3 +883,28 @@ def conversations_delete(*, session_ids: Sequence[str], ended_before: datetime |
     }
     [(deleted,)] = _execute(_DELETE_SQL, params, prepare=False, session_ids=session_ids)
     return deleted
+
+
+@dataclass(frozen=True)
+class AnnotationIn:
+    """A validated annotation (`annotation_rules.annotation_from_body`); "" means unset."""
+
+    timestamp: datetime
+    title: str
+    kind: str  # models.AnnotationKind
+    channel: str = ""
+    bot_version: str = ""
+    external_id: str = ""
+
+
+def annotation_create(*, annotation: AnnotationIn) -> tuple[Annotation, bool]:
+    """Store an annotation and return it, True; or, when its `external_id` is stored already,
+    the stored annotation as it is, False (a retried release hook makes no duplicate).
+
+    Race-safe: of two posts of one new external id, the second's insert waits for the first
+    to commit, fails on the unique index, and reads the first's row (Django's get_or_create).
+    """
+    fields = dataclasses.asdict(annotation)
+    if not annotation.external_id:
+        return Annotation.objects.create(**fields), True
+    return Annotation.objects.get_or_create(external_id=annotation.external_id, defaults=fields)
