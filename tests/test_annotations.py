@@ -1,4 +1,4 @@
-"""Annotations (issue 17): the model's constraints, POST and GET /api/annotations/."""
+"""Annotations (issue 17): the model's constraints, POST and GET /api/annotations/, the admin."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
 
 from conversations import services
 from conversations.analytics import selectors
@@ -385,3 +386,78 @@ def test_a_read_key_cannot_post_and_an_ingest_key_cannot_list(read_client, inges
     }
     assert ingest_client.get(URL).json() == {"detail": "This API key lacks the 'read' scope."}
     assert not Annotation.objects.exists()
+
+
+# --- Admin ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def superuser_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser(username="root", email="", password=None))
+    return client
+
+
+def admin_form(**fields) -> dict:
+    return {
+        "timestamp_0": "2026-03-13",
+        "timestamp_1": "08:00:00",
+        "title": "Refund article rewritten",
+        "kind": "knowledge_base",
+        "channel": "",
+        "bot_version": "",
+        "external_id": "",
+        **fields,
+    }
+
+
+def test_staff_add_an_annotation_in_the_admin_normalized_as_the_api_does(superuser_client):
+    response = superuser_client.post(
+        reverse("admin:conversations_annotation_add"),
+        admin_form(title="  Refund article rewritten ", channel=" web ", external_id=" kb-1 "),
+    )
+
+    assert response.status_code == 302, response.content[:2000]
+    stored = Annotation.objects.get()
+    assert (stored.timestamp, stored.title, stored.kind, stored.channel, stored.bot_version) == (
+        T0 - timedelta(days=1, hours=4),
+        "Refund article rewritten",
+        "knowledge_base",
+        "web",
+        "",
+    )
+    assert stored.external_id == " kb-1 "  # an opaque id, kept as typed (as the API keeps it)
+
+
+def test_the_admin_refuses_an_external_id_already_stored(superuser_client):
+    annotation(at=T0, external_id="kb-1")
+    response = superuser_client.post(
+        reverse("admin:conversations_annotation_add"), admin_form(external_id="kb-1")
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors == {
+        "__all__": ["An annotation with this external id exists already."]
+    }
+    assert Annotation.objects.count() == 1
+
+
+def test_the_admin_list_searches_filters_by_kind_and_has_a_date_hierarchy(superuser_client):
+    release = annotation(
+        at=T0 - timedelta(days=1), title="Bot 2.0 released", kind="release", bot_version="2.0"
+    )
+    incident = annotation(
+        at=T0 - timedelta(days=40), title="Payments outage", kind="incident", external_id="inc-7"
+    )
+    url = reverse("admin:conversations_annotation_changelist")
+
+    def listed(**query) -> list[Annotation]:
+        response = superuser_client.get(url, query)
+        assert response.status_code == 200
+        return list(response.context["cl"].result_list)
+
+    assert listed() == [release, incident]  # newest first
+    assert listed(kind__exact="incident") == [incident]
+    assert listed(q="2.0") == [release]
+    assert listed(q="inc-7") == [incident]
+    assert listed(q="outage") == [incident]
+    assert listed(timestamp__year="2026", timestamp__month="2") == [incident]
