@@ -13,6 +13,7 @@ from rest_framework_api_key.models import APIKey
 from conversations import customers, rollups, services
 from conversations.models import (
     CUSTOMER_ID_MAX_LENGTH,
+    Annotation,
     ApiKey,
     Conversation,
     CostSettings,
@@ -208,6 +209,27 @@ class TopicAdmin(admin.ModelAdmin):
     @admin.display(description="conversations", ordering="conversation_count")
     def conversation_count(self, topic: Topic) -> int:
         return topic.conversation_count
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    """Staff add and edit annotations here; the release hook posts them, and a new bot version
+    makes its own (models.BotVersion: one deleted here does not come back)."""
+
+    list_display = ["timestamp", "title", "kind", "channel", "bot_version", "external_id"]
+    list_display_links = ["timestamp", "title"]
+    list_filter = ["kind"]
+    search_fields = ["title", "bot_version", "external_id"]
+    search_help_text = "Title, bot version or external id (any part of it)"
+    # Annotations are few (releases, incidents): the year/month queries are cheap here.
+    date_hierarchy = "timestamp"
+    ordering = ["-timestamp", "-id"]
+    readonly_fields = ["created_at"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "external_id":
+            kwargs["strip"] = False  # an opaque id, kept as sent (as the API keeps it)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 # The package's own admin registers its APIKey model, whose table nothing uses (our keys are

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.analytics import selectors, tables
-from conversations.analytics.query import Period
+from conversations.analytics.query import Filters, Period
 from conversations.analytics.tables import Answer
 from conversations.auth import CanRead
 from conversations.serializers import (
@@ -228,44 +228,40 @@ _ARM = tables.named_serializer(
     },
 )
 _TOPIC_ROW = tables.row_serializer("ArmTopic", tables.TOPIC_METRICS, Answer.TOPICS)
-_COMPARE = tables.named_serializer(
-    "AnalyticsCompare",
-    {
-        "filters": FiltersSerializer(),
-        "a": _ARM(),
-        "b": _ARM(),
-        "changes": tables.changes_serializer()(
-            help_text="b against a, keyed by the figure's path in the summary."
-        ),
-        "topics": tables.named_serializer(
-            "TopicComparison",
-            {
-                "topic": serializers.CharField(),
-                "a": _TOPIC_ROW(
-                    allow_null=True, help_text="Null when the topic has no conversation in arm a."
-                ),
-                "b": _TOPIC_ROW(
-                    allow_null=True, help_text="Null when the topic has no conversation in arm b."
-                ),
-                "changes": tables.named_serializer(
-                    "TopicChanges", tables.topic_change_fields(), base=tables.PathKeyed
-                )(),
-            },
-        )(many=True),
-        "sample_size_per_arm": tables.named_serializer(
-            "SampleSizePerArm",
-            {
-                str(points): serializers.IntegerField(
-                    allow_null=True,
-                    help_text=f"Conversations per arm to detect a {points}-point change of the AI "
-                    "resolution rate from arm a's, at 80% power and α = 0.05 (null without data in a).",
-                )
-                for points in selectors.SAMPLE_SIZE_CHANGES
-            },
-            base=tables.PathKeyed,
-        )(),
-    },
-)()
+# The layout of a comparison of two arms (`comparison_body`): the compare API's answer, and
+# an annotation's impact (annotation_apis) beside the annotation.
+COMPARISON_FIELDS: dict[str, serializers.Field] = {
+    "filters": FiltersSerializer(),
+    "a": _ARM(),
+    "b": _ARM(),
+    "changes": tables.changes_serializer()(
+        help_text="b against a, keyed by the figure's path in the summary."
+    ),
+    "topics": tables.named_serializer(
+        "TopicComparison",
+        {
+            "topic": serializers.CharField(),
+            "a": _TOPIC_ROW(allow_null=True, help_text="Null when the topic has no conversation in arm a."),
+            "b": _TOPIC_ROW(allow_null=True, help_text="Null when the topic has no conversation in arm b."),
+            "changes": tables.named_serializer(
+                "TopicChanges", tables.topic_change_fields(), base=tables.PathKeyed
+            )(),
+        },
+    )(many=True),
+    "sample_size_per_arm": tables.named_serializer(
+        "SampleSizePerArm",
+        {
+            str(points): serializers.IntegerField(
+                allow_null=True,
+                help_text=f"Conversations per arm to detect a {points}-point change of the AI "
+                "resolution rate from arm a's, at 80% power and α = 0.05 (null without data in a).",
+            )
+            for points in selectors.SAMPLE_SIZE_CHANGES
+        },
+        base=tables.PathKeyed,
+    )(),
+}
+_COMPARE = tables.named_serializer("AnalyticsCompare", COMPARISON_FIELDS)()
 
 
 @extend_schema_view(
@@ -288,23 +284,28 @@ class AnalyticsCompareApi(AnalyticsApi):
         query.is_valid(raise_exception=True)
         a, b = query.validated_data["arms"]
         comparison = selectors.compare(a=a, b=b)
-        body = {
-            "filters": dataclasses.asdict(query.validated_data["filters"]),
-            "a": _arm_body(comparison.a),
-            "b": _arm_body(comparison.b),
-            "changes": comparison.changes,
-            "topics": [
-                {
-                    "topic": topic.topic,
-                    "a": _topic_body(topic.a),
-                    "b": _topic_body(topic.b),
-                    "changes": topic.changes,
-                }
-                for topic in comparison.topics
-            ],
-            "sample_size_per_arm": comparison.sample_size_per_arm,
-        }
+        body = comparison_body(comparison, filters=query.validated_data["filters"])
         return Response(_COMPARE.to_representation(body))
+
+
+def comparison_body(comparison: selectors.Comparison, *, filters: Filters) -> dict[str, Any]:
+    """Two arms of `selectors.compare` as COMPARISON_FIELDS lay them out."""
+    return {
+        "filters": dataclasses.asdict(filters),
+        "a": _arm_body(comparison.a),
+        "b": _arm_body(comparison.b),
+        "changes": comparison.changes,
+        "topics": [
+            {
+                "topic": topic.topic,
+                "a": _topic_body(topic.a),
+                "b": _topic_body(topic.b),
+                "changes": topic.changes,
+            }
+            for topic in comparison.topics
+        ],
+        "sample_size_per_arm": comparison.sample_size_per_arm,
+    }
 
 
 def _arm_body(summary: selectors.Summary) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from conversations import ingest_rules, services
+from conversations import errors, ingest_rules, services
 from conversations.auth import CanIngest
 from conversations.models import SESSION_ID_MAX_LENGTH, Conversation
 from conversations.serializers import (
@@ -39,16 +39,6 @@ class BatchResultSerializer(serializers.Serializer):
 # `to_representation` keeps no state between calls, so threads can share it
 # (docs/benchmarks.md, "Shared output serializers").
 _CONVERSATION_OUTPUT = ConversationOutputSerializer()
-
-
-def _error_detail(errors: list[dict]) -> dict:
-    """The ingest rules' errors as DRF's nested detail, which conversations/errors.py flattens
-    back into the same list for the 400 (an `index` key level only for an array)."""
-    detail: dict = {}
-    for error in errors:
-        item = detail.setdefault(error["index"], {}) if "index" in error else detail
-        item.setdefault(error["field"] or "non_field_errors", []).append(error["message"])
-    return detail
 
 
 class ConversationIngestApi(APIView):
@@ -116,7 +106,7 @@ class ConversationIngestApi(APIView):
         try:
             items = ingest_rules.conversations_from_body(data, received_at=timezone.now())
         except ingest_rules.IngestInvalid as invalid:
-            raise exceptions.ValidationError(_error_detail(invalid.errors)) from None
+            raise exceptions.ValidationError(errors.rules_detail(invalid.errors)) from None
         result = services.conversations_ingest(items=items, details=not many)
 
         if many:

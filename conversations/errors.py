@@ -84,6 +84,17 @@ def validation_errors(detail: Any, *, per_item: bool) -> list[dict[str, Any]]:
     return errors
 
 
+def rules_detail(errors: list[dict[str, Any]]) -> dict:
+    """Errors of the ingest rules (`ingest_rules.errors_of`) as DRF's nested detail, which
+    `api_exception_handler` flattens back into the same list for the 400 (an `index` key level
+    only for an array)."""
+    detail: dict = {}
+    for error in errors:
+        item = detail.setdefault(error["index"], {}) if "index" in error else detail
+        item.setdefault(error["field"] or "non_field_errors", []).append(error["message"])
+    return detail
+
+
 def _describe(error: dict[str, Any]) -> str:
     where = []
     if "index" in error:

@@ -236,6 +236,9 @@ def _escalation_reason(raw: str) -> str:
 
 
 SessionId = Annotated[str, StringConstraints(min_length=1, max_length=SESSION_ID_MAX_LENGTH, pattern=NO_NUL)]
+# A moment as `_timestamp` reads it (a conversation's end, an annotation's moment); validated
+# with a `validation_context`.
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 Label = Annotated[str, StringConstraints(pattern=NO_NUL), AfterValidator(_label)]
 RawTopic = Annotated[str, StringConstraints(max_length=RAW_TOPIC_MAX_LENGTH, pattern=NO_NUL)]
 Milliseconds = Annotated[float, Strict(), Field(ge=0, le=MAX_RESPONSE_MS, allow_inf_nan=False)]
@@ -293,8 +296,7 @@ class ConversationInput(TypedDict):
     ]
     timestamp: NotRequired[
         Annotated[
-            datetime,
-            BeforeValidator(_timestamp),
+            Timestamp,
             Field(
                 description="When the conversation ended, ISO 8601; naive means UTC; "
                 "default: time of receipt."
@@ -469,7 +471,7 @@ def conversations_from_body(
     if not isinstance(data, list):
         return [conversation_from_item(data, received_at=received_at, now=now)]
     try:
-        return _MANY.validate_python(data, context=_context(received_at, now))
+        return _MANY.validate_python(data, context=validation_context(received_at, now))
     except ValidationError as error:
         raise IngestInvalid(errors_of(error, per_item=True)) from None
 
@@ -479,12 +481,13 @@ def conversation_from_item(
 ) -> ConversationIn:
     """One parsed JSON object (a line of analytics.jsonl) as a ConversationIn; raises IngestInvalid."""
     try:
-        return _ONE.validate_python(item, context=_context(received_at, now))
+        return _ONE.validate_python(item, context=validation_context(received_at, now))
     except ValidationError as error:
         raise IngestInvalid(errors_of(error, per_item=False)) from None
 
 
-def _context(received_at: datetime, now: datetime | None) -> dict[str, datetime]:
+def validation_context(received_at: datetime, now: datetime | None) -> dict[str, datetime]:
+    """What the rules read besides the item: the default time and the latest time allowed."""
     return {"received_at": received_at, "latest": (now or received_at) + FUTURE_TOLERANCE}
 
 

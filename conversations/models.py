@@ -27,6 +27,8 @@ SESSION_ID_MAX_LENGTH = 255
 LABEL_MAX_LENGTH = 64
 REASON_MAX_LENGTH = 100  # an escalation reason, normalized like a topic
 CUSTOMER_ID_MAX_LENGTH = 255
+ANNOTATION_TITLE_MAX_LENGTH = 200
+EXTERNAL_ID_MAX_LENGTH = 255  # the sender's own id of an annotation (a release hook's run id)
 
 
 class Outcome(models.TextChoices):
@@ -241,6 +243,114 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.session_id
+
+
+class AnnotationKind(models.TextChoices):
+    RELEASE = "release", "release"
+    KNOWLEDGE_BASE = "knowledge_base", "knowledge base update"
+    INCIDENT = "incident", "incident"
+    OTHER = "other", "other"
+
+
+class AnnotationQuerySet(models.QuerySet):
+    def in_window(self, start: datetime, end: datetime) -> AnnotationQuerySet:
+        """Annotations of [start, end)."""
+        return self.filter(timestamp__gte=start, timestamp__lt=end)
+
+    def for_channel(self, channel: str | None) -> AnnotationQuerySet:
+        """Those that apply to the channel's traffic: scoped to it, or to no channel."""
+        return self if channel is None else self.filter(channel__in=["", channel])
+
+    def for_bot_version(self, bot_version: str | None) -> AnnotationQuerySet:
+        """Those that apply to the version's traffic: scoped to it, or to no version."""
+        return self if bot_version is None else self.filter(bot_version__in=["", bot_version])
+
+
+class Annotation(models.Model):
+    """A moment worth marking on the charts (a release, a knowledge-base update, an incident),
+    for all traffic or scoped to one channel or bot version.
+
+    Staff add them in the admin; the bot's release process posts them (`POST /api/annotations/`,
+    idempotent by `external_id`); the first conversation of a new bot version makes a release
+    annotation by itself (`BotVersion`, services).
+    """
+
+    timestamp = models.DateTimeField(help_text="The moment (UTC).")
+    title = models.CharField(max_length=ANNOTATION_TITLE_MAX_LENGTH)
+    kind = models.CharField(max_length=20, choices=AnnotationKind.choices)
+    # Empty means unscoped (all channels, all versions); otherwise a label as the conversations
+    # store it (trimmed, at most LABEL_MAX_LENGTH: ingest_rules.Label).
+    channel = models.CharField(
+        max_length=LABEL_MAX_LENGTH, blank=True, default="", help_text="Empty: every channel."
+    )
+    bot_version = models.CharField(
+        max_length=LABEL_MAX_LENGTH, blank=True, default="", help_text="Empty: every bot version."
+    )
+    external_id = models.CharField(
+        max_length=EXTERNAL_ID_MAX_LENGTH,
+        blank=True,
+        default="",
+        help_text="The sender's own id: a second post with the same one returns this annotation. "
+        "Empty: none.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AnnotationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["timestamp", "id"]
+        constraints = [
+            # The idempotency key of POST /api/annotations/, when the sender gives one. Its
+            # btree also serves the lookup of the stored annotation on a repeated post.
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=~Q(external_id=""),
+                name="annotation_external_id_unique",
+                violation_error_message="An annotation with this external id exists already.",
+            ),
+            models.CheckConstraint(condition=~Q(title=""), name="annotation_title_not_empty"),
+            models.CheckConstraint(condition=Q(kind__in=AnnotationKind.values), name="annotation_kind_valid"),
+        ]
+        indexes = [
+            # Uses index: the annotations of a window, in time order (`selectors.annotations_in`:
+            # GET /api/annotations/?start&end and the dashboard's charts) and the admin's
+            # date hierarchy.
+            models.Index(fields=["timestamp"], name="annotation_timestamp_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.timestamp:%Y-%m-%d %H:%M} {self.title}"
+
+
+class BotVersion(models.Model):
+    """Every bot version the conversations have named, and when it was first seen.
+
+    The record that makes a version's release annotation exactly once (services,
+    `_record_releases`): the ingest inserts a batch's versions here with ON CONFLICT DO NOTHING
+    and annotates exactly the rows that insert returns, in the transaction that writes the
+    conversations. The unique index settles concurrent writers (the second waits for the
+    first to commit, then inserts nothing); a rolled-back batch leaves no row and no
+    annotation. Kept apart from the annotation itself so that its time never moves (a later
+    post with an earlier timestamp inserts nothing) and so that an annotation staff delete
+    stays deleted. Versions are never removed from here.
+    """
+
+    version = models.CharField(max_length=LABEL_MAX_LENGTH)
+    first_seen = models.DateTimeField(
+        help_text="The earliest timestamp of the version in the batch that first named it."
+    )
+
+    class Meta:
+        ordering = ["first_seen"]
+        constraints = [
+            # Also the conflict target of the ingest's insert.
+            models.UniqueConstraint(fields=["version"], name="bot_version_version_unique"),
+            # A conversation without a bot version is not a release.
+            models.CheckConstraint(condition=~Q(version=""), name="bot_version_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.version
 
 
 class Span(models.TextChoices):

@@ -1,4 +1,5 @@
-"""The ingest rules (conversations/ingest_rules.py) in the OpenAPI schema, from their one definition.
+"""The ingest rules (conversations/ingest_rules.py, annotation_rules.py) in the OpenAPI schema,
+from their one definition.
 
 drf-spectacular's own pydantic extension writes pydantic's JSON Schema (2020-12: `"type": "null"`
 in an `anyOf`, titles, `default: null`), which is not valid in the OpenAPI 3.0 document we serve.
@@ -15,6 +16,7 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from conversations.annotation_rules import AnnotationInput
 from conversations.ingest_rules import ConversationInput
 
 
@@ -43,16 +45,23 @@ class OpenApi30JsonSchema(GenerateJsonSchema):
         return json_schema
 
 
-class ConversationInputExtension(OpenApiSerializerExtension):
-    target_class = ConversationInput
+class _PydanticInputExtension(OpenApiSerializerExtension):
+    """A request body that a pydantic TypedDict defines, under the TypedDict's name."""
 
     def get_name(self, auto_schema, direction) -> str:
-        return "ConversationInput"  # spectacular adds "Request" (COMPONENT_SPLIT_REQUEST)
+        return self.target_class.__name__  # spectacular adds "Request" (COMPONENT_SPLIT_REQUEST)
 
     def map_serializer(self, auto_schema, direction) -> dict:
-        schema = TypeAdapter(ConversationInput).json_schema(
+        return TypeAdapter(self.target_class).json_schema(
             mode="validation", schema_generator=OpenApi30JsonSchema
         )
+
+
+class ConversationInputExtension(_PydanticInputExtension):
+    target_class = ConversationInput
+
+    def map_serializer(self, auto_schema, direction) -> dict:
+        schema = super().map_serializer(auto_schema, direction)
         # Required unless `outcome` says it (ingest_rules._derive_resolved fills it in before
         # the fields are checked, so the definition itself keeps it required).
         schema["required"] = [name for name in schema["required"] if name != "resolved_by_ai"]
@@ -61,3 +70,7 @@ class ConversationInputExtension(OpenApiSerializerExtension):
             "derived from it: confirmed/assumed true, escalated/abandoned false; both given must agree)."
         )
         return schema
+
+
+class AnnotationInputExtension(_PydanticInputExtension):
+    target_class = AnnotationInput

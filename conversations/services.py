@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -15,7 +16,7 @@ from django.utils import timezone
 
 from conversations import histogram, rollups
 from conversations.analytics import figures
-from conversations.models import Conversation, Topic
+from conversations.models import Annotation, AnnotationKind, BotVersion, Conversation, Topic
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,104 @@ def _create_topics(cursor: psycopg.Cursor, names: Iterable[str], created_at: dat
     )
 
 
+# Releases (issue 17): the first conversation seen with a new bot version makes a release
+# annotation at its time, once per version (models.BotVersion says why a table of versions).
+# The title of a version's release annotation, in SQL: one definition for the ingest and for
+# migration 0017's backfill.
+_RELEASE_TITLE_SQL = "'Bot version ' || version || ' released'"
+
+
+def _releases_sql(first_seen: str) -> str:
+    """Record the versions of `first_seen` (a query of (version, first_seen) rows, one per
+    version) that are not recorded yet, and annotate exactly those: the rows the insert returns.
+    Sorted, so that two batches of the same new versions never wait on each other in a cycle."""
+    return f"""
+    WITH recorded AS (
+        INSERT INTO {BotVersion._meta.db_table} (version, first_seen)
+        SELECT version, first_seen FROM ({first_seen}) AS f(version, first_seen)
+        ORDER BY version
+        ON CONFLICT (version) DO NOTHING
+        RETURNING version, first_seen
+    )
+    INSERT INTO {Annotation._meta.db_table}
+        (timestamp, title, kind, channel, bot_version, external_id, created_at)
+    SELECT first_seen, {_RELEASE_TITLE_SQL}, %(kind)s, '', version, '', %(created_at)s
+    FROM recorded ORDER BY version
+    """
+
+
+_RECORD_RELEASES = _releases_sql(
+    "SELECT * FROM unnest(%(versions)s::varchar[], %(first_seen)s::timestamptz[])"
+)
+_BACKFILL_RELEASES = _releases_sql(
+    f"SELECT bot_version, min(timestamp) FROM {Conversation._meta.db_table}"
+    " WHERE bot_version <> '' GROUP BY bot_version"
+)
+
+
+def _record_releases(cursor: psycopg.Cursor, releases: Sequence[tuple[str, datetime]], now: datetime) -> None:
+    """Record these (version, earliest timestamp in the batch) pairs and annotate the new ones
+    (run after the topics, before the write: every writer takes its locks in that order).
+
+    A version a concurrent writer has inserted but not committed makes this insert wait for
+    it, then insert nothing (ON CONFLICT): one annotation per version, whoever commits first.
+    """
+    cursor.execute(
+        _RECORD_RELEASES,
+        {
+            "versions": [version for version, _ in releases],
+            "first_seen": [first_seen for _, first_seen in releases],
+            "kind": AnnotationKind.RELEASE.value,
+            "created_at": now,
+        },
+        prepare=False,  # a new version is rare: not worth a prepared statement per connection
+    )
+
+
+# The bot versions this process knows are recorded in BotVersion: a batch that names only
+# these (nearly every batch) costs one set lookup per conversation and no statement. Grows
+# only once the transaction that recorded a version has committed (`transaction.on_commit`),
+# so that a version whose insert rolled back is tried again. It only saves work: what makes a
+# version's annotation exactly once is the insert's ON CONFLICT. "" (no version) is no release.
+# Replaced, never changed in place, so that writer threads read it without a lock. (A database
+# emptied under a running process, as a test's flush does, needs `forget_recorded_versions`.)
+_recorded_versions: frozenset[str] = frozenset({""})
+
+
+def _versions_recorded(versions: Iterable[str]) -> None:
+    global _recorded_versions
+    _recorded_versions = _recorded_versions | frozenset(versions)
+
+
+def forget_recorded_versions() -> None:
+    """Forget which bot versions this process saw recorded (after the database was emptied)."""
+    global _recorded_versions
+    _recorded_versions = frozenset({""})
+
+
+def _new_versions(batch: list[ConversationIn]) -> tuple[tuple[str, datetime], ...]:
+    """The batch's versions this process has not seen recorded, each with its earliest
+    timestamp in the batch, sorted by version."""
+    first_seen: dict[str, datetime] = {}
+    for item in batch:
+        if item.bot_version not in _recorded_versions:
+            earliest = first_seen.get(item.bot_version)
+            if earliest is None or item.timestamp < earliest:
+                first_seen[item.bot_version] = item.timestamp
+    return tuple(sorted(first_seen.items()))
+
+
+def bot_versions_backfill() -> int:
+    """Record every bot version the stored conversations name, at its earliest conversation,
+    and annotate its release (migration 0017); versions recorded already stay as they are.
+    Returns how many were new. One scan of the conversations."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BACKFILL_RELEASES, {"kind": AnnotationKind.RELEASE.value, "created_at": timezone.now()}
+        )
+        return cursor.rowcount
+
+
 @dataclass(frozen=True)
 class _Native:
     """A write statement in PostgreSQL's own `$n` placeholders, with the names of its
@@ -159,10 +258,11 @@ def _execute(
     session_ids: Iterable[str],
     topics: Iterable[str] = (),
     customers: Iterable[bytes] = (),
+    releases: Sequence[tuple[str, datetime]] = (),
 ) -> list[tuple]:
-    """Lock the sessions and their customers, create missing topics and run one of the write
-    statements below,
-    as one transaction, in one round trip; returns the write's rows.
+    """Lock the sessions and their customers, create missing topics, record new bot versions
+    (`releases`: `_record_releases`) and run one of the write statements below, as one
+    transaction, in one round trip; returns the write's rows.
 
     The statements go to PostgreSQL together (psycopg's pipeline mode), which still runs
     them one after the other, each with its own snapshot: the write starts once the locks
@@ -184,7 +284,13 @@ def _execute(
     if not connection.get_autocommit():
         with transaction.atomic():
             return _pipeline(
-                sql, params, prepare=prepare, session_ids=session_ids, topics=topics, customers=customers
+                sql,
+                params,
+                prepare=prepare,
+                session_ids=session_ids,
+                topics=topics,
+                customers=customers,
+                releases=releases,
             )
     try:
         return _pipeline(
@@ -194,6 +300,7 @@ def _execute(
             session_ids=session_ids,
             topics=topics,
             customers=customers,
+            releases=releases,
             commit=True,
         )
     except BaseException:
@@ -216,6 +323,7 @@ def _pipeline(
     session_ids: Iterable[str],
     topics: Iterable[str],
     customers: Iterable[bytes],
+    releases: Sequence[tuple[str, datetime]] = (),
     commit=False,
 ) -> list[tuple]:
     topics = set(topics)
@@ -234,6 +342,8 @@ def _pipeline(
             _lock_customers(side_cursor, session_ids, customers, prepare=prepare)
             if topics:
                 _create_topics(side_cursor, topics, timezone.now())
+            if releases:
+                _record_releases(side_cursor, releases, timezone.now())
             cursor.execute(sql.text, sql.values(params), prepare=prepare)
             if commit:
                 side_cursor.execute("COMMIT")
@@ -619,6 +729,9 @@ class PreparedIngest:
     params: dict = field(repr=False)
     topics: frozenset[str] = frozenset()
     customers: frozenset[bytes] = frozenset()
+    # The versions to record, with their earliest timestamps (`_new_versions`): empty unless
+    # the batch names a version this process has not seen recorded.
+    releases: tuple[tuple[str, datetime], ...] = ()
 
 
 def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bool = False) -> PreparedIngest:
@@ -652,6 +765,8 @@ def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bo
         "topic_names": [name for item in batch for name in item.topics],
     }
     params = {name: _array(values) for name, values in columns.items()}
+    # A set lookup per conversation: this is on the import's hot path.
+    releases = () if _recorded_versions.issuperset(columns["bot_version"]) else _new_versions(batch)
     params["received_at"] = received_at
     params["repeat_window"] = figures.repeat_contact_window()
     return PreparedIngest(
@@ -661,6 +776,7 @@ def conversations_ingest_prepare(*, items: Sequence[ConversationIn], details: bo
         params=params,
         topics=frozenset(name for item in batch for name in item.topics),
         customers=frozenset(item.customer_hash for item in batch if item.customer_hash is not None),
+        releases=releases,
     )
 
 
@@ -678,9 +794,15 @@ def conversations_ingest_write(prepared: PreparedIngest) -> IngestResult:
         session_ids=prepared.items,
         topics=prepared.topics,
         customers=prepared.customers,
+        releases=prepared.releases,
     )
     if small:
         rollups.deltas_written()
+    if prepared.releases:
+        # At once in autocommit (the statements' own COMMIT has gone through); else when the
+        # caller's transaction commits, and never if it rolls back.
+        new_versions = [version for version, _ in prepared.releases]
+        transaction.on_commit(lambda: _versions_recorded(new_versions))
 
     if not prepared.details:
         [(result.created, result.updated)] = rows
@@ -761,3 +883,28 @@ def conversations_delete(*, session_ids: Sequence[str], ended_before: datetime |
     }
     [(deleted,)] = _execute(_DELETE_SQL, params, prepare=False, session_ids=session_ids)
     return deleted
+
+
+@dataclass(frozen=True)
+class AnnotationIn:
+    """A validated annotation (`annotation_rules.annotation_from_body`); "" means unset."""
+
+    timestamp: datetime
+    title: str
+    kind: str  # models.AnnotationKind
+    channel: str = ""
+    bot_version: str = ""
+    external_id: str = ""
+
+
+def annotation_create(*, annotation: AnnotationIn) -> tuple[Annotation, bool]:
+    """Store an annotation and return it, True; or, when its `external_id` is stored already,
+    the stored annotation as it is, False (a retried release hook makes no duplicate).
+
+    Race-safe: of two posts of one new external id, the second's insert waits for the first
+    to commit, fails on the unique index, and reads the first's row (Django's get_or_create).
+    """
+    fields = dataclasses.asdict(annotation)
+    if not annotation.external_id:
+        return Annotation.objects.create(**fields), True
+    return Annotation.objects.get_or_create(external_id=annotation.external_id, defaults=fields)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from conversations import analytics_apis, apis
+from conversations import analytics_apis, annotation_apis, apis
 
 app_name = "conversations"
 
@@ -20,5 +20,11 @@ urlpatterns = [
         "analytics/timeseries/",
         analytics_apis.AnalyticsTimeseriesApi.as_view(),
         name="analytics-timeseries",
+    ),
+    path("annotations/", annotation_apis.AnnotationListCreateApi.as_view(), name="annotations"),
+    path(
+        "annotations/<int:annotation_id>/impact/",
+        annotation_apis.AnnotationImpactApi.as_view(),
+        name="annotation-impact",
     ),
 ]

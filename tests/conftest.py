@@ -4,10 +4,18 @@ import pytest
 import time_machine
 from rest_framework.test import APIClient
 
+from conversations import services
 from conversations.models import ApiKey
 
 # A fixed "now" for every test that needs a clock (never random dates near a window edge).
 T0 = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _no_bot_version_seen_recorded():
+    """Every test starts in a process that has seen no bot version recorded (services): a test
+    that commits leaves its versions in the process's memory, and its database is emptied."""
+    services.forget_recorded_versions()
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations.models import ApiKey
+from conversations.models import Annotation, ApiKey
 from tests.factories import ConversationFactory
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +32,8 @@ pytestmark = pytest.mark.django_db
 CALLERS = ["anonymous", "ingest", "read", "all", "revoked", "expired", "user", "staff", "superuser"]
 
 CONVERSATION = {"session_id": "access-test", "turns": 2, "resolved_by_ai": True}
+ANNOTATION = {"title": "Bot 2.5.0 released", "kind": "release", "bot_version": "2.5.0"}
+KNOWN_ANNOTATION_ID = 424242  # test_access stores it with this id
 
 LOGIN = "/accounts/login/?next="
 ADMIN_LOGIN = "/admin/login/?next="
@@ -55,6 +57,14 @@ TABLE = [
     ("GET", "/api/analytics/topics/", None, api((403, 200, 200), staff=200)),
     ("GET", "/api/analytics/timeseries/", None, api((403, 200, 200), staff=200)),
     ("GET", "/api/analytics/compare/?a_channel=web&b_channel=email", None, api((403, 200, 200), staff=200)),
+    ("POST", "/api/annotations/", ANNOTATION, api((201, 403, 201), staff=403)),
+    ("GET", "/api/annotations/", None, api((403, 200, 200), staff=200)),
+    (
+        "GET",
+        f"/api/annotations/{KNOWN_ANNOTATION_ID}/impact/",
+        None,
+        api((403, 200, 200), staff=200),
+    ),
     ("GET", "/api/schema/", None, row(200, 200, 200, 200, 401, 401, 200, 200, 200)),
     ("GET", "/api/docs/", None, row(200, 200, 200, 200, 401, 401, 200, 200, 200)),
     *[
@@ -116,6 +126,9 @@ def caller_client(caller: str, django_user_model) -> Client:
 )
 def test_access(method, path, body, caller, expected, django_user_model):
     ConversationFactory(session_id="known")
+    Annotation.objects.create(
+        id=KNOWN_ANNOTATION_ID, timestamp=timezone.now() - timedelta(days=1), title="known", kind="other"
+    )
     client = caller_client(caller, django_user_model)
 
     if method == "POST":
@@ -129,7 +142,7 @@ def test_access(method, path, body, caller, expected, django_user_model):
         assert response["Location"] == location
     if status == 401:
         assert response["WWW-Authenticate"] == 'Bearer realm="api"'
-    if status in (401, 403) and path.startswith(("/api/analytics", "/api/conversations")):
+    if status in (401, 403) and path.startswith(("/api/analytics", "/api/conversations", "/api/annotations")):
         assert list(response.json()) == ["detail"]
 
 
@@ -160,6 +173,8 @@ def test_every_url_of_the_project_is_in_the_table():
         "api/analytics/topics/",
         "api/analytics/timeseries/",
         "api/analytics/compare/",
+        "api/annotations/",
+        "api/annotations/<int:annotation_id>/impact/",
         "api/schema/",
         "api/docs/",
     }

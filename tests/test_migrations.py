@@ -1,7 +1,8 @@
 """Migration 0008: topic links become topic ids in the conversation row, and back; 0010 builds
-the rollups a database lacks, 0011 those without quarter-hour rows."""
+the rollups a database lacks, 0011 those without quarter-hour rows; 0017 records the stored bot
+versions with their release annotations."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -169,3 +170,32 @@ def test_back_to_0010_the_quarter_hours_go_and_0011_builds_them_again(at_0007):
 
     migrate(ROLLUPS_BUILT)
     assert rollup_rows() == EXPECTED
+
+
+@pytest.fixture
+def at_0016():
+    yield migrate(("conversations", "0016_sums_of_squares"))
+    call_command("migrate", verbosity=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0017_records_each_stored_version_at_its_earliest_conversation(at_0016):
+    Conversation = at_0016.get_model("conversations", "Conversation")
+    for session_id, hours, version in [("a", 0, "2.0"), ("b", -30, "2.0"), ("c", -99, ""), ("d", 5, "2.1")]:
+        at = T + timedelta(hours=hours)
+        Conversation.objects.create(session_id=session_id, timestamp=at, turns=1, resolved_by_ai=True,
+                                    bot_version=version, received_at=at)  # fmt: skip
+
+    migrate(("conversations", "0017_annotations"))
+
+    assert rows("SELECT version, first_seen FROM conversations_botversion ORDER BY version") == [
+        ("2.0", T - timedelta(hours=30)),
+        ("2.1", T + timedelta(hours=5)),
+    ]
+    assert rows(
+        "SELECT timestamp, title, kind, channel, bot_version, external_id FROM conversations_annotation"
+        " ORDER BY timestamp"
+    ) == [
+        (T - timedelta(hours=30), "Bot version 2.0 released", "release", "", "2.0", ""),
+        (T + timedelta(hours=5), "Bot version 2.1 released", "release", "", "2.1", ""),
+    ]

@@ -21,6 +21,9 @@ def test_schema_is_valid_openapi_without_warnings(tmp_path):
         "analytics_topics",
         "analytics_timeseries",
         "analytics_compare",
+        "annotations_create",
+        "annotations_list",
+        "annotations_impact",
     }
 
 

@@ -29,7 +29,7 @@ from conversations.analytics.metrics import (
 from conversations.analytics.query import Filters, Granularity, Period
 from conversations.analytics.reads import TopicFigures
 from conversations.analytics.tables import TOPIC_METRICS, VOLUME_PATH
-from conversations.models import Conversation, CostSettings
+from conversations.models import Annotation, Conversation, CostSettings
 
 TOP_TOPICS_LIMIT = 10
 TOP_REASONS_LIMIT = 10
@@ -568,3 +568,54 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
         bot_versions=sorted((versions | {filters.bot_version or ""}) - {""}),
         escalation_reasons=sorted((reasons | {filters.escalation_reason or ""}) - {""}),
     )
+
+
+# Annotations (issue 17).
+ANNOTATIONS_LIMIT = 1_000
+IMPACT_WINDOW = timedelta(days=7)
+
+
+def annotations_in(
+    *,
+    start: datetime,
+    end: datetime,
+    channel: str | None = None,
+    bot_version: str | None = None,
+    limit: int = ANNOTATIONS_LIMIT,
+) -> list[Annotation]:
+    """The annotations of [start, end) that apply to the channel's and bot version's traffic
+    (scoped to it or unscoped; None: any), in time order, ties by id. At most `limit`: the
+    latest of the window."""
+    # Uses index: annotation_timestamp_idx (a backward range scan, stopped at the limit).
+    latest = (
+        Annotation.objects.in_window(start, end)
+        .for_channel(channel)
+        .for_bot_version(bot_version)
+        .order_by("-timestamp", "-id")[:limit]
+    )
+    return sorted(latest, key=lambda annotation: (annotation.timestamp, annotation.id))
+
+
+class NothingAfterYet(Exception):
+    """An annotation's moment is not before now: no traffic after it to compare yet."""
+
+
+def impact_periods(*, moment: datetime, now: datetime) -> tuple[Period, Period]:
+    """Before: [moment − 7 days, moment); after: [moment, moment + 7 days), cut at now. The
+    moment itself belongs to after (a conversation at the very time of a release ran on it)."""
+    before = Period(start=moment - IMPACT_WINDOW, end=moment, include_start=True)
+    after = Period(start=moment, end=moment + IMPACT_WINDOW, include_start=True).clipped(now)
+    return before, after
+
+
+def annotation_impact(*, annotation: Annotation, now: datetime) -> Comparison:
+    """All traffic (or the annotation's channel's, when it is scoped to one; never filtered
+    by its bot version: a release is judged by the traffic it changed, the new version's and
+    the old's together) in the 7 days before its moment (a) against the 7 days after it,
+    up to now (b), as `compare` answers two arms. A shorter after arm is weighed by its length
+    in the volume's test. Raises NothingAfterYet when the moment is not before now."""
+    if annotation.timestamp >= now:
+        raise NothingAfterYet(f"{annotation.timestamp.isoformat()} is not before {now.isoformat()}.")
+    before, after = impact_periods(moment=annotation.timestamp, now=now)
+    filters = Filters(channel=annotation.channel or None)
+    return compare(a=(before, filters), b=(after, filters))
