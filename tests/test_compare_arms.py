@@ -135,6 +135,22 @@ def test_a_missing_half_or_mixed_kinds_is_a_400_naming_it(read_client, query, fi
     assert [error["field"] for error in response.json()["errors"]] == [field]
 
 
+def test_an_arm_zero_long_answers_an_empty_arm_not_an_error(read_client):
+    window = {"a_start": "2026-03-10T00:00:00Z", "a_end": "2026-03-10T00:00:00Z"}
+    with time_machine.travel(T0, tick=False):
+        response = read_client.get(
+            URL, {**window, "b_start": "2026-03-11T00:00:00Z", "b_end": "2026-03-12T00:00:00Z"}
+        )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["a"]["total_conversations"] == 0
+    assert body["changes"]["total_conversations"] == {
+        "relative_change": None,
+        "p_value": None,
+        "significant": False,
+    }
+
+
 def test_arms_without_data_answer_nulls_not_an_error(read_client):
     with time_machine.travel(T0, tick=False):
         response = read_client.get(URL, {"hours": 24, "a_channel": "web", "b_channel": "email"})

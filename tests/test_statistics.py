@@ -25,6 +25,7 @@ from conversations.analytics.statistics import (
     Comparison,
     Interval,
     Moments,
+    VolumeComparison,
     benjamini_hochberg,
     compare_means,
     compare_proportions,
@@ -365,11 +366,18 @@ def test_volumes_equal_the_exact_sum_of_binomial_probabilities(count_a, count_b,
     assert p_value == pytest.approx(expected, rel=1e-12)
 
 
-def test_volumes_refuse_negative_counts_and_empty_windows():
+def test_volumes_refuse_negative_counts_and_lengths():
     with pytest.raises(ValueError, match="non-negative"):
         compare_volumes(count_a=-1, count_b=3, length_a=timedelta(days=1), length_b=timedelta(days=1))
-    with pytest.raises(ValueError, match="longer than 0"):
-        compare_volumes(count_a=1, count_b=3, length_a=timedelta(0), length_b=timedelta(days=1))
+    with pytest.raises(ValueError, match="non-negative"):
+        compare_volumes(count_a=0, count_b=3, length_a=timedelta(days=-1), length_b=timedelta(days=1))
+
+
+def test_an_empty_window_has_no_volume_test():
+    # A window 0 long (a_start == a_end) holds nothing: no rate, so no test (not an error).
+    found = compare_volumes(count_a=0, count_b=3, length_a=timedelta(0), length_b=timedelta(days=1))
+    assert found == VolumeComparison(relative_change=None, p_value=None)
+    assert not found.significant
 
 
 # --- Benjamini–Hochberg ------------------------------------------------------------------------

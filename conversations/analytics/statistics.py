@@ -237,12 +237,13 @@ def compare_volumes(
     of two Poisson rates (Lehmann & Romano, Testing Statistical Hypotheses, 3rd ed., §4.5):
     given a + b events, b ~ Binomial(a + b, p0), p0 = length_b / (length_a + length_b) under
     equal rates; two-sided by scipy.stats.binomtest's rule (the probabilities of the outcomes no
-    likelier than the observed one, with its relative tolerance of 1e-7). None when a + b is 0."""
-    if count_a < 0 or count_b < 0 or length_a <= timedelta(0) or length_b <= timedelta(0):
-        raise ValueError("counts must be non-negative and windows longer than 0")
+    likelier than the observed one, with its relative tolerance of 1e-7). None when a + b is 0
+    or a window is empty (0 long: it holds no event, and there is no rate to compare)."""
+    if count_a < 0 or count_b < 0 or length_a < timedelta(0) or length_b < timedelta(0):
+        raise ValueError("counts and window lengths must be non-negative")
     relative_change = None if count_a == 0 else 100 * (count_b - count_a) / count_a
     n = count_a + count_b
-    if n == 0:
+    if n == 0 or length_a == timedelta(0) or length_b == timedelta(0):
         return VolumeComparison(relative_change=relative_change, p_value=None)
     p, q = length_b / (length_a + length_b), length_a / (length_a + length_b)
     return VolumeComparison(relative_change=relative_change, p_value=_binomial_two_sided_p(count_b, n, p, q))
