@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -10,11 +11,13 @@ from functools import wraps
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from conversations import charts, formatting
@@ -34,7 +37,7 @@ from conversations.forms import (
     DashboardForm,
     DashboardQuery,
 )
-from conversations.models import Outcome
+from conversations.models import Annotation, Outcome
 
 # Below this many conversations (or ratings) a rate is shown with its sample size and a
 # warning: a rate over 12 conversations is not a trend.
@@ -297,13 +300,63 @@ def _rate_uncertainty(dash: Dashboard, name: str, samples: list[int], noun: str 
     }
 
 
-def build_charts(dash: Dashboard) -> list[charts.Chart]:
+@dataclass(frozen=True)
+class AnnotationMark:
+    number: int
+    annotation: Annotation
+    when: str  # its time in the dashboard's time zone
+    impact_url: str
+
+    @property
+    def label(self) -> str:
+        scope = " · ".join(
+            part
+            for part in (
+                self.annotation.channel and f"channel {self.annotation.channel}",
+                self.annotation.bot_version and f"bot {self.annotation.bot_version}",
+            )
+            if part
+        )
+        kind = self.annotation.get_kind_display()
+        return f"{self.when} · {kind}{f' ({scope})' if scope else ''}: {self.annotation.title}"
+
+
+def annotation_marks(dash: Dashboard) -> list[AnnotationMark]:
+    """The annotations of the period that apply to its filters (unscoped, or scoped to the
+    channel or version filtered), numbered in time order as the charts mark them."""
+    found = selectors.annotations_in(
+        start=dash.period.start,
+        end=dash.period.end,
+        channel=dash.filters.channel,
+        bot_version=dash.filters.bot_version,
+    )
+    return [
+        AnnotationMark(
+            number=number,
+            annotation=annotation,
+            when=f"{annotation.timestamp.astimezone(dash.tz):%b %-d, %H:%M}",
+            impact_url=reverse("dashboard-annotation", args=[annotation.pk]),
+        )
+        for number, annotation in enumerate(found, start=1)
+    ]
+
+
+def _bucket_position(moment: datetime, dash: Dashboard) -> float:
+    """Where a moment falls on the time axis, in buckets from the first one's start."""
+    starts = [bucket.start for bucket in dash.buckets]
+    index = max(0, bisect.bisect_right(starts, moment) - 1)
+    start = starts[index]
+    end = bucket_end(start, granularity=dash.granularity, tz=dash.tz)
+    return index + (moment - start) / (end - start)
+
+
+def build_charts(dash: Dashboard, marks: list[AnnotationMark] = ()) -> list[charts.Chart]:
     axis = series_axis(dash)
     labels, per, in_progress = axis.labels, axis.per, axis.in_progress
     currency = dash.current.cost.currency
     symbol = formatting.CURRENCY_SYMBOLS.get(currency, "")
     totals = dash.current.totals
-    return [
+    built = [
         charts.stacked_bars(
             slug="volume",
             title=f"Conversations per {per}",
@@ -375,6 +428,11 @@ def build_charts(dash: Dashboard) -> list[charts.Chart]:
             value_header="Conversations",
         ),
     ]
+    return [_marked(chart, dash, marks) if chart.slug in SERIES_CHARTS else chart for chart in built]
+
+
+# The charts over time, which mark the annotations.
+SERIES_CHARTS = {"volume", "resolution", "csat", "savings", "outcomes"}
 
 
 # --- "Is it really resolved?" (issue 16) ------------------------------------------------
@@ -524,6 +582,15 @@ def _resolution_rates(dash: Dashboard, *, outcomes: Coverage, customer_ids: Cove
     return rates
 
 
+def _marked(chart: charts.Chart, dash: Dashboard, marks: list[AnnotationMark]) -> charts.Chart:
+    if marks and dash.buckets:
+        markers = [
+            (_bucket_position(mark.annotation.timestamp, dash), mark.label, mark.impact_url) for mark in marks
+        ]
+        charts.add_markers(chart, markers, buckets=len(dash.buckets))
+    return chart
+
+
 def outcome_chart(dash: Dashboard) -> charts.Chart:
     axis = series_axis(dash)
     buckets = dash.buckets
@@ -553,7 +620,9 @@ def _outcome_meaning(value: str, label: str) -> str:
     return rest[1:-1] if rest.startswith("(") and rest.endswith(")") else label
 
 
-def honest_resolution(dash: Dashboard, request: HttpRequest) -> HonestResolution:
+def honest_resolution(
+    dash: Dashboard, request: HttpRequest, marks: list[AnnotationMark] = ()
+) -> HonestResolution:
     totals = dash.current.totals
     outcomes = Coverage(
         reported=totals.outcomes_reported,
@@ -567,7 +636,7 @@ def honest_resolution(dash: Dashboard, request: HttpRequest) -> HonestResolution
         rates=_resolution_rates(dash, outcomes=outcomes, customer_ids=customer_ids),
         outcomes=outcomes,
         customer_ids=customer_ids,
-        outcome_chart=None if outcomes.none else outcome_chart(dash),
+        outcome_chart=None if outcomes.none else _marked(outcome_chart(dash), dash, marks),
         reasons=[
             EscalationReason(
                 reason=stats.reason,
@@ -625,14 +694,16 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         return render(request, "dashboard/index.html", {"form": form, "ranges": RANGES}, status=400)
     dash = _load(query)
     sort_field = query.sort.removeprefix("-")
+    marks = annotation_marks(dash)
     context = {
         "form": form,
         "query": query,
         "dash": dash,
         "kpis": kpis(dash),
-        "charts": build_charts(dash),
+        "charts": build_charts(dash, marks),
+        "annotations": marks,
         "topic_rows": topic_rows(dash.topic_trends, query, dash.topic_changes),
-        "honest": honest_resolution(dash, request),
+        "honest": honest_resolution(dash, request, marks),
         "knowledge_gaps": dash.knowledge_gaps,
         "currency": dash.current.cost.currency,
         "small_sample": SMALL_SAMPLE,
@@ -717,6 +788,45 @@ def compare_view(request: HttpRequest) -> HttpResponse:
         }
     )
     return render(request, "dashboard/compare.html", context)
+
+
+@require_GET
+@staff_required
+def annotation_view(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    """An annotation's impact: its traffic (its channel's, when scoped to one) in the 7 days
+    before its moment against the 7 days after it (or up to now), as the Compare page shows two
+    arms (selectors.annotation_impact, the same as GET /api/annotations/<id>/impact/)."""
+    annotation = get_object_or_404(Annotation, pk=annotation_id)
+    tz = ZoneInfo(settings.ANALYTICS_TIME_ZONE)
+    now = timezone.now()
+    context = {
+        "annotation": annotation,
+        "small_sample": SMALL_SAMPLE,
+        "when": annotation.timestamp.astimezone(tz),
+    }
+    try:
+        comparison = selectors.annotation_impact(annotation=annotation, now=now)
+    except selectors.NothingAfterYet:
+        return render(request, "dashboard/annotation.html", context)
+    before, after = comparison.a.period, comparison.b.period
+    context["page"] = compare_page(
+        comparison,
+        a_label=f"7 days before ({_arm_label('period', before, None, tz)})",
+        b_label=(
+            f"7 days after ({_arm_label('period', after, None, tz)})"
+            if after.end - after.start >= selectors.IMPACT_WINDOW
+            else f"After, so far ({_arm_label('period', after, None, tz)})"
+        ),
+    )
+    context["dashboard_query"] = urlencode(
+        {
+            "range": "custom",
+            "start": f"{before.start.astimezone(tz):%Y-%m-%d}",
+            "end": f"{(after.end - timedelta(microseconds=1)).astimezone(tz):%Y-%m-%d}",
+            **({"channel": annotation.channel} if annotation.channel else {}),
+        }
+    )
+    return render(request, "dashboard/annotation.html", context)
 
 
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).

@@ -15,6 +15,7 @@ urlpatterns = [
     path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
     path("dashboard/", views.dashboard_view, name="dashboard"),
     path("dashboard/compare/", views.compare_view, name="dashboard-compare"),
+    path("dashboard/annotations/<int:annotation_id>/", views.annotation_view, name="dashboard-annotation"),
     path("dashboard/topics.csv", views.topics_csv_view, name="dashboard-topics-csv"),
     path("dashboard/timeseries.csv", views.timeseries_csv_view, name="dashboard-timeseries-csv"),
     path(

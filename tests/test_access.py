@@ -72,6 +72,7 @@ TABLE = [
         for path in (
             "/dashboard/",
             "/dashboard/compare/",
+            f"/dashboard/annotations/{KNOWN_ANNOTATION_ID}/",
             "/dashboard/topics.csv",
             "/dashboard/timeseries.csv",
         )
@@ -163,6 +164,7 @@ def test_every_url_of_the_project_is_in_the_table():
         "favicon.ico",
         "dashboard/",
         "dashboard/compare/",
+        "dashboard/annotations/<int:annotation_id>/",
         "dashboard/topics.csv",
         "dashboard/timeseries.csv",
         "accounts/login/",

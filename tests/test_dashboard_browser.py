@@ -235,7 +235,13 @@ def test_dashboard_in_a_browser(live_server, chromium):
     save_screenshot(page, DESKTOP)
     save_screenshot(page, PHONE)
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
-    assert scroll_width <= PHONE["width"] + 1, f"the page is {scroll_width}px wide on a 390px phone"
+    # What sticks out, when something does (scrolling boxes clip their own content).
+    wide = page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > "
+        "innerWidth + 1 && !e.parentElement.closest('.table-scroll, pre')).slice(0, 8)"
+        ".map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)"
+    )
+    assert scroll_width <= PHONE["width"] + 1, f"the page is {scroll_width}px wide on a 390px phone: {wide}"
     page.set_viewport_size(DESKTOP)
 
     # Drill-down: the first topic's link opens the admin list of its conversations in the range.
@@ -257,6 +263,100 @@ def test_dashboard_in_a_browser(live_server, chromium):
     listed = set(page.locator("#result_list tbody a").all_inner_texts()) & {row[0] for row in SEED}
     assert listed == in_last_7_days(named[0]), f"drill-down {href} for {named[0]!r}"
     expect(page.locator("#result_list tbody tr")).to_have_count(len(listed))
+
+    context.close()
+    assert problems == []
+
+
+@pytest.fixture
+def release_data(transactional_db, django_user_model):
+    """Two bot versions over the last 7 days, 2.0 released about 3 days ago: refunds resolve far
+    more often under 2.0, billing the same. Answers 2.0's release annotation."""
+    from conversations.models import Annotation, AnnotationKind
+
+    django_user_model.objects.create_superuser(
+        username=STAFF_USERNAME, email="lead@example.com", password=STAFF_PASSWORD
+    )
+    now = timezone.now()
+    for index in range(160):
+        new = index % 2 == 1
+        refund = index % 4 < 2
+        hours_ago = 1 + (index * 37) % (3 * 24 - 2) if new else 3 * 24 + 8 + (index * 29) % (4 * 24 - 10)
+        ConversationFactory(
+            session_id=f"release-{index}",
+            timestamp=now - timedelta(hours=hours_ago),
+            bot_version="2.0" if new else "1.0",
+            topics=["refund"] if refund else ["billing"],
+            resolved_by_ai=(index % 10 < 9)
+            if (refund and new)
+            else (index % 10 < 4 if refund else index % 10 < 6),
+            csat=1 + index % 5,
+            turns=2 + index % 5,
+        )
+    # The first conversation of each version made its release annotation (services).
+    return Annotation.objects.get(bot_version="2.0", kind=AnnotationKind.RELEASE)
+
+
+def log_in(page: Page) -> None:
+    page.goto("/accounts/login/")
+    page.locator("input[name=username]").fill(STAFF_USERNAME)
+    page.locator("input[name=password]").fill(STAFF_PASSWORD)
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(lambda url: url_path(url) == "/dashboard/")
+
+
+def test_compare_page_and_annotation_markers_in_a_browser(live_server, chromium, release_data):
+    context = chromium.new_context(viewport=DESKTOP, base_url=live_server.url)
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
+    page = context.new_page()
+    problems = watch_for_problems(page, origin=live_server.url)
+    log_in(page)
+
+    # The release is a numbered marker on every time-series chart, listed under the charts.
+    page.goto("/dashboard/?range=7d")
+    # Two releases in the range: 1.0's (its first conversation, 7 days ago) and 2.0's.
+    expect(page.locator("#chart-resolution a.marker")).to_have_count(2)
+    expect(page.locator("#chart-volume a.marker")).to_have_count(2)
+    marker = page.locator('#chart-resolution a.marker[data-annotation="2"]')
+    expect(marker.locator("title")).to_have_text(re.compile(r"Bot version 2\.0 released"))
+    listed = page.locator("#annotations li")
+    expect(listed).to_have_count(2)
+    expect(listed.nth(1)).to_contain_text("Bot version 2.0 released")
+    shot = SCREENSHOT_DIR / "chart-resolution-annotated.png"
+    shot.unlink(missing_ok=True)
+    page.locator("#chart-resolution").screenshot(path=shot)
+    assert shot.read_bytes().startswith(PNG_SIGNATURE)
+
+    # Its impact: the 7 days before against the days after, the comparison's figures.
+    marker.click()
+    page.wait_for_url(lambda url: url_path(url) == f"/dashboard/annotations/{release_data.pk}/")
+    expect(page.locator("h1")).to_contain_text("Bot version 2.0 released")
+    expect(page.locator('#figures tr[data-figure="ai_resolution_rate"]')).to_be_visible()
+
+    # The Compare page: pick the two versions, read the verdicts.
+    page.goto("/dashboard/compare/")
+    expect(page.locator('a[data-kind="bot_version"]')).to_have_attribute("aria-current", "page")
+    page.locator("select[name=a]").select_option("1.0")
+    page.locator("select[name=b]").select_option("2.0")
+    page.locator("form[aria-label=Arms] button[type=submit]").click()
+    page.wait_for_url(lambda url: query(url).get("b") == ["2.0"])
+    rate = page.locator('#figures tr[data-figure="ai_resolution_rate"]')
+    expect(rate.locator("[data-significant=true]")).to_have_count(1)
+    expect(rate.locator(".trend-good")).to_contain_text("▲")
+    topics = page.locator("#compare-topics tbody tr")
+    expect(topics.first).to_have_attribute("data-topic", "refund")
+    expect(topics.first).to_have_attribute("data-significant", "true")
+    expect(topics.nth(1)).to_have_attribute("data-significant", "false")
+    # The p-value is on hover.
+    assert "p " in (rate.locator("[data-significant=true]").get_attribute("title") or "")
+    path = SCREENSHOT_DIR / "compare.png"
+    path.unlink(missing_ok=True)
+    page.screenshot(path=path, full_page=True)
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    page.set_viewport_size(PHONE)
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= PHONE["width"] + 1, f"the compare page is {scroll_width}px wide on a phone"
 
     context.close()
     assert problems == []

@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from conversations import formatting
+from conversations.models import Annotation
 from tests.conftest import T0
 from tests.factories import ConversationFactory
 from tests.test_dashboard import visible_text
@@ -151,3 +152,74 @@ def test_an_incomplete_or_bad_comparison_is_a_400_naming_the_field(staff_client,
     assert response.status_code == 400
     assert field in response.context["form"].errors
     assert "That comparison is not valid." in response.content.decode()
+
+
+# --- Annotations on the dashboard, and an annotation's impact page ---------------------------
+
+
+def note(at, title="Refund flow changed", **fields) -> Annotation:
+    return Annotation.objects.create(timestamp=at, title=title, kind="knowledge_base", **fields)
+
+
+def test_annotations_are_numbered_markers_on_the_time_series_charts(staff_client, versions):
+    # 7 days: Mar 8 .. Mar 14 (daily buckets); Mar 12 06:00 is a quarter of the way into its day.
+    # (Without the release annotations the fixture's first conversations of 1.0 and 2.0 made.)
+    assert sorted(Annotation.objects.values_list("title", flat=True)) == [
+        "Bot version 1.0 released",
+        "Bot version 2.0 released",
+    ]
+    Annotation.objects.all().delete()
+    first = note(T0 - timedelta(days=2, hours=6), title="KB: refunds rewritten")
+    note(T0 - timedelta(days=1), title="Email outage", channel="email")
+    note(T0 - timedelta(days=8), title="Too early")
+    response = staff_client.get("/dashboard/", {"range": "7d"})
+    page = response.content.decode()
+
+    charts = {chart.slug: chart for chart in response.context["charts"]}
+    for slug in ("volume", "resolution", "csat", "savings"):
+        assert [marker.number for marker in charts[slug].markers] == ["1", "2"], slug
+    assert charts["topics"].markers == []
+    [marker, _] = charts["resolution"].markers
+    slot = 580 / 7  # the plot's width over the 7 buckets
+    assert float(marker.x) == pytest.approx(48 + slot * (4 + 6 / 24), abs=0.01)
+    assert marker.label == "Mar 12, 06:00 · knowledge base update: KB: refunds rewritten"
+    assert marker.url == f"/dashboard/annotations/{first.pk}/"
+    listed = re.findall(r'<li data-annotation="(\d+)"><a href="([^"]+)">([^<]+)</a>', page)
+    assert [(number, url) for number, url, _ in listed] == [
+        ("1", f"/dashboard/annotations/{first.pk}/"),
+        ("2", f"/dashboard/annotations/{first.pk + 1}/"),
+    ]
+    assert listed[1][2] == "Mar 13, 12:00 · incident (channel email): Email outage".replace(
+        "incident", "knowledge base update"
+    )
+    # Filtered by the web channel: the email outage is not web's.
+    web = staff_client.get("/dashboard/", {"range": "7d", "channel": "web"})
+    assert [mark.annotation.title for mark in web.context["annotations"]] == ["KB: refunds rewritten"]
+
+
+def test_an_annotation_page_shows_its_impact_as_the_api_answers_it(staff_client, versions):
+    moment = T0 - timedelta(days=3)
+    annotation = note(moment, channel="web")
+    response = staff_client.get(f"/dashboard/annotations/{annotation.pk}/")
+    assert response.status_code == 200
+    impact = staff_client.get(f"/api/annotations/{annotation.pk}/impact/").json()
+    rows = figure_rows(response.content.decode())
+    assert rows["total_conversations"][1:3] == [
+        f"{impact['a']['total_conversations']:,}",
+        f"{impact['b']['total_conversations']:,}",
+    ]
+    assert rows["ai_resolution_rate"][5] == formatting.p_value(
+        impact["changes"]["ai_resolution_rate"]["p_value"]
+    )
+    page = response.context["page"]
+    assert page.a_label == "7 days before (Mar 4, 2026 – Mar 11, 2026)"
+    assert page.b_label == "After, so far (Mar 11, 2026 – Mar 14, 2026)"
+    assert "The web channel's traffic" in response.content.decode()
+
+
+def test_an_annotation_not_in_the_past_has_nothing_to_compare(staff_client, frozen_now):
+    annotation = note(T0 + timedelta(hours=1))
+    response = staff_client.get(f"/dashboard/annotations/{annotation.pk}/")
+    assert response.status_code == 200
+    assert "Nothing to compare yet" in response.content.decode()
+    assert staff_client.get(f"/dashboard/annotations/{annotation.pk + 1}/").status_code == 404
