@@ -305,7 +305,9 @@ def log_in(page: Page) -> None:
     page.wait_for_url(lambda url: url_path(url) == "/dashboard/")
 
 
-def test_compare_page_and_annotation_markers_in_a_browser(live_server, chromium, release_data):
+# The data first: set up after live_server, transactional_db leaves a connection to the test
+# database open, which then cannot be dropped at the end of the session.
+def test_compare_page_and_annotation_markers_in_a_browser(release_data, live_server, chromium):
     context = chromium.new_context(viewport=DESKTOP, base_url=live_server.url)
     context.set_default_timeout(STEP_TIMEOUT_MS)
     context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
