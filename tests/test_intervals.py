@@ -131,6 +131,15 @@ def test_a_t_interval_of_a_few_scores_is_clipped_to_1_to_5(read_client):
     assert body["avg_csat"] == 3.0 and body["avg_csat_ci95"] == [1.0, 5.0]
 
 
+def test_a_topic_share_interval_divides_by_the_window(read_client):
+    _store()
+    services.conversations_ingest(items=[conversation_in("other", T0 - 2 * HOUR, topics=("refund",))])
+    with time_machine.travel(T0, tick=False):
+        topics = read_client.get("/api/analytics/topics/", {"hours": 24}).json()["topics"]
+    shares = {topic["topic"]: (topic["share"], as_decimals(topic["share_ci95"])) for topic in topics}
+    assert shares == {"billing": (87.5, wilson(7, 8)), "refund": (12.5, wilson(1, 8))}
+
+
 def test_topics_and_series_buckets_carry_intervals(read_client):
     _store()
     with time_machine.travel(T0, tick=False):
@@ -140,6 +149,7 @@ def test_topics_and_series_buckets_carry_intervals(read_client):
         ]
     [billing] = topics
     assert as_decimals(billing["ai_resolution_rate_ci95"]) == wilson(4, 7)
+    assert billing["share"] == 100 and as_decimals(billing["share_ci95"]) == wilson(7, 7)
     scores = [row[2] for row in ROWS if row[2] is not None]
     assert as_decimals(billing["avg_csat_ci95"]) == t_interval(scores, "0.01", 1, 5)
     assert "customer_id_coverage_ci95" in billing["repeat_contact"]
@@ -160,7 +170,7 @@ def test_every_rate_and_mean_of_the_registry_has_an_interval_and_nothing_else_do
         name
         for name, metric in METRICS.items()
         if metric.unit.name in ("PERCENT", "SCORE", "TURNS", "MILLISECONDS")
-        and metric.source.startswith("totals.")
+        and (metric.source.startswith("totals.") or name == "share")
     }
     # A percentile has no interval of this kind (issue 17: "p95 and money get no test").
     assert with_interval == rates_and_means - {"p95_response_ms"}

@@ -534,12 +534,19 @@ def customer_id_coverage(t: Totals) -> tuple[int, int]:
     return t.with_customer_id, t.conversations
 
 
+def _share_interval(part: int, whole: int) -> list[Decimal] | None:
+    """A topic's share's Wilson interval: of the row (selectors.TopicStats.share_parts), not
+    of its Totals, since the whole is the window's."""
+    return _bounds(statistics.wilson_interval(successes=part, n=whole), Unit.PERCENT)
+
+
 # Metrics of a result row rather than of its Totals (computed by analytics.selectors).
 declare(
     "share",
     Unit.PERCENT,
     "100 × this topic's conversations / all conversations in the window.",
     source="share",
+    interval=lambda row: _share_interval(*row.share_parts),
 )
 declare(
     "escalation_cost",

@@ -55,6 +55,12 @@ class TopicStats:
     share: Decimal | None  # 100 × this topic's conversations / all conversations in the window
     escalation_cost: Decimal
     knowledge_gap_cost: Decimal  # (escalations + follow-ups) × human cost
+    window_conversations: int = 0  # all conversations in the window: what `share` divides by
+
+    @property
+    def share_parts(self) -> tuple[int, int]:
+        """`share` as (part, whole): this topic's conversations of the window's."""
+        return self.totals.conversations, self.window_conversations
 
 
 @dataclass(frozen=True)
@@ -313,6 +319,7 @@ def _topic_stats(
             share=percent(totals.conversations, total),
             escalation_cost=totals.escalation_cost(cost_settings),
             knowledge_gap_cost=totals.knowledge_gap_cost(cost_settings),
+            window_conversations=total,
         )
         for topic_id, (name, totals) in by_topic.items()
         if totals.conversations > 0

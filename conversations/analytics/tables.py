@@ -135,7 +135,12 @@ INTERVAL_SUFFIX = "_ci95"
 
 
 def _interval_getter(metric: Metric) -> Callable[[Any], Any]:
-    totals = operator.attrgetter(metric.source.rpartition(".")[0])
+    """A metric's interval from a result row: from the Totals it reads ("totals.<name>"), or
+    from the row itself for a metric of the row ("share")."""
+    holder = metric.source.rpartition(".")[0]
+    if not holder:
+        return metric.interval
+    totals = operator.attrgetter(holder)
     return lambda row: metric.interval(totals(row))
 
 
