@@ -426,6 +426,14 @@ class ConversationRollup(RollupMetrics):
                     channel__isnull=True, bot_version__isnull=True, escalation_reason__isnull=False
                 ),
             ),
+            # Uses index: a window filtered by bot version (the compare of two versions), which
+            # sums its per-channel rows; the key index walks every version's rows of the starts
+            # (docs/benchmarks.md, "Indexes for a bot version's rows").
+            models.Index(
+                fields=["span", "bot_version", "start"],
+                name="conv_rollup_version_idx",
+                condition=models.Q(bot_version__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -476,6 +484,14 @@ class TopicRollup(RollupMetrics):
                 condition=models.Q(
                     channel__isnull=True, bot_version__isnull=True, escalation_reason__isnull=True
                 ),
+            ),
+            # Uses index: the topics of a window filtered by bot version (the compare of two
+            # versions): its per-channel rows, without the rows per reason, which are most of
+            # the key index's entries (docs/benchmarks.md, "Indexes for a bot version's rows").
+            models.Index(
+                fields=["span", "bot_version", "start"],
+                name="topic_rollup_version_idx",
+                condition=models.Q(bot_version__isnull=False, escalation_reason__isnull=True),
             ),
         ]
 
