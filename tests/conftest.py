@@ -5,10 +5,20 @@ import time_machine
 from rest_framework.test import APIClient
 
 from conversations import services
+from conversations.analytics import reads
 from conversations.models import ApiKey
 
 # A fixed "now" for every test that needs a clock (never random dates near a window edge).
 T0 = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reader_connection_closed_at_the_end(django_db_setup):
+    """A comparison made outside a transaction (a live server's, a transactional test's) reads
+    one arm on the reader thread's own connection (analytics.reads.both), which stays open for
+    the next: closed before the test database is dropped."""
+    yield
+    reads.close_reader_connection()
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,9 @@
 with the changes of every rate and mean (statsmodels/scipy), per topic adjusted by
 Benjamini–Hochberg, and the sample size per arm."""
 
+import threading
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 import time_machine
@@ -169,3 +171,55 @@ def test_arms_without_data_answer_nulls_not_an_error(read_client):
         "p_value": None,
         "significant": False,
     }
+
+
+# --- The two arms read at once (reads.both) ----------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_arms_are_read_at_once_and_answer_the_same(read_client):
+    """Committed data (no test transaction): arm a is read on the reader thread's own
+    connection while b is read here; the answer equals the one read one after the other."""
+    from django.db import connection
+
+    from conversations.analytics import reads
+
+    _store("one", T0, V1, bot_version="1.0", channel="web")
+    _store("two", T0, V2, bot_version="2.0", channel="web")
+    threads = []
+    original = reads._on_own_connection
+
+    def spy(read_one):
+        threads.append(threading.current_thread().name)
+        return original(read_one)
+
+    params = {"hours": 24, "a_bot_version": "1.0", "b_bot_version": "2.0"}
+    with time_machine.travel(T0, tick=False):
+        assert not connection.in_atomic_block
+        with mock.patch.object(reads, "_on_own_connection", spy):
+            at_once = read_client.get(URL, params).json()
+        with mock.patch.object(reads.connection, "in_atomic_block", True):
+            one_by_one = read_client.get(URL, params).json()
+    assert len(threads) == 1 and threads[0].startswith("second-read")
+    assert at_once == one_by_one
+    assert (at_once["a"]["total_conversations"], at_once["b"]["total_conversations"]) == (14, 16)
+
+
+def test_both_waits_for_the_first_read_when_the_second_fails():
+    from conversations.analytics import reads
+
+    finished = threading.Event()
+
+    def first():
+        finished.wait(timeout=5)
+        return "first"
+
+    def second():
+        raise ValueError("second failed")
+
+    not_in_a_transaction = mock.patch.object(reads.connection, "in_atomic_block", False)
+    with not_in_a_transaction, pytest.raises(ValueError, match="second failed"):
+        reads.both(first, lambda: (finished.set(), second()))
+    assert finished.is_set()
+    with not_in_a_transaction, pytest.raises(KeyError):
+        reads.both(lambda: {}["missing"], lambda: "second")

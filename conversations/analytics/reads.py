@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import enum
 import functools
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import close_old_connections, connection
 from psycopg import sql
 
 from conversations import rollups
@@ -43,6 +46,8 @@ from conversations.analytics.metrics import Totals
 from conversations.analytics.planner import HOUR, MICROSECOND, Plan, ceil, floor
 from conversations.analytics.query import Filters, Granularity, Period
 from conversations.models import Conversation, Span, Topic
+
+T = TypeVar("T")
 
 
 class TopicFigures(enum.Enum):
@@ -525,3 +530,57 @@ def filter_menus(plan: Plan) -> tuple[set[str], set[str], set[str]]:
         cursor.execute(statement.format(_LIVE[False], where).as_string(), params)
         rows = cursor.fetchall()
     return {row[0] for row in rows}, {row[1] for row in rows}, {row[2] for row in rows if row[2]}
+
+
+# --- Two reads at once ------------------------------------------------------------------------
+
+# The thread that runs the first of two reads on a connection of its own (`both`). Made on first
+# use, not at import: a server that forks its workers after loading the app (gunicorn's
+# --preload) would otherwise fork a process whose executor thread does not exist.
+_other_reader: ThreadPoolExecutor | None = None
+_other_reader_lock = threading.Lock()
+
+
+def _reader() -> ThreadPoolExecutor:
+    global _other_reader
+    with _other_reader_lock:
+        if _other_reader is None:
+            _other_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="second-read")
+        return _other_reader
+
+
+def _on_own_connection(read_one: Callable[[], T]) -> T:
+    # What Django does around a request: a connection that broke or outlived CONN_MAX_AGE is
+    # closed first (and opened again by the read).
+    close_old_connections()
+    return read_one()
+
+
+def close_reader_connection() -> None:
+    """Close the reader thread's connection, if it has one (a test's database must have no
+    connection left when it is dropped)."""
+    with _other_reader_lock:
+        reader = _other_reader
+    if reader is not None:
+        # Looked up on the reader thread: `connection` is each thread's own.
+        reader.submit(lambda: connection.close()).result()
+
+
+def both(first: Callable[[], T], second: Callable[[], T]) -> tuple[T, T]:
+    """Two independent reads (the two arms of a comparison), the first on a reader thread's
+    own connection while this thread runs the second: on two cores, the time of the slower one
+    instead of their sum (docs/benchmarks.md, "Two arms at once").
+
+    One after the other inside a transaction (a test's, an atomic request's): another
+    connection would not see what it has written. The reader thread is one per process: two
+    requests comparing at the same moment take turns on it, each still running its second read
+    on its own connection.
+    """
+    if connection.in_atomic_block:
+        return first(), second()
+    pending = _reader().submit(_on_own_connection, first)
+    try:
+        second_result = second()
+    finally:
+        first_result = pending.result()  # waits even when the second failed: no stray read
+    return first_result, second_result

@@ -3,6 +3,7 @@ from one of these functions: plain results, never HTTP objects."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -237,8 +238,13 @@ def compare(*, a: tuple[Period, Filters], b: tuple[Period, Filters]) -> Comparis
     q < 0.05: with 50 topics, two "significant" changes at p < 0.05 are what chance gives)."""
     cost_settings = CostSettings.load()
     arms = []
-    for period, filters in (a, b):
-        figures = _read_window(period, filters, topics=TopicFigures.ALL, reasons=True)
+    read_a, read_b = reads.both(
+        *(
+            functools.partial(_read_window, period, filters, topics=TopicFigures.ALL, reasons=True)
+            for period, filters in (a, b)
+        )
+    )
+    for (period, filters), figures in ((a, read_a), (b, read_b)):
         topics = _topic_stats(figures.topics, total=figures.totals.conversations, cost_settings=cost_settings)
         # The top topics are the topics table's first rows (with a topic filter, that topic).
         top = [(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]]
