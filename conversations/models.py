@@ -5,11 +5,14 @@ from decimal import Decimal
 
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from rest_framework_api_key.models import AbstractAPIKey
 
+from conversations import alert_rules
 from conversations.analytics import figures
 from conversations.analytics.figures import CSAT_SCORES
 
@@ -615,3 +618,126 @@ def normalize_topic(raw: str) -> str:
     way before it is compared.
     """
     return " ".join(raw.split()).lower()
+
+
+class AlertRule(models.Model):
+    """A rule that watches one figure of the summary (issue 18): below/above a threshold, or a
+    significant drop/rise of at least `min_change` against a baseline. Managed over REST
+    (`/api/alert-rules/`) and in the admin, written by the services (`alert_rule_*`).
+
+    What a rule may say is defined once in conversations.alert_rules. Stored only for now:
+    nothing evaluates rules or notifies yet; `state` is there for the evaluation to come.
+    """
+
+    name = models.CharField(max_length=alert_rules.NAME_MAX_LENGTH)
+    metric = models.CharField(
+        max_length=64, choices=alert_rules.METRIC_CHOICES, help_text="The figure's path in the summary."
+    )
+    condition = models.CharField(max_length=10, choices=alert_rules.Condition.choices)
+    threshold = models.DecimalField(
+        max_digits=alert_rules.NUMBER_MAX_DIGITS,
+        decimal_places=alert_rules.NUMBER_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text="below/above only: compared strictly, in the metric's unit.",
+    )
+    min_change = models.DecimalField(
+        max_digits=alert_rules.NUMBER_MAX_DIGITS,
+        decimal_places=alert_rules.NUMBER_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text="drop/rise only: points for rates, the unit for means, percent for counts.",
+    )
+    window_minutes = models.PositiveIntegerField(
+        validators=[
+            MinValueValidator(alert_rules.WINDOW_MINUTES[0]),
+            MaxValueValidator(alert_rules.WINDOW_MINUTES[1]),
+        ]
+    )
+    min_sample_size = models.PositiveIntegerField(
+        default=alert_rules.DEFAULT_MIN_SAMPLE_SIZE,
+        validators=[MaxValueValidator(alert_rules.MAX_MIN_SAMPLE_SIZE)],
+        help_text="Under this many conversations in the window the rule never fires.",
+    )
+    for_minutes = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(alert_rules.MAX_FOR_MINUTES)]
+    )
+    renotify_minutes = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(alert_rules.MAX_RENOTIFY_MINUTES)],
+        help_text="0: no reminders while firing.",
+    )
+    delay_minutes = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(alert_rules.MAX_DELAY_MINUTES)]
+    )
+    # Filters: empty means every value; otherwise a label as the conversations store it
+    # (channel, bot version: trimmed) or normalized like a topic (topic, escalation reason).
+    channel = models.CharField(max_length=LABEL_MAX_LENGTH, blank=True, default="")
+    bot_version = models.CharField(max_length=LABEL_MAX_LENGTH, blank=True, default="")
+    topic = models.CharField(max_length=TOPIC_MAX_LENGTH, blank=True, default="")
+    escalation_reason = models.CharField(max_length=REASON_MAX_LENGTH, blank=True, default="")
+    emails = ArrayField(
+        models.EmailField(max_length=alert_rules.EMAIL_MAX_LENGTH),
+        blank=True,
+        default=list,
+        size=alert_rules.MAX_EMAILS,
+    )
+    webhooks = ArrayField(
+        models.URLField(
+            max_length=alert_rules.URL_MAX_LENGTH,
+            validators=[URLValidator(schemes=alert_rules.WEBHOOK_SCHEMES)],
+        ),
+        blank=True,
+        default=list,
+        size=alert_rules.MAX_WEBHOOKS,
+    )
+    # Stored in clear, not hashed: the evaluation must sign each webhook call with it
+    # (HMAC-SHA256), so it has to be readable. Made when the rule first gets webhooks and shown
+    # once, in the answer of the request that made it.
+    webhook_secret = models.CharField(max_length=64, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    state = models.CharField(
+        max_length=10, choices=alert_rules.AlertState.choices, default=alert_rules.AlertState.OK
+    )
+    state_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="alert_rule_name_not_empty"),
+            models.CheckConstraint(
+                condition=Q(metric__in=list(alert_rules.ALERT_METRICS)), name="alert_rule_metric_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(condition__in=alert_rules.Condition.values), name="alert_rule_condition_valid"
+            ),
+            models.CheckConstraint(
+                condition=alert_rules.threshold_check(), name="alert_rule_threshold_or_min_change"
+            ),
+            models.CheckConstraint(
+                condition=Q(window_minutes__range=alert_rules.WINDOW_MINUTES),
+                name="alert_rule_window_minutes_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(for_minutes__lte=alert_rules.MAX_FOR_MINUTES)
+                & Q(renotify_minutes__lte=alert_rules.MAX_RENOTIFY_MINUTES)
+                & Q(delay_minutes__lte=alert_rules.MAX_DELAY_MINUTES)
+                & Q(min_sample_size__lte=alert_rules.MAX_MIN_SAMPLE_SIZE),
+                name="alert_rule_durations_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=alert_rules.AlertState.values), name="alert_rule_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors = alert_rules.condition_errors(
+            metric=self.metric, condition=self.condition, threshold=self.threshold, min_change=self.min_change
+        )
+        if errors:
+            raise ValidationError(errors)
