@@ -683,7 +683,9 @@ class AlertRule(models.Model):
         size=alert_rules.MAX_EMAILS,
     )
     webhooks = ArrayField(
-        models.URLField(
+        # A CharField with the validator, not a URLField: its form field would add a scheme to
+        # "hooks.example.com" where the API refuses it.
+        models.CharField(
             max_length=alert_rules.URL_MAX_LENGTH,
             validators=[URLValidator(schemes=alert_rules.WEBHOOK_SCHEMES)],
         ),
