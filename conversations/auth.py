@@ -148,3 +148,11 @@ class CanRead(_HasScope):
         if request.user and request.user.is_authenticated and request.user.is_staff:
             return True
         return super().has_permission(request, view)
+
+
+class CanManage(_HasScope):
+    """A key with the `all` scope: alert rules (issue 18: "API keys with the `all` scope").
+    Staff logins manage them in the admin, not over this API."""
+
+    scope = ApiKey.Scope.ALL
+    message = "An API key with the 'all' scope is required."

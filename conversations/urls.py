@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from conversations import analytics_apis, annotation_apis, apis
+from conversations import alert_apis, analytics_apis, annotation_apis, apis
 
 app_name = "conversations"
 
@@ -27,4 +27,6 @@ urlpatterns = [
         annotation_apis.AnnotationImpactApi.as_view(),
         name="annotation-impact",
     ),
+    path("alert-rules/", alert_apis.AlertRuleListCreateApi.as_view(), name="alert-rules"),
+    path("alert-rules/<int:rule_id>/", alert_apis.AlertRuleDetailApi.as_view(), name="alert-rule"),
 ]
