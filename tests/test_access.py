@@ -10,11 +10,14 @@ Decisions the table records:
 - The dashboard and its CSV exports: anonymous (a key is no login there) to the login page,
   logged-in non-staff 403, staff 200. The admin: the admin's login page unless staff; a staff
   account without model permissions sees the index but gets 403 on a change list.
+- Alert rules (/api/alert-rules/): API keys with the `all` scope only, as the issue says; staff
+  logins manage them in the admin, not over the API (403).
 - /healthz answers everyone (a load balancer has no credentials).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -24,7 +27,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations.models import Annotation, ApiKey
+from conversations.models import AlertRule, Annotation, ApiKey
 from tests.factories import ConversationFactory
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +37,14 @@ CALLERS = ["anonymous", "ingest", "read", "all", "revoked", "expired", "user", "
 CONVERSATION = {"session_id": "access-test", "turns": 2, "resolved_by_ai": True}
 ANNOTATION = {"title": "Bot 2.5.0 released", "kind": "release", "bot_version": "2.5.0"}
 KNOWN_ANNOTATION_ID = 424242  # test_access stores it with this id
+ALERT_RULE = {
+    "name": "CSAT low",
+    "metric": "avg_csat",
+    "condition": "below",
+    "threshold": 3,
+    "window_minutes": 60,
+}
+KNOWN_ALERT_RULE_ID = 434343  # likewise
 
 LOGIN = "/accounts/login/?next="
 ADMIN_LOGIN = "/admin/login/?next="
@@ -65,6 +76,17 @@ TABLE = [
         None,
         api((403, 200, 200), staff=200),
     ),
+    ("GET", "/api/alert-rules/", None, api((403, 403, 200), staff=403)),
+    ("POST", "/api/alert-rules/", ALERT_RULE, api((403, 403, 201), staff=403)),
+    *[
+        (method, f"/api/alert-rules/{KNOWN_ALERT_RULE_ID}/", body, api((403, 403, ok), staff=403))
+        for method, body, ok in [
+            ("GET", None, 200),
+            ("PUT", ALERT_RULE, 200),
+            ("PATCH", {"enabled": False}, 200),
+            ("DELETE", None, 204),
+        ]
+    ],
     ("GET", "/api/schema/", None, row(200, 200, 200, 200, 401, 401, 200, 200, 200)),
     ("GET", "/api/docs/", None, row(200, 200, 200, 200, 401, 401, 200, 200, 200)),
     *[
@@ -84,6 +106,12 @@ TABLE = [
         "/admin/conversations/conversation/",
         None,
         row(*[(302, ADMIN_LOGIN + quote("/admin/conversations/conversation/"))] * 7, 403, 200),
+    ),
+    (
+        "GET",
+        "/admin/conversations/alertrule/",
+        None,
+        row(*[(302, ADMIN_LOGIN + quote("/admin/conversations/alertrule/"))] * 7, 403, 200),
     ),
     (
         "GET",
@@ -130,12 +158,15 @@ def test_access(method, path, body, caller, expected, django_user_model):
     Annotation.objects.create(
         id=KNOWN_ANNOTATION_ID, timestamp=timezone.now() - timedelta(days=1), title="known", kind="other"
     )
+    AlertRule.objects.create(id=KNOWN_ALERT_RULE_ID, **ALERT_RULE)
     client = caller_client(caller, django_user_model)
 
-    if method == "POST":
-        response = client.post(path, body, content_type="application/json")
-    else:
+    if method == "GET":
         response = client.get(path)
+    else:
+        response = client.generic(
+            method, path, json.dumps(body) if body else "", content_type="application/json"
+        )
 
     status, location = expected if isinstance(expected, tuple) else (expected, None)
     assert response.status_code == status, response.content[:300]
@@ -143,7 +174,9 @@ def test_access(method, path, body, caller, expected, django_user_model):
         assert response["Location"] == location
     if status == 401:
         assert response["WWW-Authenticate"] == 'Bearer realm="api"'
-    if status in (401, 403) and path.startswith(("/api/analytics", "/api/conversations", "/api/annotations")):
+    if status in (401, 403) and path.startswith(
+        ("/api/analytics", "/api/conversations", "/api/annotations", "/api/alert-rules")
+    ):
         assert list(response.json()) == ["detail"]
 
 
@@ -177,6 +210,8 @@ def test_every_url_of_the_project_is_in_the_table():
         "api/analytics/compare/",
         "api/annotations/",
         "api/annotations/<int:annotation_id>/impact/",
+        "api/alert-rules/",
+        "api/alert-rules/<int:rule_id>/",
         "api/schema/",
         "api/docs/",
     }

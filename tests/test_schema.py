@@ -24,7 +24,38 @@ def test_schema_is_valid_openapi_without_warnings(tmp_path):
         "annotations_create",
         "annotations_list",
         "annotations_impact",
+        "alert_rules_list",
+        "alert_rules_create",
+        "alert_rules_retrieve",
+        "alert_rules_update",
+        "alert_rules_partial_update",
+        "alert_rules_destroy",
     }
+
+
+def test_schema_lists_the_metrics_an_alert_rule_can_watch(client):
+    from conversations.alert_rules import ALERT_METRICS
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    for component in ("AlertRuleInputRequest", "PatchedAlertRuleInputRequest", "AlertRule"):
+        metric = schema["components"]["schemas"][component]["properties"]["metric"]
+        ref = metric["$ref"] if "$ref" in metric else metric["allOf"][0]["$ref"]
+        enum = schema["components"]["schemas"][ref.rpartition("/")[2]]["enum"]
+        assert (
+            enum
+            == [
+                "ai_resolution_rate",
+                "avg_csat",
+                "csat.score",
+                "total_conversations",
+                "escalated_conversations",
+                "response_time.p95_ms",
+                "confirmed_resolution_rate",
+                "abandonment_rate",
+                "repeat_contact.durable_resolution_rate",
+            ]
+            == list(ALERT_METRICS)
+        )
 
 
 def test_schema_documents_the_added_metrics(client):
