@@ -17,7 +17,12 @@ from rest_framework.views import APIView
 from conversations import alert_rules, alerts
 from conversations.auth import CanManage
 from conversations.models import LABEL_MAX_LENGTH, REASON_MAX_LENGTH, TOPIC_MAX_LENGTH, AlertRule
-from conversations.serializers import StrictIntegerField
+from conversations.serializers import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictDecimalField,
+    StrictIntegerField,
+)
 
 FILTERS = ("channel", "bot_version", "topic", "escalation_reason")
 # Fields of an answer a client may send back in a PUT as it got them: ignored, not refused.
@@ -26,38 +31,11 @@ ANSWER_ONLY_FIELDS = frozenset({"id", "state", "state_changed_at", "webhook_secr
 LIST_LIMIT = 1000
 
 
-class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"invalid": "Must be a JSON boolean."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid")
-        return data
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string: DRF's CharField would take 3 as "3"."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictDecimalField(serializers.DecimalField):
-    """A JSON number (not a string, not a boolean), at most 2 decimals."""
-
-    def __init__(self, **kwargs):
-        super().__init__(
-            max_digits=alert_rules.NUMBER_MAX_DIGITS,
-            decimal_places=alert_rules.NUMBER_DECIMAL_PLACES,
-            **kwargs,
-        )
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (int, float)):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+def _number(**kwargs) -> StrictDecimalField:
+    """A rule's threshold or minimum change: a JSON number, at most 2 decimals."""
+    return StrictDecimalField(
+        max_digits=alert_rules.NUMBER_MAX_DIGITS, decimal_places=alert_rules.NUMBER_DECIMAL_PLACES, **kwargs
+    )
 
 
 class _StrictKeysMixin:
@@ -113,12 +91,12 @@ class AlertRuleInputSerializer(_StrictKeysMixin, serializers.Serializer):
         choices=list(alert_rules.ALERT_METRICS), help_text="The figure's path in the summary answer."
     )
     condition = serializers.ChoiceField(choices=alert_rules.Condition.choices)
-    threshold = StrictDecimalField(
+    threshold = _number(
         required=False,
         allow_null=True,
         help_text="below/above only, compared strictly: 0 to 100 for a rate, 1 to 5 for avg_csat.",
     )
-    min_change = StrictDecimalField(
+    min_change = _number(
         required=False,
         allow_null=True,
         help_text="drop/rise only, more than 0: points for rates, the unit for means, percent for counts.",
@@ -225,8 +203,8 @@ class AlertRuleOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     metric = serializers.ChoiceField(choices=list(alert_rules.ALERT_METRICS))
     condition = serializers.ChoiceField(choices=alert_rules.Condition.choices)
-    threshold = StrictDecimalField(allow_null=True)
-    min_change = StrictDecimalField(allow_null=True)
+    threshold = _number(allow_null=True)
+    min_change = _number(allow_null=True)
     window_minutes = serializers.IntegerField()
     min_sample_size = serializers.IntegerField()
     for_minutes = serializers.IntegerField()

@@ -62,31 +62,37 @@ def _interval_text(interval: list[Decimal] | None, shown: Callable[[Decimal | No
     return "" if interval is None else f"{shown(interval[0])} – {shown(interval[1])}"
 
 
+def _change(test: dict | None, unit: Unit, value_a, value_b, *, higher_is: str, new: str) -> Delta:
+    """The change b − a as the comparison's test gives it (the API's `difference`, or the
+    volume's `relative_change`, `new` when a had none), judged by the test; a figure without a
+    test (p95) shows the difference of its two values, not judged."""
+    if test is not None and "relative_change" in test:
+        change, unit_text = test["relative_change"], ""
+        text = new if change is None else formatting.signed(change, "%")
+    else:
+        unit_text = _difference_unit(unit)
+        if test is not None:
+            change = test["difference"]
+        else:
+            change = None if value_a is None or value_b is None else value_b - value_a
+        text = (
+            formatting.DASH if change is None else formatting.signed(change, unit_text, unit.decimal_places)
+        )
+    if test is None:
+        return Delta(text, "untested", verdict="not tested", hover=NO_TEST)
+    if change is None:
+        return Delta(text, "none")
+    return judged(text, test, higher_is=higher_is, unit=unit_text)
+
+
 def _figure_row(path: str, label: str, higher_is: str, comparison: selectors.Comparison) -> FigureRow:
     metric = _BY_PATH[path]
     a, b = comparison.a.totals, comparison.b.totals
     shown = _shown(metric.unit)
     value_a, value_b = getattr(a, metric.name), getattr(b, metric.name)
     test = comparison.changes.get(path)
-    if path == VOLUME_PATH:
-        change = test["relative_change"]
-        text = formatting.DASH if change is None else formatting.signed(change, "%")
-        difference_ci95 = ""
-    else:
-        change = None if value_a is None or value_b is None else value_b - value_a
-        unit = _difference_unit(metric.unit)
-        places = metric.unit.decimal_places
-        text = formatting.DASH if change is None else formatting.signed(change, unit, places)
-        bounds = (test or {}).get("difference_ci95")
-        difference_ci95 = (
-            "" if not bounds else " to ".join(formatting.signed(bound, unit, places) for bound in bounds)
-        )
-    if test is None:
-        delta = Delta(text, "untested", verdict="not tested", hover=NO_TEST)
-    elif change is None:
-        delta = Delta(text, "none")
-    else:
-        delta = judged(text, test, higher_is=higher_is, unit=_difference_unit(metric.unit))
+    bounds = (test or {}).get("difference_ci95")
+    unit, places = _difference_unit(metric.unit), metric.unit.decimal_places
     interval = metric.interval or (lambda totals: None)
     return FigureRow(
         path=path,
@@ -95,8 +101,8 @@ def _figure_row(path: str, label: str, higher_is: str, comparison: selectors.Com
         a_ci95=_interval_text(interval(a), shown),
         b=shown(value_b),
         b_ci95=_interval_text(interval(b), shown),
-        delta=delta,
-        difference_ci95=difference_ci95,
+        delta=_change(test, metric.unit, value_a, value_b, higher_is=higher_is, new=formatting.DASH),
+        difference_ci95="" if not bounds else " to ".join(formatting.signed(x, unit, places) for x in bounds),
         p_value="" if test is None else formatting.p_value(test["p_value"]),
     )
 
@@ -129,18 +135,7 @@ def _topic_cell(name: str, key: str, higher_is: str, found: selectors.TopicCompa
         getattr(side.totals, name) if side else (0 if name == "conversations" else None)
         for side in (found.a, found.b)
     ]
-    test = found.changes[key]
-    if key == "conversations":
-        change = test["relative_change"]
-        text = "new" if change is None else formatting.signed(change, "%")
-        unit = ""
-    else:
-        unit = _difference_unit(metric.unit)
-        change = None if None in sides else sides[1] - sides[0]
-        text = (
-            formatting.DASH if change is None else formatting.signed(change, unit, metric.unit.decimal_places)
-        )
-    delta = Delta(text, "none") if change is None else judged(text, test, higher_is=higher_is, unit=unit)
+    delta = _change(found.changes[key], metric.unit, *sides, higher_is=higher_is, new="new")
     return TopicCell(a=shown(sides[0]), b=shown(sides[1]), delta=delta)
 
 

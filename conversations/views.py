@@ -306,6 +306,7 @@ class AnnotationMark:
     annotation: Annotation
     when: str  # its time in the dashboard's time zone
     impact_url: str
+    position: float  # on the charts' time axis, in buckets from the first one's start
 
     @property
     def label(self) -> str:
@@ -336,6 +337,7 @@ def annotation_marks(dash: Dashboard) -> list[AnnotationMark]:
             annotation=annotation,
             when=f"{annotation.timestamp.astimezone(dash.tz):%b %-d, %H:%M}",
             impact_url=reverse("dashboard-annotation", args=[annotation.pk]),
+            position=_bucket_position(annotation.timestamp, dash) if dash.buckets else 0.0,
         )
         for number, annotation in enumerate(found, start=1)
     ]
@@ -584,9 +586,7 @@ def _resolution_rates(dash: Dashboard, *, outcomes: Coverage, customer_ids: Cove
 
 def _marked(chart: charts.Chart, dash: Dashboard, marks: list[AnnotationMark]) -> charts.Chart:
     if marks and dash.buckets:
-        markers = [
-            (_bucket_position(mark.annotation.timestamp, dash), mark.label, mark.impact_url) for mark in marks
-        ]
+        markers = [(mark.position, mark.label, mark.impact_url) for mark in marks]
         charts.add_markers(chart, markers, buckets=len(dash.buckets))
     return chart
 
@@ -725,9 +725,10 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/index.html", context)
 
 
-def _menu(values: set[str], *chosen: str | None) -> list[str]:
-    """A select's options: the values seen, and those chosen even when none was seen."""
-    return sorted((values | {value or "" for value in chosen}) - {""})
+def _period_label(period, tz: ZoneInfo) -> str:
+    """Its whole days: "Mar 9, 2026 – Mar 10, 2026"."""
+    last_day = (period.end - timedelta(microseconds=1)).astimezone(tz)
+    return f"{period.start.astimezone(tz):%b %-d, %Y} – {last_day:%b %-d, %Y}"
 
 
 def _arm_label(kind: str, period, filters, tz: ZoneInfo) -> str:
@@ -735,8 +736,7 @@ def _arm_label(kind: str, period, filters, tz: ZoneInfo) -> str:
         return f"Version {filters.bot_version}"
     if kind == "channel":
         return f"Channel {filters.channel}"
-    last_day = (period.end - timedelta(microseconds=1)).astimezone(tz)
-    return f"{period.start.astimezone(tz):%b %-d, %Y} – {last_day:%b %-d, %Y}"
+    return _period_label(period, tz)
 
 
 @require_GET
@@ -774,12 +774,9 @@ def compare_view(request: HttpRequest) -> HttpResponse:
             "query": query,
             "kind": kind,
             "page": page,
-            "arms": [_arm_label(kind, *arm, query.tz) for arm in (compared.a, compared.b)]
-            if compared
-            else [],
-            "arm_choices": _menu(arm_menu, data.get("a"), data.get("b")),
-            "channels": _menu(channels, query.filters.channel),
-            "bot_versions": _menu(versions, query.filters.bot_version),
+            "arm_choices": selectors.menu_options(arm_menu, data.get("a"), data.get("b")),
+            "channels": selectors.menu_options(channels, query.filters.channel),
+            "bot_versions": selectors.menu_options(versions, query.filters.bot_version),
             "kind_links": [
                 (key, label, _query_string(request, kind=key, a=None, b=None))
                 for key, label in COMPARE_KINDS.items()
@@ -811,11 +808,11 @@ def annotation_view(request: HttpRequest, annotation_id: int) -> HttpResponse:
     before, after = comparison.a.period, comparison.b.period
     context["page"] = compare_page(
         comparison,
-        a_label=f"7 days before ({_arm_label('period', before, None, tz)})",
+        a_label=f"7 days before ({_period_label(before, tz)})",
         b_label=(
-            f"7 days after ({_arm_label('period', after, None, tz)})"
+            f"7 days after ({_period_label(after, tz)})"
             if after.end - after.start >= selectors.IMPACT_WINDOW
-            else f"After, so far ({_arm_label('period', after, None, tz)})"
+            else f"After, so far ({_period_label(after, tz)})"
         ),
     )
     context["dashboard_query"] = urlencode(

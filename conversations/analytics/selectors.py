@@ -541,10 +541,15 @@ class Dashboard:
         ]
 
 
-def filter_menus(*, period: Period) -> tuple[set[str], set[str], set[str]]:
+def menu_options(values: set[str], *chosen: str | None) -> list[str]:
+    """A filter menu's options: the values seen, and those chosen even when none was seen."""
+    return sorted((values | {value or "" for value in chosen}) - {""})
+
+
+def filter_menus(*, period: Period, now: datetime | None = None) -> tuple[set[str], set[str], set[str]]:
     """The channels, bot versions and escalation reasons of the window's conversations (the
     dashboard's filter menus)."""
-    return reads.filter_menus(planner.plan(period, now=timezone.now()))
+    return reads.filter_menus(planner.plan(period, now=now or timezone.now()))
 
 
 def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz: ZoneInfo) -> Dashboard:
@@ -562,7 +567,7 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
     )
     # The top topics are the first rows of the topics table (with a topic filter, that topic).
     top = [(topic.topic, topic.totals.conversations) for topic in topics[:TOP_TOPICS_LIMIT]]
-    channels, versions, reasons = reads.filter_menus(planner.plan(period, now=plans["now"]))
+    channels, versions, reasons = filter_menus(period=period, now=plans["now"])
     return Dashboard(
         period=period,
         previous_period=before,
@@ -577,9 +582,9 @@ def dashboard(*, period: Period, filters: Filters, granularity: Granularity, tz:
         topics=topics,
         previous_topics={topic.topic_id: topic for topic in previous_topics},
         has_any_data=bool(totals.conversations) or Conversation.objects.exists(),
-        channels=sorted((channels | {filters.channel or ""}) - {""}),
-        bot_versions=sorted((versions | {filters.bot_version or ""}) - {""}),
-        escalation_reasons=sorted((reasons | {filters.escalation_reason or ""}) - {""}),
+        channels=menu_options(channels, filters.channel),
+        bot_versions=menu_options(versions, filters.bot_version),
+        escalation_reasons=menu_options(reasons, filters.escalation_reason),
     )
 
 
