@@ -13,6 +13,8 @@ from rest_framework_api_key.models import APIKey
 from conversations import alerts, customers, rollups, services
 from conversations.models import (
     CUSTOMER_ID_MAX_LENGTH,
+    AlertDelivery,
+    AlertEvent,
     AlertRule,
     Annotation,
     ApiKey,
@@ -236,8 +238,7 @@ class AnnotationAdmin(admin.ModelAdmin):
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
     """Staff manage alert rules here as over the API: saves go through the same services
-    (filters normalized, a webhook secret made, a change resets the state to ok). Rules are not
-    evaluated yet."""
+    (filters normalized, a webhook secret made, a change resets the state to ok)."""
 
     list_display = ["name", "metric", "condition", "enabled", "state", "state_changed_at"]
     list_filter = ["enabled", "state", "metric", "condition"]
@@ -245,7 +246,16 @@ class AlertRuleAdmin(admin.ModelAdmin):
     search_help_text = "Name (any part of it)"
     ordering = ["id"]
     exclude = ["webhook_secret"]
-    readonly_fields = ["webhook_secret_hint", "state", "state_changed_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "webhook_secret_hint",
+        "state",
+        "state_changed_at",
+        "condition_since",
+        "last_notified_at",
+        "last_evaluated_at",
+        "created_at",
+        "updated_at",
+    ]
 
     @admin.display(description="webhook secret")
     def webhook_secret_hint(self, rule: AlertRule) -> str:
@@ -299,3 +309,45 @@ class CostSettingsAdmin(admin.ModelAdmin):
         # There is exactly one row: open it directly.
         settings = CostSettings.load()
         return redirect("admin:conversations_costsettings_change", settings.pk)
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    fields = ["kind", "target", "status", "attempts", "last_error", "delivered_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(admin.ModelAdmin):
+    """Every notification of every rule, read-only: what the evaluation saw and whom it told."""
+
+    list_display = [
+        "at",
+        "rule_name",
+        "state",
+        "reminder",
+        "metric",
+        "value",
+        "threshold",
+        "baseline",
+        "sample_size",
+    ]
+    list_filter = ["state", "reminder", "metric"]
+    search_fields = ["rule_name"]
+    search_help_text = "Rule name (any part of it)"
+    date_hierarchy = "at"
+    inlines = [AlertDeliveryInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in AlertEvent._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

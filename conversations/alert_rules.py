@@ -27,6 +27,24 @@ class AlertState(models.TextChoices):
     FIRING = "firing", "firing"
 
 
+class EventState(models.TextChoices):
+    """What a notification says: the rule started firing, or it resolved."""
+
+    FIRING = "firing", "firing"
+    RESOLVED = "resolved", "resolved"
+
+
+class DeliveryKind(models.TextChoices):
+    EMAIL = "email", "email"
+    WEBHOOK = "webhook", "webhook"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    DELIVERED = "delivered", "delivered"
+    FAILED = "failed", "failed (retries used up)"
+
+
 THRESHOLD_CONDITIONS = (Condition.BELOW, Condition.ABOVE)
 CHANGE_CONDITIONS = (Condition.DROP, Condition.RISE)
 

@@ -98,6 +98,8 @@ def alert_rule_update(*, rule_id: int, values: dict[str, Any]) -> AlertRuleSaved
         if rule.state != AlertState.OK:
             rule.state = AlertState.OK
             rule.state_changed_at = timezone.now()
+        # Whatever held or was notified spoke of the old rule: it starts over.
+        rule.condition_since = rule.last_notified_at = None
         rule.save()
     return AlertRuleSaved(rule=rule, new_webhook_secret=new_secret)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -702,11 +703,21 @@ class AlertRule(models.Model):
         max_length=10, choices=alert_rules.AlertState.choices, default=alert_rules.AlertState.OK
     )
     state_changed_at = models.DateTimeField(null=True, blank=True)
+    # Since when the condition has held without a break (for_minutes counts from here); None
+    # while it does not hold. Kept by the evaluation, cleared by an edit.
+    condition_since = models.DateTimeField(null=True, blank=True)
+    # The last notification of this firing (renotify_minutes counts from here).
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # Uses index: the dashboard's banner (the firing rules), on every dashboard page.
+            models.Index(fields=["state"], name="alert_rule_firing_idx", condition=Q(state="firing")),
+        ]
         constraints = [
             models.CheckConstraint(condition=~Q(name=""), name="alert_rule_name_not_empty"),
             models.CheckConstraint(
@@ -743,3 +754,105 @@ class AlertRule(models.Model):
         )
         if errors:
             raise ValidationError(errors)
+
+
+class AlertEvent(models.Model):
+    """One notification of a rule (issue 18): it started firing, it resolved, or a reminder
+    that it still fires (`renotify_minutes`). Kept for good, like an audit log: the admin shows
+    them and the digests list those of their period. Its id is the webhook's `event_id`, one
+    per event, so that a receiver can drop a retried duplicate.
+
+    The rule's name, metric and filters are copied in: an event still reads right after its rule
+    was edited or deleted.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    rule = models.ForeignKey(AlertRule, on_delete=models.SET_NULL, null=True, related_name="events")
+    rule_name = models.CharField(max_length=alert_rules.NAME_MAX_LENGTH)
+    at = models.DateTimeField(help_text="When the evaluation saw it.")
+    state = models.CharField(max_length=10, choices=alert_rules.EventState.choices)
+    reminder = models.BooleanField(default=False, help_text="Still firing, renotify_minutes later.")
+    metric = models.CharField(max_length=64)
+    condition = models.CharField(max_length=10, choices=alert_rules.Condition.choices)
+    value = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    threshold = models.DecimalField(
+        max_digits=alert_rules.NUMBER_MAX_DIGITS,
+        decimal_places=alert_rules.NUMBER_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+    )
+    min_change = models.DecimalField(
+        max_digits=alert_rules.NUMBER_MAX_DIGITS,
+        decimal_places=alert_rules.NUMBER_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+    )
+    # drop/rise: the baseline's value (the same window 1 to 4 weeks earlier, pooled), how many
+    # weeks it pooled, the change against it and the one-sided test's p-value.
+    baseline = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    baseline_weeks = models.PositiveSmallIntegerField(null=True, blank=True)
+    change = models.DecimalField(max_digits=20, decimal_places=2, null=True, blank=True)
+    p_value = models.FloatField(null=True, blank=True)
+    sample_size = models.PositiveIntegerField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    filters = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [
+            # Uses index: the digests' alerts of a period, the admin's list (newest first).
+            models.Index(fields=["at"], name="alert_event_at_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=alert_rules.EventState.values), name="alert_event_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_name}: {self.state} at {self.at:%Y-%m-%d %H:%M} UTC"
+
+
+class AlertDelivery(models.Model):
+    """One notification of an event to one recipient (an email address or a webhook URL): an
+    outbox row, written with the event in the evaluation's transaction and sent after it, so
+    that a slow or dead receiver never holds up the evaluation, and a failure is recorded.
+
+    A webhook's body and signature are fixed when the row is written: a retry sends the same
+    bytes, and a rule deleted meanwhile (its secret with it) does not stop the delivery.
+    """
+
+    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="deliveries")
+    kind = models.CharField(max_length=10, choices=alert_rules.DeliveryKind.choices)
+    target = models.CharField(max_length=alert_rules.URL_MAX_LENGTH)
+    body = models.TextField(blank=True, default="", help_text="Webhooks: the JSON body as sent.")
+    signature = models.CharField(max_length=80, blank=True, default="")
+    status = models.CharField(
+        max_length=10, choices=alert_rules.DeliveryStatus.choices, default=alert_rules.DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    # A sender holds the row until then (a lease): another evaluator leaves it alone, and a
+    # sender that died lets it go.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # Uses index: the pass's claim of the deliveries still to send.
+            models.Index(fields=["id"], name="alert_delivery_pending_idx", condition=Q(status="pending")),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=alert_rules.DeliveryKind.values), name="alert_delivery_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=alert_rules.DeliveryStatus.values), name="alert_delivery_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.target}: {self.status}"
