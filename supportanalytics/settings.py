@@ -229,6 +229,25 @@ REPEAT_CONTACT_DAYS = int(_repeat_days) if _repeat_days.isdigit() else 0
 if not 1 <= REPEAT_CONTACT_DAYS <= 90:
     raise ImproperlyConfigured("REPEAT_CONTACT_DAYS must be a whole number of days from 1 to 90.")
 
+# Alerts and digests (issue 18). Emails go through Django's SMTP backend, configured from the
+# environment; without EMAIL_HOST in local mode they are printed to the console instead, so
+# `make run` works without a mail server.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25") or "25")
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "0").strip().lower() in ("1", "true", "yes", "on")
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Support Analytics <alerts@localhost>")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.console.EmailBackend"
+    if LOCAL_MODE and not EMAIL_HOST
+    else "django.core.mail.backends.smtp.EmailBackend"
+)
+# The address the dashboard is reached at, for the links in emails and webhooks (no request
+# to take it from there).
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
