@@ -32,10 +32,12 @@ from conversations.analytics.statistics import (
     compare_volumes,
     is_significant,
     mean_interval,
+    one_sided_p_value,
     round_p_value,
     sample_size_per_arm,
     student_t_quantile,
     student_t_sf,
+    volume_one_sided_p_value,
     wilson_interval,
 )
 
@@ -443,3 +445,82 @@ def test_p_values_round_to_4_significant_digits_and_significance_is_below_alpha(
         None,
     ]
     assert [is_significant(p) for p in (0.0499999, 0.05, 0.2, None)] == [True, False, False, False]
+
+
+# --- One-sided tests (alert rules' drop and rise) ----------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(successes_of_n(max_n=10**7), successes_of_n(max_n=10**7), st.booleans())
+@example((50, 100), (50, 100), True)  # no difference: 0.5 either way
+@example((600, 1000), (520, 1000), False)
+def test_one_sided_proportions_equal_statsmodels(group_a, group_b, increase):
+    (successes_a, n_a), (successes_b, n_b) = group_a, group_b
+    comparison = compare_proportions(successes_a=successes_a, n_a=n_a, successes_b=successes_b, n_b=n_b)
+    p_value = one_sided_p_value(comparison, increase=increase)
+    if comparison.p_value is None:
+        assert p_value is None
+        return
+    _, expected = proportions_ztest(
+        [successes_b, successes_a], [n_b, n_a], alternative="larger" if increase else "smaller"
+    )
+    assert p_value == close(expected, near_zero=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(csat_counts, csat_counts, st.booleans())
+def test_one_sided_csat_means_equal_scipy(counts_a, counts_b, increase):
+    comparison = compare_means(a=Moments.of_scores(counts_a), b=Moments.of_scores(counts_b))
+    p_value = one_sided_p_value(comparison, increase=increase)
+    (mean_a, deviation_a, n_a), (mean_b, deviation_b, n_b) = scores_from(counts_a), scores_from(counts_b)
+    if comparison.p_value is None:
+        assert p_value is None
+        return
+    _, expected = stats.ttest_ind_from_stats(
+        mean_b,
+        deviation_b,
+        n_b,
+        mean_a,
+        deviation_a,
+        n_a,
+        equal_var=False,
+        alternative="greater" if increase else "less",
+    )
+    assert p_value == close(expected, near_zero=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    count_a=st.one_of(st.integers(0, 30), st.integers(0, 2_000_000)),
+    count_b=st.one_of(st.integers(0, 30), st.integers(0, 500_000)),
+    weeks=st.integers(1, 4),
+    window=st.timedeltas(min_value=timedelta(minutes=15), max_value=timedelta(days=7)),
+    increase=st.booleans(),
+)
+@example(count_a=400, count_b=100, weeks=4, window=timedelta(hours=1), increase=True)  # at the mean
+@example(count_a=0, count_b=0, weeks=1, window=timedelta(hours=1), increase=False)
+@example(count_a=0, count_b=7, weeks=2, window=timedelta(hours=1), increase=False)  # every event in b
+@example(count_a=9, count_b=0, weeks=3, window=timedelta(hours=1), increase=True)
+def test_one_sided_volumes_equal_scipys_binomial_test(count_a, count_b, weeks, window, increase):
+    # An alert's baseline: `weeks` earlier windows pooled (a) against the current one (b).
+    p_value = volume_one_sided_p_value(
+        count_a=count_a, count_b=count_b, length_a=weeks * window, length_b=window, increase=increase
+    )
+    if count_a + count_b == 0:
+        assert p_value is None
+        return
+    expected = stats.binomtest(
+        count_b, count_a + count_b, 1 / (weeks + 1), alternative="greater" if increase else "less"
+    ).pvalue
+    assert p_value == close(expected, near_zero=1e-200)
+
+
+def test_one_sided_p_values_of_a_clear_drop():
+    # 600 of 1,000 resolved, then 520 of 1,000: z = −0.08 / √(0.56 · 0.44 · 0.002) = −3.604, so p(drop) = Φ(−3.604) = 0.000157 and p(rise) ≈ 1.
+    comparison = compare_proportions(successes_a=600, n_a=1000, successes_b=520, n_b=1000)
+    assert one_sided_p_value(comparison, increase=False) == pytest.approx(0.000157, rel=1e-2)
+    assert one_sided_p_value(comparison, increase=True) == pytest.approx(1 - 0.000157, rel=1e-4)
+    assert (
+        one_sided_p_value(Comparison(difference=None, low=None, high=None, p_value=None), increase=True)
+        is None
+    )

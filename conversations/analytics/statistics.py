@@ -249,6 +249,50 @@ def compare_volumes(
     return VolumeComparison(relative_change=relative_change, p_value=_binomial_two_sided_p(count_b, n, p, q))
 
 
+# --- One-sided tests (alert rules) --------------------------------------------------------------
+
+
+def one_sided_p_value(found: Comparison, *, increase: bool) -> float | None:
+    """The one-sided p-value of a z- or Welch t-test from its two-sided one: for the alternative
+    "b is greater than a" (increase) or "b is less than a".
+
+    Both statistics have a distribution symmetric about 0 under the null hypothesis, so the tail
+    in the direction of the observed difference holds half the two-sided p-value and the other
+    tail the rest, 1 − p/2 (e.g. Lehmann & Romano, Testing Statistical Hypotheses, 3rd ed.,
+    §3.4 and §5.3). None when the test is undefined."""
+    if found.p_value is None or found.difference is None:
+        return None
+    if found.difference == 0:
+        return 1 - found.p_value / 2
+    toward = (found.difference > 0) == increase
+    return found.p_value / 2 if toward else 1 - found.p_value / 2
+
+
+def volume_one_sided_p_value(
+    *, count_a: int, count_b: int, length_a: timedelta, length_b: timedelta, increase: bool
+) -> float | None:
+    """The one-sided p-value of the exact conditional test of two Poisson rates
+    (compare_volumes): given n = a + b events, b ~ Binomial(n, p0) with p0 = length_b /
+    (length_a + length_b) under equal rates, and the p-value is P(X ≥ b) for an increase,
+    P(X ≤ b) for a decrease (Lehmann & Romano, §4.5; scipy.stats.binomtest's "greater" and
+    "less"). None when n is 0 or a window is empty."""
+    if count_a < 0 or count_b < 0 or length_a < timedelta(0) or length_b < timedelta(0):
+        raise ValueError("counts and window lengths must be non-negative")
+    n = count_a + count_b
+    if n == 0 or length_a == timedelta(0) or length_b == timedelta(0):
+        return None
+    p, q = length_b / (length_a + length_b), length_a / (length_a + length_b)
+    # _binomial_tail sums outward from k, so it wants k on its tail's side of the mode; the
+    # other side is 1 − the opposite tail.
+    if increase:
+        if count_b > p * n:
+            return min(1.0, _binomial_tail(count_b, n, p, q, upward=True))
+        return 1.0 if count_b == 0 else max(0.0, 1 - _binomial_tail(count_b - 1, n, p, q, upward=False))
+    if count_b < p * n:
+        return min(1.0, _binomial_tail(count_b, n, p, q, upward=False))
+    return 1.0 if count_b == n else max(0.0, 1 - _binomial_tail(count_b + 1, n, p, q, upward=True))
+
+
 # --- Many comparisons at once ------------------------------------------------------------------
 
 
