@@ -516,7 +516,8 @@ def test_one_sided_volumes_equal_scipys_binomial_test(count_a, count_b, weeks, w
 
 
 def test_one_sided_p_values_of_a_clear_drop():
-    # 600 of 1,000 resolved, then 520 of 1,000: z = −0.08 / √(0.56 · 0.44 · 0.002) = −3.604, so p(drop) = Φ(−3.604) = 0.000157 and p(rise) ≈ 1.
+    # 600 of 1,000 resolved, then 520 of 1,000: z = −0.08 / √(0.56 · 0.44 · 0.002) = −3.604,
+    # so p(drop) = Φ(−3.604) = 0.000157 and p(rise) ≈ 1.
     comparison = compare_proportions(successes_a=600, n_a=1000, successes_b=520, n_b=1000)
     assert one_sided_p_value(comparison, increase=False) == pytest.approx(0.000157, rel=1e-2)
     assert one_sided_p_value(comparison, increase=True) == pytest.approx(1 - 0.000157, rel=1e-4)
