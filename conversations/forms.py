@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.urls import reverse
 from django.utils import timezone
 
 from conversations.analytics.query import Filters, Granularity, Period
@@ -211,3 +213,20 @@ class CompareForm(DashboardForm):
             # The arms set the version (or channel): a filter of the same kind would leave one empty.
             a, b = ((query.period, replace(query.filters, **{kind: data[side]})) for side in ("a", "b"))
         return CompareQuery(kind=kind, a=a, b=b, dashboard=query)
+
+
+def dashboard_url_covering(*, start: datetime, end: datetime, filters: Filters) -> str:
+    """The dashboard's path and query for the whole local days that cover [start, end), with
+    the filters the dashboard has (channel, bot version, escalation reason): the link of an
+    alert (its window) and of a digest (its period). DashboardForm reads it back."""
+    tz = ZoneInfo(settings.ANALYTICS_TIME_ZONE)
+    last = max(start, end - timedelta(microseconds=1))
+    query = {
+        "range": "custom",
+        "start": start.astimezone(tz).date().isoformat(),
+        "end": last.astimezone(tz).date().isoformat(),
+        "channel": filters.channel,
+        "bot_version": filters.bot_version,
+        "escalation_reason": filters.escalation_reason,
+    }
+    return f"{reverse('dashboard')}?{urlencode({key: value for key, value in query.items() if value})}"

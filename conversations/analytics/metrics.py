@@ -121,6 +121,18 @@ class Metric:
     interval: Callable[[Any], list[Decimal] | None] | None = None
     # A rate's or mean's comparison of two Totals, a then b (`change_body` writes it).
     compare: Callable[[Any, Any], Any] | None = None
+    # How many observations a rate or mean is computed from (its denominator, its count of
+    # values); None for the others, which count conversations (sample_size).
+    sample: Callable[[Any], int] | None = None
+
+    def value_of(self, totals: Any) -> Any:
+        """The metric's value in a Totals (those declared with a source elsewhere have none)."""
+        return self.compute(totals) if self.compute is not None else getattr(totals, self.name)
+
+    def sample_size(self, totals: Any) -> int:
+        """The observations behind the metric's value in `totals`: a rate's denominator (CSAT
+        score: the ratings), a mean's number of values, else the conversations."""
+        return totals.conversations if self.sample is None else self.sample(totals)
 
     def name_in(self, answer: Answer) -> str:
         return self.names.get(answer, self.name)
@@ -145,6 +157,7 @@ def declare(
     compute: Callable[[Any], Any] | None = None,
     interval: Callable[[Any], list[Decimal] | None] | None = None,
     compare: Callable[[Any, Any], Any] | None = None,
+    sample: Callable[[Any], int] | None = None,
 ) -> Metric:
     names = {answer: key for answer, key in ((Answer.TOPICS, topics), (Answer.SERIES, series)) if key}
     declared = Metric(
@@ -158,6 +171,7 @@ def declare(
         nullable=unit not in (Unit.COUNT, Unit.MONEY),
         interval=interval,
         compare=compare,
+        sample=sample,
     )
     METRICS[name] = declared
     return declared
@@ -240,6 +254,7 @@ def rate(*, summary: tuple[str, ...] = (), topics: str | None = None, series: st
             compute=lambda t: percent(*function(t)),
             interval=interval,
             compare=compare,
+            sample=lambda t: function(t)[1],
         )
         return function
 
@@ -282,6 +297,7 @@ def mean(
             compute=value,
             interval=interval,
             compare=compare,
+            sample=lambda t: function(t).n,
         )
         return function
 

@@ -4,6 +4,7 @@ from one of these functions: plain results, never HTTP objects."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -111,6 +112,13 @@ def _window_plans(filters: Filters, *, topics: bool, reasons: bool = False) -> d
 def window_totals(*, period: Period, filters: Filters) -> Totals:
     """The additive figures of a window (rollup rows ± raw rows at its edges)."""
     return _read_window(period, filters).totals
+
+
+def windows_totals(*, periods: Sequence[Period], filters: Filters) -> list[Totals]:
+    """The additive figures of several windows under the same filters, in one statement (an
+    alert rule's window and its baseline weeks)."""
+    figures = reads.read(list(periods), filters, **_window_plans(filters, topics=False))
+    return [window.totals for window in figures]
 
 
 def _ranked(by_topic: dict[int, tuple[str, Totals]], limit: int) -> list[tuple[str, int]]:
