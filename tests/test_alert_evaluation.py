@@ -167,10 +167,10 @@ def test_csat_rules_count_ratings_as_their_sample():
 
 def test_for_minutes_the_condition_must_hold_that_long_without_a_break():
     watched = rule(for_minutes=5, window_minutes=15)
-    for minute in range(0, 12):
+    for minute in range(12):
         add(40, 10, end=T0 + timedelta(minutes=minute), span=timedelta(minutes=1))
     fired_at = []
-    for minute in range(0, 8):
+    for minute in range(8):
         with at(T0 + timedelta(minutes=minute)):
             fired_at += [minute for _ in evaluate_alerts().events]
     assert fired_at == [5]  # held since minute 0
