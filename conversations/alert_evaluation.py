@@ -364,11 +364,24 @@ def _number(value: Decimal | None) -> int | float | None:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
+def _shown(value: Decimal | None) -> str:
+    """A stored figure in words: 41.2, 60, 3.75 (no trailing zeros, no exponent)."""
+    return "-" if value is None else format(value.normalize(), "f")
+
+
 def dashboard_url(event: AlertEvent) -> str:
     filters = Filters(**{name: event.filters.get(name) for name in Filters.__dataclass_fields__})
     return settings.SITE_URL + dashboard_url_covering(
         start=event.window_start, end=event.window_end, filters=filters
     )
+
+
+# What a metric's sample counts (Metric.sample_size), for the words of a notification.
+_SAMPLE_NOUNS = {
+    "avg_csat": "ratings",
+    "csat.score": "ratings",
+    "repeat_contact.durable_resolution_rate": "settled conversations",
+}
 
 
 def _unit_suffix(metric: str) -> str:
@@ -378,17 +391,24 @@ def _unit_suffix(metric: str) -> str:
 def describe(event: AlertEvent) -> dict[str, str]:
     """The words of a notification, for the email and the webhook's `text`."""
     suffix = _unit_suffix(event.metric)
-    value = "no data" if event.value is None else f"{_number(event.value)}{suffix}"
+    value = "no data" if event.value is None else f"{_shown(event.value)}{suffix}"
     if event.condition in (Condition.BELOW, Condition.ABOVE):
-        against = f"threshold: {event.condition} {_number(event.threshold)}{suffix}"
+        against = f"threshold: {event.condition} {_shown(event.threshold)}{suffix}"
     elif event.baseline is None:
         against = "no baseline"
     else:
-        weeks = f"{event.baseline_weeks} week{'s' if event.baseline_weeks != 1 else ''}"
+        weeks = "week" if event.baseline_weeks == 1 else f"{event.baseline_weeks} weeks"
         unit = change_unit(event.metric)
-        change = "" if event.change is None else f", change {_number(event.change):+} {unit}"
+        change = (
+            ""
+            if event.change is None
+            else f", change {'+' if event.change > 0 else ''}{_shown(event.change)} {unit}"
+        )
         p_value = "" if event.p_value is None else f", p = {statistics.round_p_value(event.p_value)}"
-        against = f"baseline {_number(event.baseline)}{suffix} (same window, {weeks} before{change}{p_value})"
+        against = (
+            f"baseline {_shown(event.baseline)}{suffix} (the same window in the {weeks} before, pooled"
+            f"{change}{p_value})"
+        )
     headline = (
         "RESOLVED" if event.state == EventState.RESOLVED else ("STILL FIRING" if event.reminder else "FIRING")
     )
@@ -402,7 +422,7 @@ def describe(event: AlertEvent) -> dict[str, str]:
         "subject": f"[Support Analytics] {headline}: {event.rule_name}",
         "figure": f"{event.metric} = {value}",
         "against": against,
-        "sample": f"{event.sample_size} in the window",
+        "sample": f"{event.sample_size} {_SAMPLE_NOUNS.get(event.metric, 'conversations')} in the window",
         "scope": scope,
         "window": window,
     }
