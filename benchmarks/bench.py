@@ -460,6 +460,88 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, Python {platform.python_version()}"
 
 
+ALERT_RULES = 100
+ALERT_PASSES = 9
+ALERT_TARGET_MS = 2000  # one pass over 100 rules at 10M (issue 18)
+
+
+def alert_rules_mix(count: int) -> list[dict]:
+    """A realistic mix of rules (issue 18's bench): every metric, windows from 15 minutes to a
+    week, a third unfiltered and the rest by channel, bot version, topic or escalation reason,
+    and 40% drop/rise rules (each reads its window and 4 baseline weeks)."""
+    from decimal import Decimal
+
+    from conversations.alert_rules import ALERT_METRICS, CHANGE_METRICS
+
+    # Lengths and filters of coprime counts (7 and 11), so that few rules share a read.
+    windows = [15, 30, 60, 120, 240, 1440, 10080]
+    filters = [
+        {},
+        {},
+        {},
+        {"channel": "web"},
+        {"channel": "mobile"},
+        {"bot_version": "2.5.0"},
+        {"bot_version": "2.4.0"},
+        {"topic": "topic 03"},
+        {"topic": "topic 11"},
+        {"channel": "email", "bot_version": "2.4.0"},
+        {"channel": "web", "topic": "topic 05"},
+    ]
+    thresholds = {"percent": "55", "score": "3.1", "count": "10", "milliseconds": "3000"}
+    metrics = list(ALERT_METRICS)
+    rules = []
+    for index in range(count):
+        metric = metrics[index % len(metrics)]
+        values = {
+            "name": f"bench alert {index:03d}",
+            "metric": metric,
+            "window_minutes": windows[index % len(windows)],
+            "min_sample_size": 30,
+            **filters[index % len(filters)],
+        }
+        if index % 5 in (1, 3) and metric in CHANGE_METRICS:  # 40%, where a test exists
+            unit = ALERT_METRICS[metric].unit.value[0]
+            change = {"score": "0.3", "count": "20"}.get(unit, "5")  # CSAT points, percent, rate points
+            values.update(condition="drop" if index % 2 else "rise", min_change=Decimal(change))
+        else:
+            unit = ALERT_METRICS[metric].unit.value[0]
+            values.update(condition="below" if index % 2 else "above", threshold=Decimal(thresholds[unit]))
+        if metric == "total_conversations" and index % 3 == 0:
+            values["escalation_reason"] = "reason 2"
+        rules.append(values)
+    return rules
+
+
+def time_alert_pass() -> tuple[list[float], int, int]:
+    """Median of ALERT_PASSES evaluation passes over ALERT_RULES rules, as of the newest
+    conversation (the bench's data ends when it was loaded). The rules have no recipients:
+    sending is the receivers' time, not the database's. Removed afterwards."""
+    from django.db.models import Max
+
+    from conversations import alerts
+    from conversations.alert_evaluation import evaluate_alerts
+    from conversations.models import AlertEvent, AlertRule, Conversation
+
+    AlertRule.objects.filter(name__startswith="bench alert").delete()
+    mix = alert_rules_mix(ALERT_RULES)
+    for values in mix:
+        alerts.alert_rule_create(values=values)
+    newest = Conversation.objects.aggregate(newest=Max("timestamp"))["newest"]
+    changes = sum(values["condition"] in ("drop", "rise") for values in mix)
+    timings, events = [], 0
+    try:
+        for index in range(ALERT_PASSES):
+            started = time.perf_counter()
+            result = evaluate_alerts(now=newest + timedelta(minutes=index))
+            timings.append((time.perf_counter() - started) * 1000)
+            events += len(result.events)
+    finally:
+        AlertEvent.objects.filter(rule_name__startswith="bench alert").delete()
+        AlertRule.objects.filter(name__startswith="bench alert").delete()
+    return timings, changes, events
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1_000_000)
@@ -485,6 +567,13 @@ def main() -> int:
         return 0
     remove_unloaded()  # left by an interrupted run
     settle(url)
+    timings, changes, events = time_alert_pass()
+    alert_median = statistics.median(timings)
+    alert_row = (f"alerts: one pass over {ALERT_RULES} rules ({changes} drop/rise)", f"{alert_median:.0f} ms",
+                 f"{max(timings):.0f} ms (slowest of {ALERT_PASSES})", f"≤ {ALERT_TARGET_MS:,} ms",
+                 "yes" if alert_median <= ALERT_TARGET_MS else "NO")  # fmt: skip
+    print(f"  alerts: one pass over {ALERT_RULES} rules: median {alert_median:.0f} ms "
+          f"({', '.join(f'{t:.0f}' for t in timings)}; {events} notifications)", flush=True)  # fmt: skip
     session, key = staff_session(), api_key()
     from django.db import connections
 
@@ -492,7 +581,7 @@ def main() -> int:
 
     port = free_port()
     server = start_server(url, port)
-    rows, results = [], {}
+    rows, results = [alert_row], {}
     try:
         for name, path in READS + worst_edge_reads(datetime.now(UTC)):
             headers = (

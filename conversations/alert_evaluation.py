@@ -54,7 +54,7 @@ from conversations.analytics import selectors, statistics
 from conversations.analytics.metrics import Metric, Unit, relative_change
 from conversations.analytics.query import Filters, Period
 from conversations.forms import dashboard_url_covering
-from conversations.models import AlertDelivery, AlertEvent, AlertRule, BotVersion, Conversation, Topic
+from conversations.models import AlertDelivery, AlertEvent, AlertRule, BotVersion, Conversation
 
 logger = logging.getLogger(__name__)
 
@@ -193,21 +193,16 @@ def judge(rule: AlertRule, *, window: Period, current, baseline: Sequence) -> Ju
 
 
 def history_start(filters: Filters, *, first_conversation: datetime | None) -> datetime | None:
-    """Where the rule's history starts: the first conversation stored, and no earlier than
-    its bot version was first seen or its topic first named (a version's weeks before its
-    release are no baseline). A channel or escalation reason has no such record."""
-    starts = [first_conversation]
-    if filters.bot_version:
-        starts.append(
-            BotVersion.objects.filter(version=filters.bot_version)
-            .values_list("first_seen", flat=True)
-            .first()
-        )
-    if filters.topic:
-        starts.append(Topic.objects.filter(name=filters.topic).values_list("created_at", flat=True).first())
-    if any(start is None for start in starts):
-        return None  # nothing under these filters yet
-    return max(starts)
+    """Where the rule's history starts: the first conversation stored, and for a bot version
+    no earlier than it was first seen (a version's weeks before its release are no baseline).
+    Topics, channels and reasons have no such record (a topic's row is made when it is first
+    posted, which an import of older files precedes), so theirs is the store's."""
+    if filters.bot_version is None or first_conversation is None:
+        return first_conversation
+    first_seen = (
+        BotVersion.objects.filter(version=filters.bot_version).values_list("first_seen", flat=True).first()
+    )
+    return None if first_seen is None else max(first_conversation, first_seen)
 
 
 # --- State ---------------------------------------------------------------------------------------
@@ -292,14 +287,15 @@ def judge_rules(*, now: datetime) -> PassResult:
         return result
     first_conversation = Conversation.objects.aggregate(first=Min("timestamp"))["first"]
     reads: dict[tuple[Filters, tuple[Period, ...]], list] = {}
+    starts: dict[str | None, datetime | None] = {}  # by bot version
     for rule in rules:
         filters = rule_filters(rule)
         window = rule_window(rule, now=now)
         baseline: list[Period] = []
         if rule.condition in (Condition.DROP, Condition.RISE):
-            baseline = baseline_windows(
-                window, history_start=history_start(filters, first_conversation=first_conversation)
-            )
+            if filters.bot_version not in starts:
+                starts[filters.bot_version] = history_start(filters, first_conversation=first_conversation)
+            baseline = baseline_windows(window, history_start=starts[filters.bot_version])
         periods = (window, *baseline)
         # Rules that watch the same traffic over the same window share one read.
         if (filters, periods) not in reads:

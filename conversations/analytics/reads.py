@@ -72,6 +72,9 @@ class WindowFigures:
 
 
 _CONVERSATIONS = sql.Identifier(Conversation._meta.db_table)
+# Raw rows of up to this long are read by time alone, their topics checked row by row
+# (docs/benchmarks.md, "Topic filters at the edges").
+_SHORT_EDGES = timedelta(hours=6)
 _TOPIC_ID_OF_NAME = sql.SQL("(SELECT id FROM {} WHERE name = %s)").format(
     sql.Identifier(Topic._meta.db_table)
 )
@@ -242,8 +245,14 @@ def _edges_sql(plan: Plan, filters: Filters) -> tuple[sql.Composable, list] | No
     conditions, params = [text], params + where_params
     _add_label_filters("c", filters, conditions, params)
     if filters.topic:
-        # {NULL} for an unknown name: contained in no array.
-        conditions.append(sql.SQL("c.topic_ids @> ARRAY[{}]").format(_TOPIC_ID_OF_NAME))
+        # Edges of a few hours: `= ANY`, which no index serves, so that PostgreSQL reads them by
+        # time and checks each row's topics. With `@>` it ANDs in the topic's whole GIN bitmap
+        # (every conversation of a common topic: ~55 ms at 10M, however short the edge). A
+        # long raw read (a series of raw rows) keeps `@>` and the GIN index. Both are false for
+        # an unknown name (NULL).
+        short = sum((part.end - part.start for part in plan.raw + plan.minus), timedelta(0)) <= _SHORT_EDGES
+        template = "{} = ANY(c.topic_ids)" if short else "c.topic_ids @> ARRAY[{}]"
+        conditions.append(sql.SQL(template).format(_TOPIC_ID_OF_NAME))
         params.append(filters.topic)
     statement = sql.SQL("SELECT {} AS sign, {} FROM {} c WHERE {}").format(
         sign, _EDGE_COLUMNS, _CONVERSATIONS, _where(conditions)
