@@ -1,6 +1,6 @@
 """The alert rules API (issue 18, first part): `GET/POST /api/alert-rules/`,
 `GET/PUT/PATCH/DELETE /api/alert-rules/<id>/`, for API keys with the `all` scope. Parse once,
-call one service, answer. Rules are stored only: nothing evaluates them yet."""
+call one service, answer. The evaluation: conversations.alert_evaluation."""
 
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ class AlertRuleOutputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
     state = serializers.ChoiceField(
         choices=alert_rules.AlertState.choices,
-        help_text="ok or firing. Rules are not evaluated yet: always ok for now.",
+        help_text="ok or firing: what the last evaluation (every minute) found.",
     )
     state_changed_at = serializers.DateTimeField(allow_null=True)
 
@@ -302,8 +302,8 @@ class AlertRuleListCreateApi(_AlertRuleApi):
         summary="Add an alert rule",
         description=(
             "Answers 201 with the stored rule; with webhooks, also its `webhook_secret`, shown this "
-            "once. Rules are stored only: they are not yet evaluated and notify no one. Needs an API "
-            "key with the all scope."
+            "once. Rules are evaluated every minute and notify their emails and webhooks when they "
+            "start firing and when they resolve. Needs an API key with the all scope."
         ),
         request=AlertRuleInputSerializer,
         responses={201: AlertRuleCreatedSerializer, **_ERRORS, 415: None},

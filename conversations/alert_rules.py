@@ -3,7 +3,7 @@ its numbers and the rules that tie its condition to its threshold or minimum cha
 
 The model (its validators, `clean` for the admin, its CheckConstraints), the REST API's input
 serializer and the OpenAPI schema all read them from here. Pure Python: no models, no database.
-Rules are only stored for now; nothing evaluates them yet (a later session).
+The evaluation that applies them: conversations.alert_evaluation.
 """
 
 from __future__ import annotations

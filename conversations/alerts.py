@@ -1,7 +1,7 @@
 """Alert rules' writes (issue 18): create, update, delete. The REST API and the admin both come
 here, so that the filters are normalized, a webhook secret is made and an edit resets the
 rule's state the same way whichever road a change takes. What a rule may say:
-conversations.alert_rules. Evaluation and notifications are not built yet.
+conversations.alert_rules; their evaluation: conversations.alert_evaluation.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def alert_rule_update(*, rule_id: int, values: dict[str, Any]) -> AlertRuleSaved
     ok, without a notification: its old state spoke of another rule. Raises
     AlertRule.DoesNotExist for an unknown id.
 
-    The row is locked for the change, so that the evaluation to come cannot write a state of
+    The row is locked for the change, so that a running evaluation cannot write a state of
     the old rule over the reset.
     """
     rule = AlertRule.objects.select_for_update().get(pk=rule_id)

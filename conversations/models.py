@@ -626,8 +626,8 @@ class AlertRule(models.Model):
     significant drop/rise of at least `min_change` against a baseline. Managed over REST
     (`/api/alert-rules/`) and in the admin, written by the services (`alert_rule_*`).
 
-    What a rule may say is defined once in conversations.alert_rules. Stored only for now:
-    nothing evaluates rules or notifies yet; `state` is there for the evaluation to come.
+    What a rule may say is defined once in conversations.alert_rules; conversations.alert_evaluation
+    judges it every minute and keeps `state` and the times below.
     """
 
     name = models.CharField(max_length=alert_rules.NAME_MAX_LENGTH)
