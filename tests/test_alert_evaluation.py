@@ -427,3 +427,20 @@ def test_baseline_weeks_are_168_hour_steps_wholly_inside_the_history():
     )
     assert alert_evaluation.baseline_windows(window, history_start=None) == []
     assert len(alert_evaluation.baseline_windows(window, history_start=T0 - 10 * WEEK)) == 4
+
+
+def test_the_admin_lists_events_with_their_deliveries_read_only(admin_client):
+    rule(webhooks=["https://hooks.example.com/a"])
+    add(100, 10, end=T0)
+    with at(T0):
+        alert_evaluation.judge_rules(now=T0)  # recorded, not yet sent
+    [event] = events()
+    listing = admin_client.get("/admin/conversations/alertevent/")
+    assert listing.status_code == 200
+    assert "AI resolution" in listing.text and "firing" in listing.text
+    page = admin_client.get(f"/admin/conversations/alertevent/{event.pk}/change/")
+    assert page.status_code == 200
+    for shown in ("lead@example.com", "https://hooks.example.com/a", "pending"):
+        assert shown in page.text
+    assert admin_client.get("/admin/conversations/alertevent/add/").status_code == 403
+    assert 'name="_save"' not in page.text  # nothing to edit
