@@ -415,7 +415,8 @@ def describe(event: AlertEvent) -> dict[str, str]:
     window = f"{event.window_start:%Y-%m-%d %H:%M}–{event.window_end:%Y-%m-%d %H:%M} UTC"
     return {
         "headline": headline,
-        "subject": f"[Support Analytics] {headline}: {event.rule_name}",
+        # One line: a header with a line break in it is refused (header injection).
+        "subject": f"[Support Analytics] {headline}: {' '.join(event.rule_name.split())}",
         "figure": f"{event.metric} = {value}",
         "against": against,
         "sample": f"{event.sample_size} {_SAMPLE_NOUNS.get(event.metric, 'conversations')} in the window",

@@ -444,3 +444,13 @@ def test_the_admin_lists_events_with_their_deliveries_read_only(admin_client):
         assert shown in page.text
     assert admin_client.get("/admin/conversations/alertevent/add/").status_code == 403
     assert 'name="_save"' not in page.text  # nothing to edit
+
+
+def test_a_rule_name_with_line_breaks_makes_a_one_line_subject(mailoutbox):
+    rule(name="Refunds\r\nBcc: someone@example.com")
+    add(100, 10, end=T0)
+    with at(T0):
+        assert evaluate_alerts().delivered == 1
+    [message] = mailoutbox
+    assert message.subject == "[Support Analytics] FIRING: Refunds Bcc: someone@example.com"
+    assert message.bcc == [] and message.to == ["lead@example.com"]
