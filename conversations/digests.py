@@ -130,7 +130,7 @@ class TopicMove:
 
 @dataclass(frozen=True)
 class AlertLine:
-    at: datetime  # in ANALYTICS_TIME_ZONE
+    when: str  # its local time (ANALYTICS_TIME_ZONE): "Tue 1 Dec 14:05"
     rule_name: str
     state: str  # "firing", "still firing" (a reminder) or "resolved"
     value: str
@@ -288,7 +288,7 @@ def _alerts(digest_period: DigestPeriod) -> tuple[list[AlertLine], int]:
         state = "still firing" if event.reminder else EventState(event.state).label
         lines.append(
             AlertLine(
-                at=event.at.astimezone(digest_period.tz),
+                when=f"{event.at.astimezone(digest_period.tz):%a %-d %b %H:%M}",
                 rule_name=event.rule_name,
                 state=state,
                 value=shown(event.value),
