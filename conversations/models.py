@@ -880,7 +880,10 @@ class DigestSubscription(models.Model):
         constraints = [
             # Lead@Example.com and lead@example.com are one inbox: two rows would send it twice.
             models.UniqueConstraint(
-                Lower("email"), "frequency", name="digest_subscription_email_frequency_unique"
+                Lower("email"),
+                "frequency",
+                name="digest_subscription_email_frequency_unique",
+                violation_error_message="This address already gets this digest.",
             ),
             models.CheckConstraint(
                 condition=Q(frequency__in=DigestFrequency.values), name="digest_subscription_frequency_valid"

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['email', 'frequency'],
-                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('email'), models.F('frequency'), name='digest_subscription_email_frequency_unique'), models.CheckConstraint(condition=models.Q(('frequency__in', ['daily', 'weekly'])), name='digest_subscription_frequency_valid')],
+                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('email'), models.F('frequency'), name='digest_subscription_email_frequency_unique', violation_error_message='This address already gets this digest.'), models.CheckConstraint(condition=models.Q(('frequency__in', ['daily', 'weekly'])), name='digest_subscription_frequency_valid')],
             },
         ),
         migrations.CreateModel(
