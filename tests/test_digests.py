@@ -528,9 +528,9 @@ def test_the_key_numbers_are_the_apis_with_the_dashboards_marks(mailoutbox, read
             f"vs ${previous['estimated_savings']:,.2f} before — not tested",
             f"(vs ${api['cost']['human_only_cost']:,.2f} human-only)",
         ],
-        "Confirmed resolution": ["—", "no comparison", "(no outcomes reported)"],
-        "Assumed resolution": ["—", "no comparison", "(no outcomes reported)"],
-        "Durable resolution (7 days)": ["—", "no comparison", "(no customer ids sent)"],
+        "Confirmed resolution": ["—", "(no outcomes reported)"],
+        "Assumed resolution": ["—", "(no outcomes reported)"],
+        "Durable resolution (7 days)": ["—", "(no customer ids sent)"],
     }
     assert api["escalated_conversations"] == 18 and previous["escalated_conversations"] == 50
     assert api["avg_csat"] == 3.86
@@ -617,7 +617,7 @@ def test_an_empty_period_says_so_and_is_still_a_digest(db, mailoutbox):
     assert "There were no conversations on Tue 1 Dec 2026." in text
     kpis = kpi_block(text)
     assert kpis["Conversations"] == ["0", "▼ −100.0% vs 100 before — significant: down"]
-    assert kpis["AI resolution rate"][:2] == ["—", "no comparison"]
+    assert kpis["AI resolution rate"] == ["—", "(0 resolved · 0 escalated)"]
     assert "No escalations or followed-up AI resolutions." in text
     assert "No alerts in this period." in text
     [(html, _)] = mailoutbox[0].alternatives
