@@ -177,7 +177,7 @@ def digest_contents(*, digest_period: DigestPeriod) -> DigestContents:
 def _kpis(dash: Dashboard) -> list[KpiLine]:
     """The headline figures and the honest-resolution rates the dashboard shows, each with its
     change and its test (Dashboard.changes: what `compare=previous` answers)."""
-    now, before = dash.current.totals, dash.previous.totals
+    totals, before = dash.current.totals, dash.previous.totals
     currency = dash.current.cost.currency
 
     def money(value):
@@ -186,39 +186,42 @@ def _kpis(dash: Dashboard) -> list[KpiLine]:
     def test(name: str) -> dict:
         return dash.changes[METRICS[name].summary[0]]
 
-    no_outcomes = "no outcomes reported" if not now.outcomes_reported else ""
-    if not now.with_customer_id:
+    def both(name: str) -> tuple:
+        return getattr(totals, name), getattr(before, name)
+
+    no_outcomes = "no outcomes reported" if not totals.outcomes_reported else ""
+    if not totals.with_customer_id:
         not_durable = "no customer ids sent"
-    elif not now.settled:
-        days = now.repeat_contact_window_days
+    elif not totals.settled:
+        days = totals.repeat_contact_window_days
         not_durable = f"nothing settled yet: no conversation here ended {days} or more days ago"
     else:
         not_durable = ""
     # key, label, (current, previous), shown as, kind of change, higher is, test, note, missing
     specs = [
-        ("conversations", "Conversations", (now.conversations, before.conversations), formatting.number,
+        ("conversations", "Conversations", both("conversations"), formatting.number,
          "relative", "neutral", dash.changes[VOLUME_PATH], "", ""),
-        ("ai_resolution_rate", "AI resolution rate", (now.ai_resolution_rate, before.ai_resolution_rate),
-         formatting.rate, "points", "good", test("ai_resolution_rate"),
-         f"{now.ai_resolved:,} resolved · {now.escalated:,} escalated", ""),
+        ("ai_resolution_rate", "AI resolution rate", both("ai_resolution_rate"), formatting.rate, "points",
+         "good", test("ai_resolution_rate"),
+         f"{totals.ai_resolved:,} resolved · {totals.escalated:,} escalated", ""),
         # A count has no test of its own: its share is the AI resolution rate's other side.
-        ("escalations", "Escalations", (now.escalated, before.escalated), formatting.number,
+        ("escalations", "Escalations", both("escalated"), formatting.number,
          "relative", "bad", None, "their share is tested as the AI resolution rate", ""),
-        ("csat", "CSAT (4–5 ratings)", (now.csat_score, before.csat_score), formatting.rate,
+        ("csat", "CSAT (4–5 ratings)", both("csat_score"), formatting.rate,
          "points", "good", test("csat_score"),
-         f"mean {formatting.number(now.avg_csat, 2)} of 5 · {now.csat_responses:,} "
-         f"rating{'' if now.csat_responses == 1 else 's'}", ""),
+         f"mean {formatting.number(totals.avg_csat, 2)} of 5 · {totals.csat_responses:,} "
+         f"rating{'' if totals.csat_responses == 1 else 's'}", ""),
         ("savings", "Estimated savings", (dash.current.cost.savings, dash.previous.cost.savings), money,
          "money", "good", None, f"vs {money(dash.current.cost.human_only_cost)} human-only", ""),
         ("confirmed_resolution_rate", "Confirmed resolution",
-         (now.confirmed_resolution_rate, before.confirmed_resolution_rate), formatting.rate, "points", "good",
+         both("confirmed_resolution_rate"), formatting.rate, "points", "good",
          test("confirmed_resolution_rate"), "the customer said so", no_outcomes),
         ("assumed_resolution_rate", "Assumed resolution",
-         (now.assumed_resolution_rate, before.assumed_resolution_rate), formatting.rate, "points", "neutral",
+         both("assumed_resolution_rate"), formatting.rate, "points", "neutral",
          test("assumed_resolution_rate"), "the customer left without asking for a human", no_outcomes),
-        ("durable_resolution_rate", f"Durable resolution ({now.repeat_contact_window_days} days)",
-         (now.durable_resolution_rate, before.durable_resolution_rate), formatting.rate, "points", "good",
-         test("durable_resolution_rate"), f"of {now.settled:,} settled conversations", not_durable),
+        ("durable_resolution_rate", f"Durable resolution ({totals.repeat_contact_window_days} days)",
+         both("durable_resolution_rate"), formatting.rate, "points", "good",
+         test("durable_resolution_rate"), f"of {totals.settled:,} settled conversations", not_durable),
     ]  # fmt: skip
     lines = []
     for key, label, (current, previous), shown, kind, higher_is, tested, note, missing in specs:
@@ -239,11 +242,11 @@ def _topic_moves(dash: Dashboard) -> list[TopicMove]:
     significant (after the Benjamini–Hochberg adjustment, Dashboard.topic_changes) first, then
     by how many conversations they gained or lost, then by how far their rate moved. A topic
     gone since the period before counts too (all its conversations lost)."""
-    now = {topic.topic: topic for topic in dash.topics}
-    before = {topic.topic: topic for topic in dash.previous_topics.values()}
+    this_period = {topic.topic: topic for topic in dash.topics}
+    period_before = {topic.topic: topic for topic in dash.previous_topics.values()}
     moves = []
     for name, tests in dash.topic_changes.items():
-        current, previous = now.get(name), before.get(name)
+        current, previous = this_period.get(name), period_before.get(name)
         count = current.totals.conversations if current else 0
         previous_count = previous.totals.conversations if previous else 0
         rate = current.totals.ai_resolution_rate if current else None
