@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db import connection
-from django.db.models import BigIntegerField
+from django.db.models import BigIntegerField, Max
 from django.db.models.expressions import RawSQL
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect
@@ -20,6 +20,8 @@ from conversations.models import (
     ApiKey,
     Conversation,
     CostSettings,
+    DigestSent,
+    DigestSubscription,
     Span,
     Topic,
 )
@@ -345,6 +347,59 @@ class AlertEventAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in AlertEvent._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DigestSubscription)
+class DigestSubscriptionAdmin(admin.ModelAdmin):
+    """Who gets the daily or weekly digest (conversations.digests); each row links to the
+    digests it was sent."""
+
+    list_display = ["email", "frequency", "active", "last_period_sent", "created_at"]
+    list_filter = ["frequency", "active"]
+    search_fields = ["email"]
+    search_help_text = "Email address (any part of it)"
+    readonly_fields = ["created_at", "digests_sent"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(last_period=Max("sent__period_start"))
+
+    @admin.display(description="last period sent", ordering="last_period")
+    def last_period_sent(self, subscription: DigestSubscription):
+        return subscription.last_period or "-"
+
+    @admin.display(description="digests sent")
+    def digests_sent(self, subscription: DigestSubscription) -> str:
+        if subscription.pk is None:
+            return "-"
+        url = reverse("admin:conversations_digestsent_changelist")
+        count = subscription.sent.count()
+        return format_html('<a href="{}?subscription__id__exact={}">{} sent</a>', url, subscription.pk, count)
+
+
+@admin.register(DigestSent)
+class DigestSentAdmin(admin.ModelAdmin):
+    """Every digest sent, read-only: one row per subscription and period (a failed send leaves
+    none, so that a later run sends it)."""
+
+    list_display = ["period_start", "subscription", "frequency", "sent_at"]
+    list_filter = ["subscription__frequency", "subscription"]
+    list_select_related = ["subscription"]
+    search_fields = ["subscription__email"]
+    search_help_text = "Email address (any part of it)"
+    date_hierarchy = "period_start"
+
+    @admin.display(description="frequency", ordering="subscription__frequency")
+    def frequency(self, sent: DigestSent) -> str:
+        return sent.subscription.frequency
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in DigestSent._meta.fields]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from conversations import formatting
+from conversations.analytics import selectors
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,37 @@ def judged(text: str, test: dict, *, higher_is: str, unit: str = "") -> Delta:
         return Delta(text, "changed", arrow, "up" if found > 0 else "down", hover)
     good = (found > 0) == (higher_is == "good")
     return Delta(text, "good" if good else "bad", arrow, "better" if good else "worse", hover)
+
+
+def change_delta(
+    current: int | Decimal | None,
+    previous: int | Decimal | None,
+    *,
+    kind: str,
+    higher_is: str,
+    currency: str = "",
+    test: dict | None,
+) -> Delta:
+    """The change against the previous period (selectors.change) and, from `test` (its entry in
+    Dashboard.changes or a comparison's changes, None for a figure without a test), whether it
+    is news. The dashboard's cards and the digests.
+
+    kind: "relative" (% change, for counts and times), "points" (percentage points, for
+    rates), "money" or "absolute".
+    """
+    if current is None or previous is None:
+        return Delta("no comparison", "none")
+    if kind == "relative":
+        found = selectors.change(current, previous, relative=True)
+        if found is None:  # nothing before
+            return Delta("new" if current else "±0", "none")
+        text = formatting.signed(found, "%")
+    else:
+        found = selectors.change(current, previous, relative=False)
+        if kind == "money":
+            text = ("+" if found > 0 else "±" if found == 0 else "") + formatting.money(found, currency)
+        else:
+            text = formatting.signed(found, " pp" if kind == "points" else "")
+    if test is None:
+        return Delta(text, "untested", verdict="not tested", hover=NO_TEST)
+    return judged(text, test, higher_is=higher_is, unit=" pp" if kind == "points" else "")

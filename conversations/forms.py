@@ -108,11 +108,7 @@ class DashboardForm(forms.Form):
         if choice == "24h":
             period = Period.last_hours(24, now=now)  # exactly the API's ?hours=24
         elif choice == "custom":
-            start = datetime.combine(data["start"], time.min, tzinfo=tz)
-            # A range that includes today ends now: comparing a day so far with a whole
-            # previous day would show a fake drop.
-            end = min(datetime.combine(data["end"] + timedelta(days=1), time.min, tzinfo=tz), now)
-            period = Period(start=start, end=max(end, start))
+            period = Period.whole_days(data["start"], data["end"], tz=tz, now=now)
         else:
             # Whole days in the staff's time zone, today (so far) included.
             days = int(choice.removesuffix("d"))
@@ -203,11 +199,8 @@ class CompareForm(DashboardForm):
         if kind == "period":
             arms = []
             for side in ("a", "b"):
-                start = datetime.combine(data[f"{side}_start"], time.min, tzinfo=query.tz)
-                end = min(
-                    datetime.combine(data[f"{side}_end"] + timedelta(days=1), time.min, tzinfo=query.tz), now
-                )
-                arms.append((Period(start=start, end=max(start, end)), query.filters))
+                period = Period.whole_days(data[f"{side}_start"], data[f"{side}_end"], tz=query.tz, now=now)
+                arms.append((period, query.filters))
             a, b = arms
         else:
             # The arms set the version (or channel): a filter of the same kind would leave one empty.

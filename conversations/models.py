@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, URLVali
 from django.db import models
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Lower
 from rest_framework_api_key.models import AbstractAPIKey
 
 from conversations import alert_rules
@@ -856,3 +857,64 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} to {self.target}: {self.status}"
+
+
+class DigestFrequency(models.TextChoices):
+    DAILY = "daily", "daily (the day before)"
+    WEEKLY = "weekly", "weekly (the week before, Monday to Sunday)"
+
+
+class DigestSubscription(models.Model):
+    """Someone who gets the digest email (issue 18): the day's or the week's figures, changes,
+    topics, knowledge gaps and alerts, kept by staff in the admin (conversations.digests)."""
+
+    email = models.EmailField()
+    frequency = models.CharField(max_length=10, choices=DigestFrequency.choices)
+    active = models.BooleanField(default=True, help_text="Inactive: kept, but sent nothing.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["email", "frequency"]
+        # No index for the send's "active subscriptions of a frequency": a table of a few
+        # dozen rows is read whole.
+        constraints = [
+            # Lead@Example.com and lead@example.com are one inbox: two rows would send it twice.
+            models.UniqueConstraint(
+                Lower("email"),
+                "frequency",
+                name="digest_subscription_email_frequency_unique",
+                violation_error_message="This address already gets this digest.",
+            ),
+            models.CheckConstraint(
+                condition=Q(frequency__in=DigestFrequency.values), name="digest_subscription_frequency_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.frequency})"
+
+
+class DigestSent(models.Model):
+    """A digest sent: one row per subscription and period, written in the transaction that sends
+    it (conversations.digests), so that a second run, or one running at the same moment, sends
+    nothing more, and a failed send leaves no row (a later run tries again)."""
+
+    # Uses index: digest_sent_once_per_period (its first column) for the subscription's rows.
+    subscription = models.ForeignKey(
+        DigestSubscription, on_delete=models.CASCADE, related_name="sent", db_index=False
+    )
+    period_start = models.DateField(help_text="The first day of the period covered (ANALYTICS_TIME_ZONE).")
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-period_start", "subscription_id"]
+        verbose_name = "digest sent"
+        verbose_name_plural = "digests sent"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"], name="digest_sent_once_per_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription} for {self.period_start:%Y-%m-%d}"

@@ -26,7 +26,7 @@ from conversations.analytics.metrics import METRICS
 from conversations.analytics.query import Granularity
 from conversations.analytics.selectors import Dashboard, TopicStats, TopicTrend
 from conversations.analytics.tables import VOLUME_PATH
-from conversations.changes import NO_TEST, Delta, judged
+from conversations.changes import Delta, change_delta, judged
 from conversations.compare_page import compare_page
 from conversations.forms import (
     COMPARE_KINDS,
@@ -63,31 +63,6 @@ def staff_required(view):
 
 
 # --- KPI cards ----------------------------------------------------------------------------
-
-
-def _delta(current, previous, *, kind: str, higher_is: str, currency: str, test: dict | None) -> Delta:
-    """The change against the previous period (selectors.change) and, from `test` (its entry in
-    Dashboard.changes, None for a figure without a test), whether it is news.
-
-    kind: "relative" (% change, for counts and times), "points" (percentage points, for
-    rates), "money" or "absolute".
-    """
-    if current is None or previous is None:
-        return Delta("no comparison", "none")
-    if kind == "relative":
-        delta = selectors.change(current, previous, relative=True)
-        if delta is None:  # nothing before
-            return Delta("new" if current else "±0", "none")
-        text = formatting.signed(delta, "%")
-    else:
-        delta = selectors.change(current, previous, relative=False)
-        if kind == "money":
-            text = ("+" if delta > 0 else "±" if delta == 0 else "") + formatting.money(delta, currency)
-        else:
-            text = formatting.signed(delta, " pp" if kind == "points" else "")
-    if test is None:
-        return Delta(text, "untested", verdict="not tested", hover=NO_TEST)
-    return judged(text, test, higher_is=higher_is, unit=" pp" if kind == "points" else "")
 
 
 @dataclass(frozen=True)
@@ -142,7 +117,9 @@ def kpis(dash: Dashboard) -> list[Kpi]:
                 label=label,
                 display=display(current),
                 previous_display=display(previous),
-                delta=_delta(current, previous, kind=kind, higher_is=higher_is, currency=currency, test=test),
+                delta=change_delta(
+                    current, previous, kind=kind, higher_is=higher_is, currency=currency, test=test
+                ),
                 sample=sample,
                 small_sample=0 < sample < SMALL_SAMPLE,
                 detail=detail,
@@ -565,7 +542,9 @@ def _resolution_rates(dash: Dashboard, *, outcomes: Coverage, customer_ids: Cove
         current, previous = getattr(now, key), getattr(before, key)
         # Its test in the changes, found by its path in the summary ("repeat_contact.durable_...").
         test = dash.changes[METRICS[key].summary[0]]
-        delta = _delta(current, previous, kind="points", higher_is=higher_is, currency=currency, test=test)
+        delta = change_delta(
+            current, previous, kind="points", higher_is=higher_is, currency=currency, test=test
+        )
         rates.append(
             ResolutionRate(
                 key=key,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db.models import QuerySet
 
@@ -25,6 +26,15 @@ class Period:
         """The last `hours` hours before `now`, as the tutorial's `?hours=N` counts them: entries
         strictly newer than the cutoff, so the window excludes its start."""
         return cls(start=now - timedelta(hours=hours), end=now, include_start=False)
+
+    @classmethod
+    def whole_days(cls, first: date, last: date, *, tz: ZoneInfo, now: datetime) -> Period:
+        """The days `first` to `last` in `tz` (a day is 23 or 25 hours long on a DST change), cut
+        at `now`: a range that includes today ends now (a day so far against a whole day before
+        would show a fake drop). The dashboard's custom range and the digests' periods."""
+        start = datetime.combine(first, time.min, tzinfo=tz)
+        end = min(datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz), now)
+        return cls(start=start, end=max(end, start))
 
     def clipped(self, end: datetime) -> Period:
         """The part of this period before `end` (empty when it starts at or after it)."""
