@@ -43,13 +43,20 @@ db: venv postgres
 db-stop:
 	@$(PY) -m supportanalytics.localdb stop
 
+# The scheduler's worker (alert evaluation every minute, digests: conversations/tasks.py) runs
+# beside the server and stops with it. Ctrl-C reaches both; whichever way runserver ends, the
+# trap sends the worker SIGINT (its graceful stop; ignored once it is stopping) and waits
+# for its job to finish, so no worker outlives `make run`.
 run: db
 	$(PY) manage.py migrate --no-input
 	@if [ "$(DEMO_DATA)" != "0" ]; then \
 		$(PY) manage.py seed_demo --only-if-empty --conversations $(DEMO_CONVERSATIONS) --days $(DEMO_DAYS); fi
 	$(PY) manage.py ensure_staff_user
 	@echo "Dashboard and admin: http://127.0.0.1:$(PORT)/admin/  API docs: http://127.0.0.1:$(PORT)/api/docs/"
-	$(PY) manage.py runserver 127.0.0.1:$(PORT)
+	@echo "Alerts and digests: a worker runs beside the server (manage.py procrastinate worker)"
+	@$(PY) manage.py procrastinate worker & worker=$$!; \
+		trap 'kill -INT $$worker 2>/dev/null; wait $$worker' EXIT; \
+		$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 # Without PostgreSQL's binaries (where localdb looks for them), root installs Debian's, as
 # `browser` does for Chromium; anyone else gets localdb's error naming the command to run.

@@ -41,6 +41,7 @@ from django.db.models import Min, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from conversations import formatting
 from conversations.alert_rules import (
     ALERT_METRICS,
     AlertState,
@@ -360,11 +361,6 @@ def _number(value: Decimal | None) -> int | float | None:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def _shown(value: Decimal | None) -> str:
-    """A stored figure in words: 41.2, 60, 3.75 (no trailing zeros, no exponent)."""
-    return "-" if value is None else format(value.normalize(), "f")
-
-
 def dashboard_url(event: AlertEvent) -> str:
     filters = Filters(**{name: event.filters.get(name) for name in Filters.__dataclass_fields__})
     return settings.SITE_URL + dashboard_url_covering(
@@ -380,31 +376,31 @@ _SAMPLE_NOUNS = {
 }
 
 
-def _unit_suffix(metric: str) -> str:
-    return {Unit.PERCENT: "%", Unit.MILLISECONDS: " ms"}.get(ALERT_METRICS[metric].unit, "")
-
-
 def describe(event: AlertEvent) -> dict[str, str]:
-    """The words of a notification, for the email and the webhook's `text`."""
-    suffix = _unit_suffix(event.metric)
-    value = "no data" if event.value is None else f"{_shown(event.value)}{suffix}"
+    """The words of a notification, for the email and the webhook's `text`: figures as the
+    dashboard writes them."""
+    unit = ALERT_METRICS[event.metric].unit
+    value = "no data" if event.value is None else formatting.in_unit(event.value, unit)
     if event.condition in (Condition.BELOW, Condition.ABOVE):
-        against = f"threshold: {event.condition} {_shown(event.threshold)}{suffix}"
+        against = f"threshold: {event.condition} {formatting.in_unit(event.threshold, unit)}"
     elif event.baseline is None:
         against = "no baseline"
     else:
         weeks = "week" if event.baseline_weeks == 1 else f"{event.baseline_weeks} weeks"
-        unit = change_unit(event.metric)
-        change = (
-            ""
-            if event.change is None
-            else f", change {'+' if event.change > 0 else ''}{_shown(event.change)} {unit}"
+        # A count's baseline is the weeks' mean: a fraction.
+        baseline = (
+            formatting.number(event.baseline, 1)
+            if unit is Unit.COUNT
+            else formatting.in_unit(event.baseline, unit)
         )
-        p_value = "" if event.p_value is None else f", p = {statistics.round_p_value(event.p_value)}"
-        against = (
-            f"baseline {_shown(event.baseline)}{suffix} (the same window in the {weeks} before, pooled"
-            f"{change}{p_value})"
-        )
+        change = ""
+        if event.change is not None:
+            suffix = {"points": " points", "percent": "%"}.get(change_unit(event.metric), "")
+            change = (
+                f", change {formatting.signed(event.change, suffix, places=2 if unit is Unit.SCORE else 1)}"
+            )
+        p_value = "" if event.p_value is None else f", {formatting.p_value(event.p_value)}"
+        against = f"baseline {baseline} (the same window in the {weeks} before, pooled{change}{p_value})"
     headline = (
         "RESOLVED" if event.state == EventState.RESOLVED else ("STILL FIRING" if event.reminder else "FIRING")
     )

@@ -6,6 +6,8 @@ import inspect
 import re
 from decimal import Decimal
 
+from conversations.analytics.metrics import Unit
+
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 DASH = "—"
 
@@ -34,6 +36,15 @@ def milliseconds(value: Decimal | None) -> str:
     if value is None:
         return DASH
     return f"{value / 1000:,.2f} s" if value >= 1000 else f"{value:,.0f} ms"
+
+
+def in_unit(value: int | Decimal | None, unit: Unit) -> str:
+    """A metric's value as the dashboard writes its unit: "52.3%", "1,204", "3.75", "812 ms"."""
+    if unit is Unit.PERCENT:
+        return rate(value)
+    if unit is Unit.MILLISECONDS:
+        return milliseconds(value)
+    return number(value, unit.decimal_places)
 
 
 def signed(value: Decimal | float, unit: str = "", places: int = 1) -> str:

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from conversations import charts, formatting
+from conversations import alert_banner, charts, formatting
 from conversations.analytics import selectors, tables
 from conversations.analytics.metrics import METRICS
 from conversations.analytics.query import Granularity
@@ -670,13 +670,15 @@ def _load(query: DashboardQuery) -> Dashboard:
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     form, query = _parse(request)
     if query is None:
-        return render(request, "dashboard/index.html", {"form": form, "ranges": RANGES}, status=400)
+        context = {"form": form, "ranges": RANGES, "alert_banner": alert_banner.banner()}
+        return render(request, "dashboard/index.html", context, status=400)
     dash = _load(query)
     sort_field = query.sort.removeprefix("-")
     marks = annotation_marks(dash)
     context = {
         "form": form,
         "query": query,
+        "alert_banner": alert_banner.banner(tz=query.tz),
         "dash": dash,
         "kpis": kpis(dash),
         "charts": build_charts(dash, marks),
@@ -724,7 +726,7 @@ def compare_view(request: HttpRequest) -> HttpResponse:
     """Two bot versions, channels or periods side by side: every figure with its 95% interval,
     the change b − a with its test, and the topics whose change is significant first."""
     form = CompareForm(request.GET)
-    context = {"form": form, "ranges": RANGES, "kinds": COMPARE_KINDS}
+    context = {"form": form, "ranges": RANGES, "kinds": COMPARE_KINDS, "alert_banner": alert_banner.banner()}
     if not form.is_valid():
         return render(request, "dashboard/compare.html", context, status=400)
     data = form.cleaned_data
@@ -779,6 +781,7 @@ def annotation_view(request: HttpRequest, annotation_id: int) -> HttpResponse:
         "annotation": annotation,
         "small_sample": SMALL_SAMPLE,
         "when": annotation.timestamp.astimezone(tz),
+        "alert_banner": alert_banner.banner(tz=tz),
     }
     try:
         comparison = selectors.annotation_impact(annotation=annotation, now=now)

@@ -102,6 +102,9 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # The scheduler (conversations/tasks.py): its tables come with `manage.py migrate`, its
+    # worker is `manage.py procrastinate worker`, its jobs are listed in the admin.
+    "procrastinate.contrib.django",
     "conversations",
     "axes",  # failed-login lockout (after our apps: its admin pages come last)
 ]
@@ -244,6 +247,12 @@ EMAIL_BACKEND = (
     if LOCAL_MODE and not EMAIL_HOST
     else "django.core.mail.backends.smtp.EmailBackend"
 )
+# The worker (`manage.py procrastinate worker`) connects with DATABASES["default"]'s parameters
+# (the private cluster's unix socket in local mode). A successful job is deleted when it
+# finishes: the evaluation alone runs 1,440 times a day, and what is worth keeping of a pass
+# is in AlertEvent and AlertDelivery. Failed jobs stay, listed in the admin.
+PROCRASTINATE_WORKER_DEFAULTS = {"delete_jobs": "successful"}
+
 # The address the dashboard is reached at, for the links in emails and webhooks (no request
 # to take it from there).
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -337,5 +346,12 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Not six lines on every manage.py command (the scheduler's tasks registered, in
+        # conversations/tasks.py); the worker's own logs (each job started, finished or
+        # failed: procrastinate.worker) stay at the root's level.
+        "procrastinate.blueprints": {"level": "WARNING"},
+        "procrastinate.periodic": {"level": "WARNING"},
+    },
 }

@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from django.core.management import call_command
 from django.db import connection
 
-from conversations import alert_evaluation, alerts
+from conversations import alert_evaluation, alerts, formatting
 from conversations.alert_evaluation import evaluate_alerts
 from conversations.models import AlertDelivery, AlertEvent
 from tests.conftest import T0
@@ -113,10 +113,6 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(alert_evaluation, "RETRY_DELAYS", (0.01, 0.02, 0.04))
 
 
-def shown(value: Decimal) -> str:
-    return format(value.normalize(), "f")  # 41.20 → "41.2", 60.00 → "60"
-
-
 def verified(secret: str, headers: Message, body: bytes) -> dict:
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["X-SupportAnalytics-Signature"], expected)
@@ -182,8 +178,8 @@ def test_a_drop_in_demo_data_fires_one_email_and_one_signed_webhook_and_recovery
     html = email.get_body(preferencelist=("html",)).get_content()
     event = AlertEvent.objects.get()
     for part in (text, html):
-        assert f"ai_resolution_rate = {shown(event.value)}%" in part
-        assert f"baseline {shown(event.baseline)}%" in part
+        assert f"ai_resolution_rate = {formatting.rate(event.value)}" in part
+        assert f"baseline {formatting.rate(event.baseline)}" in part
         assert f"{event.sample_size} conversations in the window" in part
         assert (
             "/dashboard/?range=custom&amp;start=2026-03-14" in part
