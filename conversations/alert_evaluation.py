@@ -255,10 +255,15 @@ def next_state(rule: AlertRule, judgement: Judgement, *, now: datetime) -> Notic
 # --- The pass ---------------------------------------------------------------------------------
 
 
+# What the evaluation keeps on a rule (next_state sets them).
+_STATE_FIELDS = ("state", "state_changed_at", "condition_since", "last_notified_at", "last_evaluated_at")
+
+
 @dataclass
 class PassResult:
     rules: int = 0
     events: list[AlertEvent] = field(default_factory=list)
+    errors: int = 0  # rules that could not be evaluated (logged)
     delivered: int = 0
     failed: int = 0
 
@@ -290,25 +295,35 @@ def judge_rules(*, now: datetime) -> PassResult:
     reads: dict[tuple[Filters, tuple[Period, ...]], list] = {}
     starts: dict[str | None, datetime | None] = {}  # by bot version
     for rule in rules:
-        filters = rule_filters(rule)
-        window = rule_window(rule, now=now)
-        baseline: list[Period] = []
-        if rule.condition in (Condition.DROP, Condition.RISE):
-            if filters.bot_version not in starts:
-                starts[filters.bot_version] = history_start(filters, first_conversation=first_conversation)
-            baseline = baseline_windows(window, history_start=starts[filters.bot_version])
-        periods = (window, *baseline)
-        # Rules that watch the same traffic over the same window share one read.
-        if (filters, periods) not in reads:
-            reads[filters, periods] = selectors.windows_totals(periods=periods, filters=filters)
-        current, *weeks = reads[filters, periods]
-        judgement = judge(rule, window=window, current=current, baseline=weeks)
-        notice = next_state(rule, judgement, now=now)
-        if notice is not None:
-            result.events.append(_record(rule, judgement, notice, now=now))
-    AlertRule.objects.bulk_update(
-        rules, ["state", "state_changed_at", "condition_since", "last_notified_at", "last_evaluated_at"]
-    )
+        before = {name: getattr(rule, name) for name in _STATE_FIELDS}
+        try:
+            # A savepoint: a rule that cannot be evaluated (a bug, a read that fails) is logged
+            # and left as it was, and the other rules are still judged.
+            with transaction.atomic():
+                filters = rule_filters(rule)
+                window = rule_window(rule, now=now)
+                baseline: list[Period] = []
+                if rule.condition in (Condition.DROP, Condition.RISE):
+                    if filters.bot_version not in starts:
+                        starts[filters.bot_version] = history_start(
+                            filters, first_conversation=first_conversation
+                        )
+                    baseline = baseline_windows(window, history_start=starts[filters.bot_version])
+                periods = (window, *baseline)
+                # Rules that watch the same traffic over the same window share one read.
+                if (filters, periods) not in reads:
+                    reads[filters, periods] = selectors.windows_totals(periods=periods, filters=filters)
+                current, *weeks = reads[filters, periods]
+                judgement = judge(rule, window=window, current=current, baseline=weeks)
+                notice = next_state(rule, judgement, now=now)
+                if notice is not None:
+                    result.events.append(_record(rule, judgement, notice, now=now))
+        except Exception:
+            logger.exception("Alert rule %s (%s) could not be evaluated", rule.pk, rule.name)
+            for name, value in before.items():
+                setattr(rule, name, value)
+            result.errors += 1
+    AlertRule.objects.bulk_update(rules, list(_STATE_FIELDS))
     return result
 
 

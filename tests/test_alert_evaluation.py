@@ -454,3 +454,27 @@ def test_a_rule_name_with_line_breaks_makes_a_one_line_subject(mailoutbox):
     [message] = mailoutbox
     assert message.subject == "[Support Analytics] FIRING: Refunds Bcc: someone@example.com"
     assert message.bcc == [] and message.to == ["lead@example.com"]
+
+
+def test_a_rule_that_cannot_be_evaluated_is_logged_and_left_as_it_was_while_the_others_are_judged(
+    monkeypatch, caplog
+):
+    broken = rule(name="Broken", channel="sms")
+    working = rule(name="Working")
+    add(100, 10, end=T0)
+    real_read = selectors.windows_totals
+
+    def failing_for_sms(*, periods, filters):
+        if filters.channel == "sms":
+            raise RuntimeError("a read that fails")
+        return real_read(periods=periods, filters=filters)
+
+    monkeypatch.setattr(selectors, "windows_totals", failing_for_sms)
+    with at(T0):
+        result = evaluate_alerts()
+    assert ([event.rule_name for event in result.events], result.errors) == (["Working"], 1)
+    assert "Alert rule" in caplog.text and "Broken" in caplog.text
+    broken.refresh_from_db()
+    working.refresh_from_db()
+    assert (broken.state, broken.last_evaluated_at) == ("ok", None)
+    assert (working.state, working.last_evaluated_at) == ("firing", T0)

@@ -15,4 +15,5 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Evaluated {result.rules} rule(s): {states}. "
             f"Deliveries: {result.delivered} sent, {result.failed} failed."
+            + (f" {result.errors} rule(s) could not be evaluated (see the log)." if result.errors else "")
         )
