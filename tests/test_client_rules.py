@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
-from supportanalytics_client import _rules
 
 from conversations import client_rules, ingest_rules
+from supportanalytics_client import _rules
 
 
 def test_the_rules_file_is_the_one_the_server_writes():
