@@ -71,7 +71,9 @@ class Sender(threading.Thread):
         self.csat_url = base_url + _rules.PATHS["csat"]
         self.api_key = api_key
         self.timeout = timeout
-        self.lease_seconds = max(lease_seconds, 2 * timeout + 5)
+        # The lease is made longer before a request once half of it is gone: that half must
+        # outlast the request.
+        self.lease_seconds = max(lease_seconds, 2 * timeout + 1)
         self.max_batch = max_batch
         self.max_body_bytes = max_body_bytes
         self.linger = linger
