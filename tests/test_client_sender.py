@@ -475,3 +475,29 @@ def test_at_exit_the_flush_is_bounded_by_exit_timeout_and_the_spool_keeps_the_re
     assert run.returncode == 0, run.stderr
     assert [item["session_id"] for item in stub.conversations()] == ["s-1"]
     assert spooled(spool) == []
+
+
+FORKING_BOT = """
+import os, sys
+sys.path.insert(0, {src!r})
+from supportanalytics_client import AnalyticsTracker
+tracker = AnalyticsTracker({url!r}, "k", {spool!r}, linger=0.05)  # made before the fork (gunicorn --preload)
+tracker.log_conversation("parent-1", 3, True, ["billing"], [800])
+child = os.fork()
+if child == 0:
+    tracker.log_conversation("child-1", 3, True, ["billing"], [800])  # its own connection and sender
+    tracker.close(timeout=30)
+    os._exit(0)
+os.waitpid(child, 0)
+tracker.log_conversation("parent-2", 3, True, ["billing"], [800])
+print(tracker.flush(30), flush=True)
+"""
+
+
+def test_a_tracker_made_before_a_fork_works_in_the_parent_and_the_child(tmp_path, stub):
+    script = FORKING_BOT.format(src=str(CLIENT_SRC), url=stub.url, spool=str(tmp_path / "spool.sqlite3"))
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert (run.returncode, run.stdout) == (0, "0\n"), run.stderr
+    assert sorted(item["session_id"] for item in stub.conversations()) == ["child-1", "parent-1", "parent-2"]

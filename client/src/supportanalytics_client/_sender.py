@@ -117,12 +117,12 @@ class Sender(threading.Thread):
             while not self._stop_requested.is_set():
                 try:
                     self._step()
+                    if time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
+                        self._last_checkpoint = time.monotonic()
+                        self.spool.checkpoint()
                 except Exception:  # a bug or a broken spool file: say so, keep the thread alive
                     logger.exception("Support Analytics: the sender failed; trying again in 1 s")
                     self._sleep(1.0)
-                if time.monotonic() - self._last_checkpoint > CHECKPOINT_SECONDS:
-                    self._last_checkpoint = time.monotonic()
-                    self.spool.checkpoint()
         finally:
             self.spool.close_connection()
 

@@ -99,12 +99,16 @@ class Spool:
         self.max_pages = max(16, max_bytes // PAGE_SIZE)
         self._full_error = full_error
         self._local = threading.local()
+        self._inherited: list[threading.local] = []
         self._write_lock = threading.Lock()
         with self._write_lock:
             self.connection().executescript(SCHEMA)
 
     def after_fork(self) -> None:
-        """In a forked child: the parent's connections and lock are not ours to use."""
+        """In a forked child: the parent's connections and lock are not ours to use. Its
+        connections are kept, never closed here: SQLite must not close a connection that
+        crossed a fork (its close could checkpoint or unlock what the parent holds)."""
+        self._inherited.append(self._local)
         self._local = threading.local()
         self._write_lock = threading.Lock()
 
