@@ -483,12 +483,13 @@ sys.path.insert(0, {src!r})
 from supportanalytics_client import AnalyticsTracker
 tracker = AnalyticsTracker({url!r}, "k", {spool!r}, linger=0.05)  # made before the fork (gunicorn --preload)
 tracker.log_conversation("parent-1", 3, True, ["billing"], [800])
-child = os.fork()
-if child == 0:
-    tracker.log_conversation("child-1", 3, True, ["billing"], [800])  # its own connection and sender
-    tracker.close(timeout=30)
-    os._exit(0)
-os.waitpid(child, 0)
+for number in range(5):  # forks while the parent's sender polls the spool
+    child = os.fork()
+    if child == 0:
+        tracker.log_conversation(f"child-{{number}}", 3, True, ["billing"], [800])  # own connection, sender
+        tracker.close(timeout=30)
+        os._exit(0)
+    os.waitpid(child, 0)
 tracker.log_conversation("parent-2", 3, True, ["billing"], [800])
 print(tracker.flush(30), flush=True)
 """
@@ -500,4 +501,8 @@ def test_a_tracker_made_before_a_fork_works_in_the_parent_and_the_child(tmp_path
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert (run.returncode, run.stdout) == (0, "0\n"), run.stderr
-    assert sorted(item["session_id"] for item in stub.conversations()) == ["child-1", "parent-1", "parent-2"]
+    assert sorted(item["session_id"] for item in stub.conversations()) == [
+        *(f"child-{number}" for number in range(5)),
+        "parent-1",
+        "parent-2",
+    ]

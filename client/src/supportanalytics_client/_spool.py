@@ -9,7 +9,10 @@ rows are claimed in the order they were logged (none while an earlier one of tha
 claimed elsewhere or waiting for a retry).
 
 Writes of one process go through one lock: SQLite makes a writer that finds the file locked
-sleep 1 ms or more before it tries again, where a Python lock hands over in microseconds.
+sleep 1 ms or more before it tries again, where a Python lock hands over in microseconds. The
+sender's reads go through another (the read gate). A fork takes both (`quiesce`), so that no
+thread is inside SQLite when it happens: a child that opens the file while a thread of the
+parent held one of SQLite's own mutexes at the fork would wait for it forever.
 """
 
 from __future__ import annotations
@@ -101,8 +104,20 @@ class Spool:
         self._local = threading.local()
         self._inherited: list[threading.local] = []
         self._write_lock = threading.Lock()
+        self._read_gate = threading.Lock()
+        connection = self.connection()
         with self._write_lock:
-            self.connection().executescript(SCHEMA)
+            connection.executescript(SCHEMA)
+
+    def quiesce(self) -> None:
+        """Before a fork: wait until no thread of ours is inside SQLite, and keep it so."""
+        self._read_gate.acquire()
+        self._write_lock.acquire()
+
+    def resume(self) -> None:
+        """After a fork, in the parent."""
+        self._write_lock.release()
+        self._read_gate.release()
 
     def after_fork(self) -> None:
         """In a forked child: the parent's connections and lock are not ours to use. Its
@@ -111,6 +126,7 @@ class Spool:
         self._inherited.append(self._local)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._read_gate = threading.Lock()
 
     # --- Connections --------------------------------------------------------------------
 
@@ -118,8 +134,11 @@ class Spool:
         """This thread's connection (opened on its first use: about a millisecond)."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            # Autocommit (isolation_level None): each statement commits unless in a BEGIN.
-            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            with self._write_lock:  # opening a file is inside SQLite too (see quiesce)
+                # Autocommit (isolation_level None): each statement commits unless in a BEGIN.
+                connection = sqlite3.connect(
+                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                )
             connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # a new file's only
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
@@ -130,6 +149,12 @@ class Spool:
             connection.execute("PRAGMA journal_size_limit = 67108864")
             self._local.connection = connection
         return connection
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """Reads outside the logging calls (the sender's, flush's, a late CSAT's look-up)."""
+        with self._read_gate:
+            yield self.connection()
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -174,15 +199,17 @@ class Spool:
         row back: quick while the spool holds what the last seconds logged, a scan of the
         spool during a long outage), then checked again, from where the read ended, inside
         the write transaction."""
-        connection = self.connection()
-        connection.execute("BEGIN")  # one snapshot for both reads
-        try:
-            found = connection.execute(
-                "SELECT id FROM pending WHERE session_id = ? ORDER BY id DESC LIMIT 1", (session_id,)
-            ).fetchone()
-            horizon = found[0] if found else connection.execute("SELECT max(id) FROM pending").fetchone()[0]
-        finally:
-            connection.execute("COMMIT")
+        with self._reading() as connection:
+            connection.execute("BEGIN")  # one snapshot for both reads
+            try:
+                found = connection.execute(
+                    "SELECT id FROM pending WHERE session_id = ? ORDER BY id DESC LIMIT 1", (session_id,)
+                ).fetchone()
+                horizon = (
+                    found[0] if found else connection.execute("SELECT max(id) FROM pending").fetchone()[0]
+                )
+            finally:
+                connection.execute("COMMIT")
         try:
             with self._writing() as connection:
                 newest = connection.execute(
@@ -209,15 +236,12 @@ class Spool:
 
     def due(self, now: float, limit: int) -> tuple[int, float | None]:
         """How many rows (up to `limit`) could be claimed now, and when the oldest was logged."""
-        count, oldest = (
-            self.connection()
-            .execute(
+        with self._reading() as connection:
+            count, oldest = connection.execute(
                 "SELECT count(*), min(enqueued_at) FROM (SELECT enqueued_at FROM pending WHERE "
                 "(lease_until IS NULL OR lease_until <= ?) AND next_attempt_at <= ? ORDER BY id LIMIT ?)",
                 (now, now, limit),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return count, oldest
 
     def claim(self, *, owner: str, now: float, lease_seconds: float, limit: int, max_bytes: int) -> list[Row]:
@@ -256,7 +280,12 @@ class Spool:
         return []
 
     def _choose(self, *, now: float, limit: int, max_bytes: int) -> list[Row]:
-        connection = self.connection()
+        with self._reading() as connection:
+            return self._choose_with(connection, now=now, limit=limit, max_bytes=max_bytes)
+
+    def _choose_with(
+        self, connection: sqlite3.Connection, *, now: float, limit: int, max_bytes: int
+    ) -> list[Row]:
         chosen: list[Row] = []
         waiting: set[str] = set()  # sessions whose next row may not go in this batch
         size, after = 2, 0  # "[" and "]"
@@ -333,16 +362,19 @@ class Spool:
     # --- Reading ------------------------------------------------------------------------
 
     def pending_count(self) -> int:
-        return self.connection().execute("SELECT count(*) FROM pending").fetchone()[0]
+        with self._reading() as connection:
+            return connection.execute("SELECT count(*) FROM pending").fetchone()[0]
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        rows = self.connection().execute(
-            "SELECT id, session_id, kind, body, enqueued_at, failed_at, attempts, status, message "
-            "FROM dead_letters ORDER BY id LIMIT ?",
-            (-1 if limit is None else limit,),
-        )
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT id, session_id, kind, body, enqueued_at, failed_at, attempts, status, message "
+                "FROM dead_letters ORDER BY id LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
         return [DeadLetter(*row) for row in rows]
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file (without waiting for readers or writers)."""
-        self.connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        with self._reading() as connection:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -104,12 +104,22 @@ class AnalyticsTracker:
         # gunicorn's --preload and multiprocessing fork a process that has a tracker: the
         # child gets new connections and its own sender on its first call.
         reference = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork(reference))
+        os.register_at_fork(
+            before=lambda: _call(reference, "_before_fork"),
+            after_in_parent=lambda: _call(reference, "_after_fork_in_parent"),
+            after_in_child=lambda: _call(reference, "_after_fork"),
+        )
 
     def _start_sender(self) -> Sender:
         sender = Sender(spool=self._spool, **self._sender_settings)
         sender.start()
         return sender
+
+    def _before_fork(self) -> None:
+        self._spool.quiesce()
+
+    def _after_fork_in_parent(self) -> None:
+        self._spool.resume()
 
     def _after_fork(self) -> None:
         self._spool.after_fork()
@@ -248,7 +258,7 @@ class AnalyticsTracker:
         return f"<AnalyticsTracker {self.url} spool={self.spool_path!r}>"
 
 
-def _after_fork(reference: weakref.ref) -> None:
+def _call(reference: weakref.ref, method: str) -> None:
     tracker = reference()
     if tracker is not None:
-        tracker._after_fork()
+        getattr(tracker, method)()
