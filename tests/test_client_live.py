@@ -65,6 +65,16 @@ def tracker_at(live, tmp_path):
         tracker.close(timeout=0)
 
 
+PHASES = (800, 1_600, 2_100, 2_500)  # each of the bot's threads logs up to these numbers, phase by phase
+
+
+def wait_until(condition, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the bot's threads stopped logging"
+        time.sleep(0.01)
+
+
 def stored(live, prefix: str) -> dict[str, tuple]:
     return {row[0]: row[1:] for row in live.rows(STORED, (f"{prefix}%",))}
 
@@ -82,35 +92,46 @@ def values(thread: int, number: int) -> dict:
 
 
 def test_four_threads_log_10000_while_the_server_is_stopped_and_restarted_twice(live, tracker_at):
+    """The bot's threads log in phases the test steps through, so that each outage falls in
+    the middle of the stream whatever the machine's speed: a graceful stop, logging while
+    the server is down, a start; then a SIGKILL of the server while the sender is sending."""
     tracker = tracker_at()
     started = datetime.now(UTC)
-    logged: list[int] = [0] * 4
+    logged = [0] * 4
+    go = [threading.Event() for _ in range(4)]  # phase n may start
 
     def bot(thread: int) -> None:
-        for number in range(2_500):
-            fields = values(thread, number)
-            tracker.log_conversation(f"outage-{thread}-{number}", **fields)
-            logged[thread] += 1
-            time.sleep(0.004)  # about 15 s of logging: it spans both outages
+        for phase, (start, end) in enumerate(zip((0, *PHASES[:-1]), PHASES, strict=True)):
+            go[phase].wait(timeout=300)
+            for number in range(start, end):
+                tracker.log_conversation(f"outage-{thread}-{number}", **values(thread, number))
+                logged[thread] = number + 1
+                time.sleep(0.001)
+
+    def reached(count: int) -> bool:
+        return min(logged) >= count
 
     threads = [threading.Thread(target=bot, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
     try:
-        time.sleep(1.5)
+        go[0].set()
+        wait_until(lambda: reached(PHASES[0]))
         live.stop()  # graceful: requests under way are answered
-        stopped_at = sum(logged)
-        time.sleep(1.0)
+        go[1].set()  # logged while the server is down
+        wait_until(lambda: reached(PHASES[1]))
         live.start()
-        time.sleep(1.0)
-        live.kill()  # SIGKILL: requests under way get no answer
-        killed_at = sum(logged)
-        time.sleep(1.0)
+        go[2].set()
+        wait_until(lambda: reached(1_800))
+        live.kill()  # SIGKILL mid-stream: requests under way get no answer
+        wait_until(lambda: reached(PHASES[2]))
         live.start()
+        go[3].set()
     finally:
+        for event in go:
+            event.set()
         for thread in threads:
             thread.join()
-    assert 0 < stopped_at < killed_at < 10_000  # both outages happened while the bot logged
     assert tracker.flush(300) == 0
     rows = stored(live, "outage-")
     assert len(rows) == 10_000
