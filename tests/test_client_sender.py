@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -497,10 +499,18 @@ print(tracker.flush(30), flush=True)
 
 def test_a_tracker_made_before_a_fork_works_in_the_parent_and_the_child(tmp_path, stub):
     script = FORKING_BOT.format(src=str(CLIENT_SRC), url=stub.url, spool=str(tmp_path / "spool.sqlite3"))
-    run = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert (run.returncode, run.stdout) == (0, "0\n"), run.stderr
+    # A session of its own: a child stuck in a deadlock is ended with its parent, not left behind.
+    bot = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = bot.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(bot.pid, signal.SIGKILL)
+        bot.communicate()
+        raise
+    assert (bot.returncode, stdout) == (0, "0\n"), stderr
     assert sorted(item["session_id"] for item in stub.conversations()) == [
         *(f"child-{number}" for number in range(5)),
         "parent-1",
