@@ -8,7 +8,7 @@ DEMO_DATA ?= 1
 DEMO_CONVERSATIONS ?= 20000
 DEMO_DAYS ?= 90
 
-.PHONY: run test lint format db db-stop postgres browser bench bench-floor bench-ratio venv venv-dev clean help
+.PHONY: run test lint format db db-stop postgres browser bench bench-floor bench-ratio bench-client venv venv-dev clean help
 
 help:
 	@echo "make run      start the app with demo data on http://127.0.0.1:$(PORT)"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench    the performance benchmark (SIZE=10000000 for ten million conversations)"
 	@echo "make bench-floor  what the stack costs a single POST before our write"
 	@echo "make bench-ratio  read times at 10M / at 1M conversations, measured side by side"
+	@echo "make bench-client the bot-side client: log_conversation's time, and end to end through the server"
 
 # Reinstall only when a requirements file changes.
 $(VENV)/.installed-runtime: requirements.txt
@@ -109,3 +110,8 @@ bench-floor: venv-dev db
 # Read times at two sizes side by side (needs both bench databases: make bench, SIZE=10000000 make bench)
 bench-ratio: venv-dev db
 	$(PY) benchmarks/ratio.py
+
+# The bot-side client (client/): log_conversation with the server down, from 1 and 4 threads,
+# and conversations/s from the call to the database through gunicorn on a throwaway database
+bench-client: venv-dev db
+	$(PY) benchmarks/client_bench.py

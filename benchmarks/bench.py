@@ -101,13 +101,14 @@ def target_ms(name: str) -> int:
     return 30 if name.startswith("analytics") else 150
 
 
-def database_urls(size: int) -> tuple[str, str]:
-    """(admin URL to create databases with, the bench database's URL)."""
+def database_urls(size: int, *, name: str | None = None) -> tuple[str, str]:
+    """(admin URL to create databases with, the bench database's URL); `name` instead of
+    the size's name for a database of another purpose (the client's tests and bench)."""
     from supportanalytics import localdb
 
     base = os.environ.get("DATABASE_URL") or localdb.ensure_running()
     parts = urlsplit(base)
-    name = f"supportanalytics_bench_{size}"
+    name = name or f"supportanalytics_bench_{size}"
     return (
         urlunsplit(parts._replace(path="/postgres")),
         urlunsplit(parts._replace(path=f"/{name}")),
@@ -290,9 +291,12 @@ def server_environment(url: str) -> dict[str, str]:
     }
 
 
-def start_server(url: str, port: int, base_dir: Path = BASE_DIR) -> subprocess.Popen:
-    """gunicorn serving the checkout `base_dir` (its own .venv) on `url`, once it answers."""
-    env = server_environment(url)
+def start_server(
+    url: str, port: int, base_dir: Path = BASE_DIR, *, environment: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """gunicorn serving the checkout `base_dir` (its own .venv) on `url`, once it answers;
+    `environment`: variables to set on top of `server_environment`'s."""
+    env = {**server_environment(url), **(environment or {})}
     # Production settings serve hashed static files from a manifest: collect them first, as
     # a deployment does (README), or the dashboard fails on a fresh checkout.
     python = str(base_dir / ".venv" / "bin" / "python")
@@ -312,6 +316,8 @@ def start_server(url: str, port: int, base_dir: Path = BASE_DIR) -> subprocess.P
             f"127.0.0.1:{port}",
             "--log-level",
             "warning",
+            # Not ~/.gunicorn/gunicorn.ctl, which another gunicorn (a test's) may hold.
+            "--no-control-socket",
         ],
         cwd=base_dir,
         env=env,
