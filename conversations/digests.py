@@ -188,14 +188,10 @@ def _kpis(dash: Dashboard) -> list[KpiLine]:
     def both(name: str) -> tuple:
         return getattr(totals, name), getattr(before, name)
 
-    no_outcomes = "no outcomes reported" if not totals.outcomes_reported else ""
-    if not totals.with_customer_id:
-        not_durable = "no customer ids sent"
-    elif not totals.settled:
-        days = totals.repeat_contact_window_days
-        not_durable = f"nothing settled yet: no conversation here ended {days} or more days ago"
-    else:
-        not_durable = ""
+    # The dashboard's sentences, as notes in a line: lower case.
+    no_outcomes, not_durable = (
+        reason[:1].lower() + reason[1:] for reason in formatting.honest_rates_missing(totals)
+    )
     # key, label, (current, previous), shown as, kind of change, higher is, test, note, missing
     specs = [
         ("conversations", "Conversations", both("conversations"), formatting.number,

@@ -63,6 +63,20 @@ def p_value(value: float | None, name: str = "p") -> str:
     return f"{name} = {shown}"
 
 
+def honest_rates_missing(totals) -> tuple[str, str]:
+    """Why the outcome rates and the durable resolution rate of a Totals have no figure, as
+    sentences ("" where they have one): (outcomes, durable). The dashboard and the digests."""
+    no_outcomes = "" if totals.outcomes_reported else "No outcomes reported"
+    if not totals.with_customer_id:
+        not_durable = "No customer ids sent"
+    elif not totals.settled:
+        days = totals.repeat_contact_window_days
+        not_durable = f"Nothing settled yet: no conversation here ended {days} or more days ago"
+    else:
+        not_durable = ""
+    return no_outcomes, not_durable
+
+
 def doc_paragraphs(doc: str) -> list[list[tuple[str, bool]]]:
     """A metric's documentation (metrics.METRICS[name].doc) for the page: its paragraphs, each
     as (text, is_code) parts, `code` being what the docs write between backticks (a field name,

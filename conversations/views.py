@@ -504,13 +504,7 @@ def _resolution_rates(dash: Dashboard, *, outcomes: Coverage, customer_ids: Cove
     now, before = dash.current.totals, dash.previous.totals
     currency = dash.current.cost.currency
     days = now.repeat_contact_window_days
-    if customer_ids.none:
-        durable_missing = "No customer ids sent"
-    elif not now.settled:
-        durable_missing = f"Nothing settled yet: no conversation here ended {days} or more days ago"
-    else:
-        durable_missing = ""
-    no_outcomes = "No outcomes reported" if outcomes.none else ""
+    no_outcomes, durable_missing = formatting.honest_rates_missing(now)
     outcome_note = (
         f"Outcomes reported for {formatting.rate(outcomes.rate)} of conversations" if outcomes.partial else ""
     )
