@@ -9,7 +9,7 @@ beside the analytics selectors: the banner reads alert rules and events, not con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,7 @@ from django.db.models import F
 from django.urls import reverse
 
 from conversations import formatting
+from conversations.alert_evaluation import rule_filters
 from conversations.alert_rules import (
     ALERT_METRICS,
     THRESHOLD_CONDITIONS,
@@ -27,7 +28,7 @@ from conversations.alert_rules import (
 )
 from conversations.analytics.metrics import Unit
 from conversations.analytics.query import Filters
-from conversations.forms import dashboard_url_covering
+from conversations.forms import dashboard_url_covering, days_covering
 from conversations.models import AlertEvent, AlertRule
 
 
@@ -52,12 +53,9 @@ class FiringAlert:
     rule_name: str
     metric: str
     condition: str
-    # The rule's filters ("" for every value): a firing rule has not been edited since it
-    # fired (an edit resets it to ok), so they are its event's filters too.
-    channel: str
-    bot_version: str
-    topic: str
-    escalation_reason: str
+    # The rule's filters: a firing rule has not been edited since it fired (an edit resets it
+    # to ok), so they are its event's filters too.
+    filters: Filters
     event: FiringEvent | None  # None only if the rule's events were deleted
 
 
@@ -86,10 +84,7 @@ def firing_alerts() -> list[FiringAlert]:
             rule_name=rule.name,
             metric=rule.metric,
             condition=rule.condition,
-            channel=rule.channel,
-            bot_version=rule.bot_version,
-            topic=rule.topic,
-            escalation_reason=rule.escalation_reason,
+            filters=rule_filters(rule),
             event=_firing_event(latest.get(rule.pk)),
         )
         for rule in rules
@@ -112,12 +107,6 @@ def _firing_event(event: AlertEvent | None) -> FiringEvent | None:
 
 
 # --- What the page shows -------------------------------------------------------------------
-
-
-def dashboard_days(*, start: datetime, end: datetime, tz: ZoneInfo) -> tuple[date, date]:
-    """The dashboard's custom range (whole local days, both inclusive: conversations.forms)
-    that covers the window [start, end): the local day of its start and of its last moment."""
-    return start.astimezone(tz).date(), (end - timedelta(microseconds=1)).astimezone(tz).date()
 
 
 def figure(metric: str, value: Decimal | None) -> str:
@@ -158,11 +147,12 @@ def _reading(alert: FiringAlert) -> str:
 
 
 def _scope(alert: FiringAlert) -> str:
+    filters = alert.filters
     parts = [
-        ("channel", alert.channel),
-        ("bot", alert.bot_version),
-        ("topic", alert.topic),
-        ("escalated for", alert.escalation_reason),
+        ("channel", filters.channel),
+        ("bot", filters.bot_version),
+        ("topic", filters.topic),
+        ("escalated for", filters.escalation_reason),
     ]
     return " · ".join(f"{label} {value}" for label, value in parts if value)
 
@@ -174,16 +164,9 @@ def banner(*, tz: ZoneInfo | None = None) -> list[BannerLine]:
     for alert in firing_alerts():
         dashboard_url = window_label = ""
         if alert.event is not None:
-            first, last = dashboard_days(start=alert.event.window_start, end=alert.event.window_end, tz=tz)
+            first, last = days_covering(start=alert.event.window_start, end=alert.event.window_end, tz=tz)
             dashboard_url = dashboard_url_covering(
-                start=alert.event.window_start,
-                end=alert.event.window_end,
-                filters=Filters(
-                    channel=alert.channel or None,
-                    bot_version=alert.bot_version or None,
-                    topic=alert.topic or None,
-                    escalation_reason=alert.escalation_reason or None,
-                ),
+                start=alert.event.window_start, end=alert.event.window_end, filters=alert.filters
             )
             window_label = f"{first:%b %-d, %Y}" + ("" if first == last else f" – {last:%b %-d, %Y}")
         lines.append(

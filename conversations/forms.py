@@ -208,16 +208,22 @@ class CompareForm(DashboardForm):
         return CompareQuery(kind=kind, a=a, b=b, dashboard=query)
 
 
+def days_covering(*, start: datetime, end: datetime, tz: ZoneInfo) -> tuple[date, date]:
+    """The dashboard's custom range (whole local days in `tz`, both inclusive) that covers the
+    window [start, end): the local day of its start and of its last moment."""
+    last = max(start, end - timedelta(microseconds=1))
+    return start.astimezone(tz).date(), last.astimezone(tz).date()
+
+
 def dashboard_url_covering(*, start: datetime, end: datetime, filters: Filters) -> str:
     """The dashboard's path and query for the whole local days that cover [start, end), with
     the filters the dashboard has (channel, bot version, escalation reason): the link of an
     alert (its window) and of a digest (its period). DashboardForm reads it back."""
-    tz = ZoneInfo(settings.ANALYTICS_TIME_ZONE)
-    last = max(start, end - timedelta(microseconds=1))
+    first, last = days_covering(start=start, end=end, tz=ZoneInfo(settings.ANALYTICS_TIME_ZONE))
     query = {
         "range": "custom",
-        "start": start.astimezone(tz).date().isoformat(),
-        "end": last.astimezone(tz).date().isoformat(),
+        "start": first.isoformat(),
+        "end": last.isoformat(),
         "channel": filters.channel,
         "bot_version": filters.bot_version,
         "escalation_reason": filters.escalation_reason,
