@@ -29,7 +29,7 @@ from django.utils import timezone
 from conversations import formatting
 from conversations.alert_rules import ALERT_METRICS, EventState
 from conversations.analytics import selectors
-from conversations.analytics.metrics import METRICS, Unit
+from conversations.analytics.metrics import METRICS
 from conversations.analytics.query import Filters, Granularity, Period
 from conversations.analytics.selectors import Dashboard, TopicStats
 from conversations.analytics.tables import VOLUME_PATH
@@ -266,13 +266,6 @@ def _topic_moves(dash: Dashboard) -> list[TopicMove]:
     return [move for _, move in sorted(moves, key=lambda pair: pair[0])[:TOPIC_MOVES_LIMIT]]
 
 
-_VALUE_FORMATS = {
-    Unit.PERCENT: formatting.rate,
-    Unit.SCORE: lambda value: formatting.number(value, 2),
-    Unit.MILLISECONDS: formatting.milliseconds,
-}
-
-
 def _alerts(digest_period: DigestPeriod) -> tuple[list[AlertLine], int]:
     """The alert events of the period (AlertEvent.at in it), the first ALERTS_LIMIT in time
     order, and how many there were."""
@@ -281,15 +274,15 @@ def _alerts(digest_period: DigestPeriod) -> tuple[list[AlertLine], int]:
     events = AlertEvent.objects.filter(at__gte=period.start, at__lt=period.end).order_by("at", "id")
     lines = []
     for event in events[:ALERTS_LIMIT]:
-        metric = ALERT_METRICS.get(event.metric)
-        shown = _VALUE_FORMATS.get(metric.unit if metric else None, formatting.number)
+        metric = ALERT_METRICS.get(event.metric)  # None for a metric since retired
+        value = formatting.in_unit(event.value, metric.unit) if metric else formatting.number(event.value)
         state = "still firing" if event.reminder else EventState(event.state).label
         lines.append(
             AlertLine(
                 when=f"{event.at.astimezone(digest_period.tz):%a %-d %b %H:%M}",
                 rule_name=event.rule_name,
                 state=state,
-                value=shown(event.value),
+                value=value,
             )
         )
     total = len(lines) if len(lines) < ALERTS_LIMIT else events.count()
