@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -55,7 +56,7 @@ def log(tracker: AnalyticsTracker, session_id: str, turns: int = 3, **fields) ->
 def spooled(path: Path, table: str = "pending") -> list[sqlite3.Row]:
     with sqlite3.connect(path) as connection:
         connection.row_factory = sqlite3.Row
-        return connection.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+        return connection.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
 
 
 DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port: connection refused
@@ -64,12 +65,13 @@ DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port: connection r
 # --- Logging ---------------------------------------------------------------------------------
 
 
-def test_a_logged_conversation_is_committed_to_the_spool_with_the_time_of_the_call(make_tracker, tmp_path):
+def test_a_logged_conversation_is_spooled_with_the_time_of_the_call(make_tracker, tmp_path):
     tracker = make_tracker(DOWN)
     before = datetime.now(UTC)
     tracker.log_conversation(
         "abc-123", 4, True, ("billing", "refund"), [820, 1140], channel="web", ai_cost=Decimal("0.05")
     )
+    assert tracker.flush(0) == 1  # copies the journal into the spool
     (row,) = spooled(tmp_path / "spool.sqlite3")
     body = json.loads(row["body"])
     assert datetime.fromisoformat(body.pop("timestamp")) - before < timedelta(seconds=5)
@@ -83,7 +85,7 @@ def test_a_logged_conversation_is_committed_to_the_spool_with_the_time_of_the_ca
         "channel": "web",
         "ai_cost": "0.05",
     }
-    assert (row["session_id"], row["kind"], row["lease_owner"]) == ("abc-123", "conversation", None)
+    assert (row["session_id"], row["kind"]) == ("abc-123", "conversation")
 
 
 def test_a_bad_value_raises_at_the_call_naming_the_field_and_stores_nothing(make_tracker, tmp_path):
@@ -124,13 +126,105 @@ def test_a_full_spool_raises_spool_full_and_drops_nothing(make_tracker, tmp_path
             log(tracker, f"s-{number}", customer_id=SECRET_CUSTOMER)
             logged += 1
     assert 20 < logged < 10_000
-    assert len(spooled(tmp_path / "spool.sqlite3")) == logged
+    # Every call that returned is kept: in the spool, or in the journal for what did not fit.
+    assert tracker.flush(0) == logged
+    assert 20 < len(spooled(tmp_path / "spool.sqlite3")) <= logged
     tracker.close(timeout=0)
     # The next tracker on the same spool sends every one of them.
     assert make_tracker(stub.url).flush(60) == 0
     assert sorted(item["session_id"] for item in stub.conversations()) == sorted(
         f"s-{number}" for number in range(logged)
     )
+
+
+# --- The journal: what a logging call writes to --------------------------------------------------
+
+
+JOURNALED_BOT = """
+import os, signal, sys
+sys.path.insert(0, {src!r})
+from supportanalytics_client import AnalyticsTracker
+tracker = AnalyticsTracker({url!r}, "k", {spool!r}, journal_interval=3600)  # no copy to the spool
+for number in range(2_000):
+    tracker.log_conversation(f"s-{{number % 500}}", number // 500 + 1, True, ["billing"], [800])
+os.kill(os.getpid(), signal.SIGKILL)  # the moment the last call returned
+"""
+
+
+def test_a_bot_killed_the_moment_its_calls_returned_loses_none_of_them(make_tracker, stub, tmp_path):
+    spool = tmp_path / "spool.sqlite3"
+    script = JOURNALED_BOT.format(src=str(CLIENT_SRC), url=DOWN, spool=str(spool))
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    assert spooled(spool) == []  # all of it in the journal only
+    assert len(list((tmp_path / "spool.sqlite3.journals").glob("*.journal"))) == 1
+    # The next tracker on the spool copies the dead process's journal, in the order logged.
+    tracker = make_tracker(stub.url, spool=spool)
+    assert tracker.flush(60) == 0
+    assert [(item["session_id"], item["turns"]) for item in stub.conversations()] == [
+        (f"s-{number % 500}", number // 500 + 1) for number in range(2_000)
+    ]
+    assert list((tmp_path / "spool.sqlite3.journals").iterdir()) == []
+
+
+def test_a_record_cut_short_ends_the_journal_and_what_came_before_is_recovered(make_tracker, tmp_path):
+    from supportanalytics_client import _journal
+
+    path = tmp_path / "spool.sqlite3"
+    tracker = make_tracker(DOWN, spool=path, journal_interval=3600)
+    for number in range(3):
+        log(tracker, f"s-{number}")
+    journal = tracker._journals._local.journal
+    entries = _journal.read_entries(journal.name, journal.map, 0, journal.end)
+    assert [entry.session_id for entry in entries] == ["s-0", "s-1", "s-2"]
+    # A kill in the middle of the third record's write: its header (written last) is torn.
+    journal.map[entries[1].end + 2] ^= 0xFF
+    assert [e.session_id for e in _journal.read_entries(journal.name, journal.map, 0, journal.end)] == [
+        "s-0",
+        "s-1",
+    ]
+    # A stale progress row (its journal deleted by a process that died before forgetting it).
+    tracker._spool.add_moved([], [("gone-00000001", 99)])
+    del tracker._journals._published[journal]  # as a kill would: the lock goes, the file stays
+    journal.close()
+    recovering = make_tracker(DOWN, spool=path)
+    assert recovering.flush(0) == 2
+    assert [row["session_id"] for row in spooled(path)] == ["s-0", "s-1"]
+    assert spooled(path, "journals") == []
+    assert list((tmp_path / "spool.sqlite3.journals").iterdir()) == []
+
+
+def test_a_session_logged_by_one_thread_after_another_keeps_its_order(make_tracker, stub, monkeypatch):
+    from supportanalytics_client import _journal
+
+    monkeypatch.setattr(_journal, "SEGMENT_BYTES", 4096)  # a new journal every 20-odd calls
+    tracker = make_tracker(stub.url, journal_interval=0.001)
+    turns = iter(range(1, 401))
+    baton = [threading.Event(), threading.Event()]
+
+    def take_turns(mine: int) -> None:
+        for _ in range(200):
+            baton[mine].wait()
+            baton[mine].clear()
+            log(tracker, "shared", turns=next(turns))
+            log(tracker, f"own-{mine}")
+            baton[1 - mine].set()
+
+    threads = [threading.Thread(target=take_turns, args=(mine,)) for mine in (0, 1)]
+    for thread in threads:
+        thread.start()
+    baton[0].set()
+    for thread in threads:
+        thread.join()
+    assert tracker.flush(60) == 0
+    shared = [item["turns"] for item in stub.conversations() if item["session_id"] == "shared"]
+    assert shared == list(range(1, 401))
+    assert len(stub.conversations()) == 800
+    # The journals of the threads that ended (and every full one) are gone, files and rows.
+    assert list(Path(tracker.spool_path + ".journals").iterdir()) == []
+    assert spooled(Path(tracker.spool_path), "journals") == []
 
 
 # --- Batches ---------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         try:
+            self.spool.allow_headroom()
             while not self._stop_requested.is_set():
                 try:
                     self._step()

@@ -58,6 +58,12 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     status INTEGER,                        -- the server's HTTP status (400, 404, 413)
     message TEXT NOT NULL                  -- the server's words: which field, what is wrong
 );
+-- How far each journal (_journal.py) has been copied into pending: written in the copy's own
+-- transaction, so that the copy of a dead process's journal starts where the last one ended.
+CREATE TABLE IF NOT EXISTS journals (
+    name TEXT PRIMARY KEY,
+    moved INTEGER NOT NULL
+);
 """
 
 INSERT = "INSERT INTO pending (session_id, kind, body, enqueued_at) VALUES (?, ?, ?, ?)"
@@ -87,6 +93,17 @@ class DeadLetter(NamedTuple):
 def _is_full(error: sqlite3.Error) -> bool:
     code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
     return code == sqlite3.SQLITE_FULL if code is not None else "full" in str(error)  # type: ignore[attr-defined]
+
+
+def _variable_limit(connection: sqlite3.Connection) -> int:
+    """How many parameters a statement may have (999 before SQLite 3.32; asked on Python 3.11+)."""
+    getlimit = getattr(connection, "getlimit", None)
+    return getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 2 * CHUNK - 1  # type: ignore[attr-defined]
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:  # (SQLite has rolled back itself after some errors, SQLITE_FULL's)
+        connection.execute("ROLLBACK")
 
 
 def _chunks(values: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
@@ -150,6 +167,13 @@ class Spool:
             self._local.connection = connection
         return connection
 
+    def allow_headroom(self) -> None:
+        """For the sender's connection: room past the cap (a 16th of it), so that leasing,
+        releasing and deleting rows (an UPDATE may need a new page) work in a full spool.
+        (max_page_count is a setting of the connection, not of the file.)"""
+        extra = max(16, self.max_pages // 16)
+        self.connection().execute(f"PRAGMA max_page_count = {self.max_pages + extra}")
+
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         """Reads outside the logging calls (the sender's, flush's, a late CSAT's look-up)."""
@@ -165,7 +189,7 @@ class Spool:
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                _roll_back(connection)
                 raise
             connection.execute("COMMIT")
 
@@ -190,6 +214,53 @@ class Spool:
                     "was dropped; this call's conversation was not stored."
                 ) from None
             raise
+
+    def add_moved(
+        self, rows: Sequence[tuple[str, str, str, float]], progress: Sequence[tuple[str, int]]
+    ) -> None:
+        """Rows copied from journals, in order, with how far each journal is copied now: one
+        transaction, and one INSERT per CHUNK rows (each statement gives the interpreter lock
+        away while SQLite works; the logging threads should not have to win it back often)."""
+        try:
+            with self._writing() as connection:
+                per_statement = min(_variable_limit(connection) // 4, 4000)
+                for chunk in _chunks(rows, per_statement):
+                    values = ",".join(["(?,?,?,?)"] * len(chunk))
+                    connection.execute(
+                        f"INSERT INTO pending (session_id, kind, body, enqueued_at) VALUES {values}",
+                        [value for row in chunk for value in row],
+                    )
+                for chunk in _chunks(progress, CHUNK // 2):
+                    values = ",".join(["(?,?)"] * len(chunk))
+                    connection.execute(
+                        f"INSERT INTO journals (name, moved) VALUES {values} "
+                        "ON CONFLICT (name) DO UPDATE SET moved = excluded.moved",
+                        [value for pair in chunk for value in pair],
+                    )
+        except sqlite3.OperationalError as error:
+            if _is_full(error):
+                raise self._full_error(f"The spool {self.path} is full.") from None
+            raise
+
+    def journal_progress(self, names: Sequence[str]) -> dict[str, int]:
+        with self._reading() as connection:
+            found: dict[str, int] = {}
+            for chunk in _chunks(names):
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    connection.execute(f"SELECT name, moved FROM journals WHERE name IN ({marks})", chunk)
+                )
+            return found
+
+    def journal_names(self) -> list[str]:
+        with self._reading() as connection:
+            return [name for (name,) in connection.execute("SELECT name FROM journals")]
+
+    def forget_journals(self, names: Sequence[str]) -> None:
+        with self._writing() as connection:
+            for chunk in _chunks(names):
+                marks = ",".join("?" * len(chunk))
+                connection.execute(f"DELETE FROM journals WHERE name IN ({marks})", chunk)
 
     def add_csat(self, session_id: str, csat: int | None) -> None:
         """A late CSAT: written into the session's newest row while that one is unsent (no
@@ -270,7 +341,7 @@ class Spool:
                             (owner, now + lease_seconds, *chunk, now, now),
                         ).rowcount
                 except BaseException:
-                    connection.execute("ROLLBACK")
+                    _roll_back(connection)
                     raise
                 if leased == len(ids):
                     connection.execute("COMMIT")

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from supportanalytics_client import _http, _rules
+from supportanalytics_client import _http, _journal, _rules
 from supportanalytics_client._sender import Sender
 from supportanalytics_client._spool import CONVERSATION, DeadLetter, Spool
 from supportanalytics_client.errors import SpoolFull, SupportAnalyticsError
@@ -33,8 +33,10 @@ class AnalyticsTracker:
     """Logs finished conversations to Support Analytics without ever waiting for the network.
 
     `log_conversation` checks the fields against the server's rules, stamps the time, writes
-    the conversation to a local SQLite spool and returns; a background thread sends the spool
-    in batches and removes what the server stored. A conversation logged is never lost to an
+    the conversation to its thread's journal (a memory-mapped file: no lock, no system call)
+    and returns; a background thread copies the journals into a local SQLite spool every
+    `journal_interval` seconds, another sends the spool in batches and removes what the server
+    stored. A conversation logged is never lost to an
     outage, a rate limit or a crash of the bot: it stays in the spool until the server has it
     (or refuses it for good: the spool's dead_letters table keeps it, with the server's words).
 
@@ -60,6 +62,7 @@ class AnalyticsTracker:
         max_backoff: float = 60.0,
         lease_seconds: float = 60.0,
         csat_retry_seconds: float = 600.0,
+        journal_interval: float = 0.1,
     ):
         del log_file  # the tutorial's JSONL file: nothing is written there any more
         url = url or os.environ.get("SUPPORTANALYTICS_URL")
@@ -97,9 +100,18 @@ class AnalyticsTracker:
             "csat_retry_seconds": csat_retry_seconds,
         }
         self._spool = Spool(self.spool_path, max_bytes=spool_max_bytes, full_error=SpoolFull)
+        # Without flock (Windows) each call writes to the spool itself (slower; as safe).
+        self._journals = (
+            _journal.Journals(
+                self._spool, backlog_bytes=min(spool_max_bytes, 64 * 1024**2), full_error=SpoolFull
+            )
+            if _journal.AVAILABLE
+            else None
+        )
+        self._journal_interval = journal_interval
         self._closed = False
         self._forked = False
-        self._sender = self._start_sender()
+        self._start_threads()
         atexit.register(self._at_exit)
         # gunicorn's --preload and multiprocessing fork a process that has a tracker: the
         # child gets new connections and its own sender on its first call.
@@ -110,10 +122,13 @@ class AnalyticsTracker:
             after_in_child=lambda: _call(reference, "_after_fork"),
         )
 
-    def _start_sender(self) -> Sender:
-        sender = Sender(spool=self._spool, **self._sender_settings)
-        sender.start()
-        return sender
+    def _start_threads(self) -> None:
+        self._mover = None
+        if self._journals is not None:
+            self._mover = _journal.Mover(self._journals, interval=self._journal_interval)
+            self._mover.start()
+        self._sender = Sender(spool=self._spool, **self._sender_settings)
+        self._sender.start()
 
     def _before_fork(self) -> None:
         self._spool.quiesce()
@@ -123,11 +138,13 @@ class AnalyticsTracker:
 
     def _after_fork(self) -> None:
         self._spool.after_fork()
+        if self._journals is not None:
+            self._journals.after_fork()
         self._forked = True
 
     def _restart_after_fork(self) -> None:
         self._forked = False
-        self._sender = self._start_sender()
+        self._start_threads()
 
     # --- Logging ----------------------------------------------------------------------------------
 
@@ -141,7 +158,8 @@ class AnalyticsTracker:
         csat: int | None = None,
         **fields: Any,
     ) -> None:
-        """Spool one finished conversation; returns once it is committed to the spool file.
+        """Spool one finished conversation; returns once it is in the journal's file (see
+        _journal.py: a kill -9 of the bot from then on loses nothing).
 
         The tutorial's arguments, plus the API's optional fields as keywords (`timestamp`,
         `channel`, `bot_version`, `ai_cost`, `outcome`, `escalation_reason`, `customer_id`,
@@ -174,7 +192,10 @@ class AnalyticsTracker:
         body = _rules.CONVERSATION.check(item)
         if "timestamp" not in body:
             body["timestamp"] = datetime.now(timezone.utc).isoformat()
-        self._spool.add(session_id, CONVERSATION, _to_json(body))
+        if self._journals is not None:
+            self._journals.append(session_id, _to_json(body), time.time())
+        else:
+            self._spool.add(session_id, CONVERSATION, _to_json(body))
 
     def log_csat(self, session_id: str, csat: int | None) -> None:
         """A late survey's score (1-5; None clears it). Written into the spooled conversation
@@ -186,6 +207,8 @@ class AnalyticsTracker:
             raise SupportAnalyticsError("This tracker is closed.")
         checked = _rules.CONVERSATION.fields["session_id"](session_id)
         _rules.CSAT.check({"csat": csat})
+        if self._journals is not None:
+            self._journals.move()  # the session's conversation may still be in a journal
         self._spool.add_csat(checked, csat)
 
     # --- Reading ----------------------------------------------------------------------------------
@@ -218,13 +241,22 @@ class AnalyticsTracker:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._sender.flushing():
             while True:
-                waiting = self._spool.pending_count()
+                waiting = self._waiting()
                 if not waiting or not self._sender.is_alive():
                     return waiting
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return waiting
                 time.sleep(0.05 if left is None else min(0.05, left))
+
+    def _waiting(self) -> int:
+        """Rows in the spool, and conversations a journal holds that the spool could not take."""
+        if self._journals is None:
+            return self._spool.pending_count()
+        if self._journals.orphans_waiting:
+            self._journals.recover()
+        self._journals.move()
+        return self._spool.pending_count() + self._journals.waiting()
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for at most `timeout` seconds (default: exit_timeout), then stop sending.
@@ -233,6 +265,9 @@ class AnalyticsTracker:
             return
         waiting = self.flush(self.exit_timeout if timeout is None else timeout)
         self._closed = True
+        if self._mover is not None:
+            self._mover.stop(timeout=1.0)
+            self._journals.close()
         self._sender.stop(timeout=1.0)
         atexit.unregister(self._at_exit)
         if waiting:
