@@ -28,6 +28,7 @@ the session id's length, the session id and the JSON body.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import mmap
@@ -50,7 +51,7 @@ from supportanalytics_client._spool import CONVERSATION, Spool
 logger = logging.getLogger("supportanalytics_client")
 
 AVAILABLE = fcntl is not None
-SEGMENT_BYTES = 2 * 1024 * 1024
+SEGMENT_BYTES = 1024 * 1024  # a new journal every 3,000-odd conversations of a thread
 RECOVER_SECONDS = 30.0
 _HEADER = struct.Struct("<II")  # the length of the rest, its CRC-32
 _FIXED = struct.Struct("<dQI")  # time of the call, sequence number, session id's length
@@ -175,13 +176,7 @@ class Journals:
         fd = os.open(new_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                # Blocks taken now: a write into the map never finds the disk full.
-                os.posix_fallocate(fd, 0, size)
-            except (AttributeError, OSError) as error:
-                if isinstance(error, OSError) and error.errno not in (None, 95):  # 95: EOPNOTSUPP
-                    raise
-                os.ftruncate(fd, size)
+            _allocate(fd, size)
             journal = Journal(name, path, fd, size, thread)
             os.rename(new_path, path)
         except OSError as error:
@@ -353,6 +348,22 @@ class Journals:
                 else:
                     journal.close()
             self._local = threading.local()
+
+
+def _allocate(fd: int, size: int) -> None:
+    """The file's blocks, taken now: a write into a map over a hole that finds the disk full
+    kills the process (SIGBUS); this raises OSError instead, at the call."""
+    try:
+        os.posix_fallocate(fd, 0, size)  # (Linux; glibc writes zeros where the file system can't)
+        return
+    except AttributeError:  # macOS
+        pass
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+    zeros = bytes(64 * 1024)
+    for offset in range(0, size, len(zeros)):
+        os.pwrite(fd, zeros[: size - offset], offset)
 
 
 def _lock_orphan(path: str) -> int | None:

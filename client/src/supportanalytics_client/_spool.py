@@ -1,8 +1,10 @@
 """The spool: one SQLite file where every logged conversation waits until the server has it.
 
-WAL journal with `synchronous=NORMAL`: a commit is in the operating system's hands when the
-call returns, so a `kill -9` of the bot loses nothing it logged; a power cut may lose the
-last commits (only a checkpoint syncs to disk). Several processes may share one file: the
+A logging call writes to its thread's journal (_journal.py), which a mover copies here every
+0.1 s; without a journal (no flock: Windows) the call inserts here itself (`add`).
+WAL journal with `synchronous=NORMAL`: a commit is in the operating system's hands when it
+returns, so a `kill -9` of the bot loses nothing committed; a power cut may lose the last
+commits (only a checkpoint syncs to disk). Several processes may share one file: the
 sender of each claims rows with a lease in one write transaction, so no two processes send
 the same rows, rows whose lease ran out (their process died) are claimed again, and a session's
 rows are claimed in the order they were logged (none while an earlier one of that session is
@@ -202,7 +204,7 @@ class Spool:
     # --- The calls ----------------------------------------------------------------------
 
     def add(self, session_id: str, kind: str, body: str) -> None:
-        """One row, committed before it returns (the logging call's only write)."""
+        """One row, committed before it returns (a logging call's write when there is no journal)."""
         connection = self.connection()
         try:
             with self._write_lock:
