@@ -196,6 +196,26 @@ def test_a_record_cut_short_ends_the_journal_and_what_came_before_is_recovered(m
     assert list((tmp_path / "spool.sqlite3.journals").iterdir()) == []
 
 
+def test_journals_a_thread_fills_faster_than_they_are_copied_stop_at_the_cap(
+    make_tracker, monkeypatch, tmp_path
+):
+    from supportanalytics_client import _journal
+
+    monkeypatch.setattr(_journal, "SEGMENT_BYTES", 4096)
+    tracker = make_tracker(DOWN, spool_max_bytes=64 * 1024, journal_interval=3600)  # never copied
+    logged = 0
+    with pytest.raises(SpoolFull, match="bytes wait in this thread's journals"):
+        for number in range(10_000):
+            log(tracker, f"s-{number}")
+            logged += 1
+    journals = list((tmp_path / "spool.sqlite3.journals").glob("*.journal"))
+    # At most a quarter of the spool's cap waits in a thread's journals.
+    assert 16 * 1024 <= sum(path.stat().st_size for path in journals) <= 16 * 1024 + 2 * 4096
+    assert tracker.flush(0) == logged  # copied now: every call that returned
+    log(tracker, "after")  # and the calls go on
+    assert tracker.flush(0) == logged + 1
+
+
 def test_a_session_logged_by_one_thread_after_another_keeps_its_order(make_tracker, stub, monkeypatch):
     from supportanalytics_client import _journal
 

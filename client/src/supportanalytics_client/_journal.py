@@ -150,18 +150,27 @@ class Journals:
             journal = self._next_journal(journal, size)
         start = journal.end
         if start - journal.moved > self.backlog_bytes:  # the mover is stuck (or the spool full)
-            raise self._full_error(
-                f"The spool {self.spool.path} is not taking conversations ({start - journal.moved:,} "
-                "bytes wait in this thread's journal): nothing was dropped; this call's conversation "
-                "was not stored."
-            )
+            self._stuck(start - journal.moved)
         journal.map[start + _HEADER.size : start + size] = rest
         journal.map[start : start + _HEADER.size] = _HEADER.pack(len(rest), zlib.crc32(rest))
         journal.end = start + size
         self._published[journal] = journal.end
 
+    def _stuck(self, waiting: int) -> None:
+        raise self._full_error(
+            f"The spool {self.spool.path} is not taking conversations ({waiting:,} bytes wait in "
+            "this thread's journals): nothing was dropped; this call's conversation was not stored."
+        )
+
     def _next_journal(self, previous: Journal | None, size: int) -> Journal:
-        journal = self._create(max(SEGMENT_BYTES, size), threading.current_thread())
+        thread = threading.current_thread()
+        if previous is not None:
+            # What this thread's journals hold that the spool does not have: a thread writing
+            # faster than the mover copies (or to a full spool) does not fill the disk.
+            waiting = sum(end - j.moved for j, end in self._published.copy().items() if j.thread is thread)
+            if waiting > self.backlog_bytes:
+                self._stuck(waiting)
+        journal = self._create(max(SEGMENT_BYTES, size), thread)
         if previous is not None:
             previous.retired = True  # after its last record was published (see move)
         self._local.journal = journal

@@ -103,7 +103,7 @@ class AnalyticsTracker:
         # Without flock (Windows) each call writes to the spool itself (slower; as safe).
         self._journals = (
             _journal.Journals(
-                self._spool, backlog_bytes=min(spool_max_bytes, 64 * 1024**2), full_error=SpoolFull
+                self._spool, backlog_bytes=min(spool_max_bytes // 4, 64 * 1024**2), full_error=SpoolFull
             )
             if _journal.AVAILABLE
             else None
