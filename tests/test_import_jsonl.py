@@ -1,5 +1,6 @@
 """`manage.py import_jsonl PATH...`: the tutorial tracker's analytics.jsonl files."""
 
+import gc
 import json
 import re
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from conversations.management.commands import import_jsonl
 from conversations.models import Conversation
@@ -406,6 +408,43 @@ def test_the_import_gives_back_pythons_switch_interval(tmp_path):
     assert run_import(bad).exit_code == 1
     assert sys.getswitchinterval() == before
     assert Conversation.objects.count() == 2
+
+
+def test_the_import_gives_back_the_garbage_collector(tmp_path):
+    # Off while the import runs, on again afterwards, error or not.
+    good = write_jsonl(tmp_path / "good.jsonl", [tracker_line("abc-1")])
+    bad = write_jsonl(tmp_path / "bad.jsonl", [tracker_line("abc-2"), "{"])
+
+    assert gc.isenabled()
+    assert run_import(good).exit_code == 0
+    assert gc.isenabled()
+    assert run_import(bad).exit_code == 1
+    assert gc.isenabled()
+
+
+def test_only_the_writers_connections_commit_without_waiting(tmp_path, monkeypatch):
+    # The writers' own connections commit asynchronously (safe: the import is idempotent);
+    # the command's connection, like every other, keeps the server's setting.
+    real_write = import_jsonl.services.conversations_ingest_write
+    settings_seen = []
+
+    def recording_write(prepared):
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            settings_seen.append(cursor.fetchone()[0])
+        return real_write(prepared)
+
+    monkeypatch.setattr(import_jsonl.services, "conversations_ingest_write", recording_write)
+    monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 1)
+    path = write_jsonl(tmp_path / "analytics.jsonl", [tracker_line(f"abc-{n}") for n in range(6)])
+
+    assert run_import(path).exit_code == 0
+
+    assert settings_seen == ["off"] * 6
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+    assert Conversation.objects.count() == 6
 
 
 def test_an_error_while_parsing_reaches_the_command(tmp_path, monkeypatch):
