@@ -328,6 +328,39 @@ def test_files_larger_than_one_batch_are_stored_completely(tmp_path, monkeypatch
     }
 
 
+def test_a_batch_ends_at_an_hour_once_it_holds_enough_lines(tmp_path, monkeypatch):
+    # Batches that share no hour share no hour or quarter-hour rollup rows; a batch ends where
+    # the lines pass into the next UTC hour once it holds HOUR_BATCH_MIN lines, and at
+    # BATCH_SIZE lines whatever the hour.
+    monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 4)
+    monkeypatch.setattr(import_jsonl, "HOUR_BATCH_MIN", 2)
+    real_write = import_jsonl.services.conversations_ingest_write
+    batches = []
+    lock = threading.Lock()
+
+    def recording_write(prepared):
+        with lock:
+            batches.append(sorted(prepared.items))
+        return real_write(prepared)
+
+    monkeypatch.setattr(import_jsonl.services, "conversations_ingest_write", recording_write)
+    # "b" at 11:59:59.999999+01:00 is 10:59:59.999999 UTC, "c" at 11:00 UTC: an hour's edge.
+    timestamps = {
+        "a": "2026-03-13T10:00:00",
+        "b": "2026-03-13T11:59:59.999999+01:00",
+        **dict.fromkeys("cdefg", "2026-03-13T11:00:00"),
+        "h": "2026-03-13T12:30:00",
+    }
+    lines = [tracker_line(session, timestamp=timestamp) for session, timestamp in timestamps.items()]
+    path = write_jsonl(tmp_path / "analytics.jsonl", lines)
+
+    assert run_import(path).exit_code == 0
+
+    # 10:00-10:59 ends at 11:00; "c"-"f" fill a batch; "g" alone is too few to end at 12:00.
+    assert sorted(batches) == [["a", "b"], ["c", "d", "e", "f"], ["g", "h"]]
+    assert Conversation.objects.count() == 8
+
+
 def test_a_database_error_stops_the_import_and_every_writer_thread(tmp_path, monkeypatch):
     # Writes run in writer threads; when one fails, the command fails with that error, the
     # other writers stop too, and so does parsing, blocked on a full queue (no hang, no

@@ -23,6 +23,11 @@ from conversations.services import ConversationIn
 # and live ingestion shares PostgreSQL's lock table (max_locks_per_transaction × connections:
 # 6,400 entries by default): the writers together hold at most WRITERS × BATCH_SIZE = 3,000.
 BATCH_SIZE = 1_000
+# A batch also ends where the file's lines pass into the next UTC hour, once it holds at least
+# this many: consecutive batches then share no hour or quarter-hour rollup rows (only the
+# day's), so each of those rows is inserted once instead of inserted and updated, and a writer
+# does not wait on the hour rows of the batch before its own.
+HOUR_BATCH_MIN = BATCH_SIZE // 2
 # Parsed batches waiting for each writer, at most.
 QUEUED_BATCHES = 4
 
@@ -279,6 +284,7 @@ class Command(BaseCommand):
             put(writer, in_flight.add(number, writer, services.conversations_ingest_prepare(items=items)))
 
         batch: list[ConversationIn] = []
+        batch_hour = None  # the UTC hour of the batch's last line (seconds // 3600)
         received_at = now = timezone.now()
         with path.open("rb") as file:
             for number, raw in enumerate(file, start=1):
@@ -294,6 +300,12 @@ class Command(BaseCommand):
                     totals["bad"] += 1
                     progress.write(f"{path}:{number}: {reason}", file=self.stderr._out)
                     continue
+                hour = conversation.timestamp.timestamp() // 3600
+                if hour != batch_hour:
+                    if len(batch) >= HOUR_BATCH_MIN:
+                        hand_over(batch)
+                        batch = []
+                    batch_hour = hour
                 batch.append(conversation)
                 if len(batch) >= BATCH_SIZE:
                     hand_over(batch)
