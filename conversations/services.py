@@ -642,6 +642,15 @@ WITH
         SELECT m.*, coalesce(f.followed_up, false) AS followed_up
         FROM merged_values m LEFT JOIN follow_flags f USING (session_id)
     ),
+    changes AS (
+        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
+        UNION ALL
+        SELECT 1, {_changed_values(csat="stored_csat")} FROM merged
+        UNION ALL{_REFOLLOWED_CHANGES}
+    ),
+    {changes_to},
+    -- Last in the list, so it runs first when the main query does not read it (the rollup
+    -- CTEs above say why): the rollup rows, which other writers wait for, are locked after it.
     upserted AS (
         INSERT INTO conversations_conversation AS t (
             session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
@@ -660,14 +669,7 @@ WITH
             escalation_reason = EXCLUDED.escalation_reason, customer_hash = EXCLUDED.customer_hash,
             followed_up = EXCLUDED.followed_up, received_at = EXCLUDED.received_at
         RETURNING t.id, t.session_id
-    ),
-    changes AS (
-        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
-        UNION ALL
-        SELECT 1, {_changed_values(csat="stored_csat")} FROM merged
-        UNION ALL{_REFOLLOWED_CHANGES}
-    ),
-    {changes_to}
+    )
 {select}"""
 
 
