@@ -344,6 +344,15 @@ def _pipeline(
                 _create_topics(side_cursor, topics, timezone.now())
             if releases:
                 _record_releases(side_cursor, releases, timezone.now())
+            if commit and not prepare:
+                # The planner cannot tell how many rows a batch's arrays and the joins of its
+                # CTEs give, guesses a hundred times too many, and sorts them to aggregate (a
+                # hash table that size would not fit in work_mem); there are a few thousand,
+                # which hash aggregates and joins take in about 8% less time for the whole
+                # statement (medians of alternated runs, a batch of 1,000 lines at 500,000
+                # stored). For this statement only: its transaction ends with it. (A statement
+                # prepared and kept, or run in a caller's transaction, is planned as before.)
+                side_cursor.execute("SET LOCAL enable_sort = off")
             cursor.execute(sql.text, sql.values(params), prepare=prepare)
             if commit:
                 side_cursor.execute("COMMIT")
