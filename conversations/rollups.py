@@ -195,11 +195,16 @@ def _delta_ctes(prefix: str, keys: list[str], source: str) -> str:
 
 
 def _upsert_cte(prefix: str, table: str, keys: list[str]) -> str:
-    """A CTE that adds the rows of `{prefix}_deltas` to `table`, in key order. Rows whose
-    delta is all zero (a re-post of the same values) are not written."""
+    """A CTE that adds the rows of `{prefix}_deltas` to `table`, in key order, the day rows
+    last. Rows whose delta is all zero (a re-post of the same values) are not written.
+
+    Day rows last: a day's rows are the ones that writers of nearby times all update (an
+    import's batches of consecutive hours), and a row stays locked from its update until the
+    commit; taken last, they are held for the end of the statement only, not while the rest of
+    the rollups are written."""
     key_list = ", ".join(keys)
     nonzero = " OR ".join(f"{name} <> 0" for name in METRICS)
-    order = ", ".join(f"{key} NULLS FIRST" for key in keys)
+    order = ", ".join([f"span = '{Span.DAY}'", *(f"{key} NULLS FIRST" for key in keys)])
     updates = ", ".join(f"{name} = t.{name} + EXCLUDED.{name}" for name in METRICS)
     return f"""
     {prefix}_upserted AS (
@@ -226,8 +231,10 @@ def _topic_changes(name: str, source: str) -> str:
 
 
 # Appended to a statement's WITH list after its `changes` CTE (columns: CHANGE_COLUMNS).
-# Every writer uses this same text, so all take the conversation rollup rows first, then the
-# topic rollup rows, each in key order.
+# Every writer uses this same text, so all lock the rollup rows in one order: PostgreSQL runs
+# the data-modifying CTEs that the main query does not read once it has finished, the last
+# written first (nodeModifyTable.c, es_auxmodifytables), so the topic rollup rows, then the
+# conversation rollup rows, each in `_upsert_cte`'s order.
 CHANGES_TO_ROLLUPS = f"""
     {_topic_changes("topic_changes", "changes")},
     {_delta_ctes("conversation", _CONVERSATION_KEYS, "changes")},

@@ -344,6 +344,15 @@ def _pipeline(
                 _create_topics(side_cursor, topics, timezone.now())
             if releases:
                 _record_releases(side_cursor, releases, timezone.now())
+            if commit and not prepare:
+                # The planner cannot tell how many rows a batch's arrays and the joins of its
+                # CTEs give, guesses a hundred times too many, and sorts them to aggregate (a
+                # hash table that size would not fit in work_mem); there are a few thousand,
+                # which hash aggregates and joins take in about 8% less time for the whole
+                # statement (medians of alternated runs, a batch of 1,000 lines at 500,000
+                # stored). For this statement only: its transaction ends with it. (A statement
+                # prepared and kept, or run in a caller's transaction, is planned as before.)
+                side_cursor.execute("SET LOCAL enable_sort = off")
             cursor.execute(sql.text, sql.values(params), prepare=prepare)
             if commit:
                 side_cursor.execute("COMMIT")
@@ -642,6 +651,15 @@ WITH
         SELECT m.*, coalesce(f.followed_up, false) AS followed_up
         FROM merged_values m LEFT JOIN follow_flags f USING (session_id)
     ),
+    changes AS (
+        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
+        UNION ALL
+        SELECT 1, {_changed_values(csat="stored_csat")} FROM merged
+        UNION ALL{_REFOLLOWED_CHANGES}
+    ),
+    {changes_to},
+    -- Last in the list, so it runs first when the main query does not read it (the rollup
+    -- CTEs above say why): the rollup rows, which other writers wait for, are locked after it.
     upserted AS (
         INSERT INTO conversations_conversation AS t (
             session_id, timestamp, turns, resolved_by_ai, avg_response_ms, response_count,
@@ -660,14 +678,7 @@ WITH
             escalation_reason = EXCLUDED.escalation_reason, customer_hash = EXCLUDED.customer_hash,
             followed_up = EXCLUDED.followed_up, received_at = EXCLUDED.received_at
         RETURNING t.id, t.session_id
-    ),
-    changes AS (
-        SELECT -1 AS sign, {_CHANGE_VALUES} FROM old
-        UNION ALL
-        SELECT 1, {_changed_values(csat="stored_csat")} FROM merged
-        UNION ALL{_REFOLLOWED_CHANGES}
-    ),
-    {changes_to}
+    )
 {select}"""
 
 

@@ -1,5 +1,6 @@
 """`manage.py import_jsonl PATH...`: the tutorial tracker's analytics.jsonl files."""
 
+import gc
 import json
 import re
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from conversations.management.commands import import_jsonl
 from conversations.models import Conversation
@@ -326,6 +328,39 @@ def test_files_larger_than_one_batch_are_stored_completely(tmp_path, monkeypatch
     }
 
 
+def test_a_batch_ends_at_an_hour_once_it_holds_enough_lines(tmp_path, monkeypatch):
+    # Batches that share no hour share no hour or quarter-hour rollup rows; a batch ends where
+    # the lines pass into the next UTC hour once it holds HOUR_BATCH_MIN lines, and at
+    # BATCH_SIZE lines whatever the hour.
+    monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 4)
+    monkeypatch.setattr(import_jsonl, "HOUR_BATCH_MIN", 2)
+    real_write = import_jsonl.services.conversations_ingest_write
+    batches = []
+    lock = threading.Lock()
+
+    def recording_write(prepared):
+        with lock:
+            batches.append(sorted(prepared.items))
+        return real_write(prepared)
+
+    monkeypatch.setattr(import_jsonl.services, "conversations_ingest_write", recording_write)
+    # "b" at 11:59:59.999999+01:00 is 10:59:59.999999 UTC, "c" at 11:00 UTC: an hour's edge.
+    timestamps = {
+        "a": "2026-03-13T10:00:00",
+        "b": "2026-03-13T11:59:59.999999+01:00",
+        **dict.fromkeys("cdefg", "2026-03-13T11:00:00"),
+        "h": "2026-03-13T12:30:00",
+    }
+    lines = [tracker_line(session, timestamp=timestamp) for session, timestamp in timestamps.items()]
+    path = write_jsonl(tmp_path / "analytics.jsonl", lines)
+
+    assert run_import(path).exit_code == 0
+
+    # 10:00-10:59 ends at 11:00; "c"-"f" fill a batch; "g" alone is too few to end at 12:00.
+    assert sorted(batches) == [["a", "b"], ["c", "d", "e", "f"], ["g", "h"]]
+    assert Conversation.objects.count() == 8
+
+
 def test_a_database_error_stops_the_import_and_every_writer_thread(tmp_path, monkeypatch):
     # Writes run in writer threads; when one fails, the command fails with that error, the
     # other writers stop too, and so does parsing, blocked on a full queue (no hang, no
@@ -406,6 +441,43 @@ def test_the_import_gives_back_pythons_switch_interval(tmp_path):
     assert run_import(bad).exit_code == 1
     assert sys.getswitchinterval() == before
     assert Conversation.objects.count() == 2
+
+
+def test_the_import_gives_back_the_garbage_collector(tmp_path):
+    # Off while the import runs, on again afterwards, error or not.
+    good = write_jsonl(tmp_path / "good.jsonl", [tracker_line("abc-1")])
+    bad = write_jsonl(tmp_path / "bad.jsonl", [tracker_line("abc-2"), "{"])
+
+    assert gc.isenabled()
+    assert run_import(good).exit_code == 0
+    assert gc.isenabled()
+    assert run_import(bad).exit_code == 1
+    assert gc.isenabled()
+
+
+def test_only_the_writers_connections_commit_without_waiting(tmp_path, monkeypatch):
+    # The writers' own connections commit asynchronously (safe: the import is idempotent);
+    # the command's connection, like every other, keeps the server's setting.
+    real_write = import_jsonl.services.conversations_ingest_write
+    settings_seen = []
+
+    def recording_write(prepared):
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            settings_seen.append(cursor.fetchone()[0])
+        return real_write(prepared)
+
+    monkeypatch.setattr(import_jsonl.services, "conversations_ingest_write", recording_write)
+    monkeypatch.setattr(import_jsonl, "BATCH_SIZE", 1)
+    path = write_jsonl(tmp_path / "analytics.jsonl", [tracker_line(f"abc-{n}") for n in range(6)])
+
+    assert run_import(path).exit_code == 0
+
+    assert settings_seen == ["off"] * 6
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+    assert Conversation.objects.count() == 6
 
 
 def test_an_error_while_parsing_reaches_the_command(tmp_path, monkeypatch):
