@@ -190,11 +190,12 @@ class AnalyticsTracker:
                 )
             item.update(fields)
         body = _rules.CONVERSATION.check(item)
-        if "timestamp" not in body:
-            body["timestamp"] = datetime.now(timezone.utc).isoformat()
         if self._journals is not None:
-            self._journals.append(session_id, _to_json(body), time.time())
+            called_at = time.time()
+            self._journals.append(session_id, _to_json(body), called_at, stamp="timestamp" not in body)
         else:
+            if "timestamp" not in body:
+                body["timestamp"] = datetime.now(timezone.utc).isoformat()
             self._spool.add(session_id, CONVERSATION, _to_json(body))
 
     def log_csat(self, session_id: str, csat: int | None) -> None:
