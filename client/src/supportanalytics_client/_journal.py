@@ -297,10 +297,11 @@ class Journals:
             self.orphans_waiting = 0
             for orphans in by_process.values():
                 recovered += self._recover_process(orphans)
-            # Progress rows of journals deleted by a process that died before it forgot them
-            # (a row is written only once its file is there).
+            # Progress rows of journals deleted by a process that died before it forgot them.
+            # The rows first, then the files: a row is written only once its file is there.
+            names = self.spool.journal_names()
             files = set(os.listdir(self.directory))
-            stale = [name for name in self.spool.journal_names() if name + SUFFIX not in files]
+            stale = [name for name in names if name + SUFFIX not in files]
             if stale:
                 self.spool.forget_journals(stale)
         return recovered
