@@ -108,6 +108,11 @@ def _roll_back(connection: sqlite3.Connection) -> None:
         connection.execute("ROLLBACK")
 
 
+def _placeholders(chunk: Sequence) -> str:
+    """`?,?,?` for an `IN (...)` of the chunk's values."""
+    return ",".join("?" * len(chunk))
+
+
 def _chunks(values: Sequence, size: int = CHUNK) -> Iterator[Sequence]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -221,8 +226,9 @@ class Spool:
         self, rows: Sequence[tuple[str, str, str, float]], progress: Sequence[tuple[str, int]]
     ) -> None:
         """Rows copied from journals, in order, with how far each journal is copied now: one
-        transaction, and one INSERT per CHUNK rows (each statement gives the interpreter lock
-        away while SQLite works; the logging threads should not have to win it back often)."""
+        transaction, and one multi-row INSERT per 4,000 rows (fewer where SQLite allows fewer
+        parameters): each statement gives the interpreter lock away while SQLite works, and
+        the logging threads should not have to win it back once per row."""
         try:
             with self._writing() as connection:
                 per_statement = min(_variable_limit(connection) // 4, 4000)
@@ -248,7 +254,7 @@ class Spool:
         with self._reading() as connection:
             found: dict[str, int] = {}
             for chunk in _chunks(names):
-                marks = ",".join("?" * len(chunk))
+                marks = _placeholders(chunk)
                 found.update(
                     connection.execute(f"SELECT name, moved FROM journals WHERE name IN ({marks})", chunk)
                 )
@@ -261,7 +267,7 @@ class Spool:
     def forget_journals(self, names: Sequence[str]) -> None:
         with self._writing() as connection:
             for chunk in _chunks(names):
-                marks = ",".join("?" * len(chunk))
+                marks = _placeholders(chunk)
                 connection.execute(f"DELETE FROM journals WHERE name IN ({marks})", chunk)
 
     def add_csat(self, session_id: str, csat: int | None) -> None:
@@ -336,7 +342,7 @@ class Spool:
                 try:
                     leased = 0
                     for chunk in _chunks(ids):
-                        marks = ",".join("?" * len(chunk))
+                        marks = _placeholders(chunk)
                         leased += connection.execute(
                             f"UPDATE pending SET lease_owner = ?, lease_until = ? WHERE id IN ({marks}) "
                             "AND (lease_until IS NULL OR lease_until <= ?) AND next_attempt_at <= ?",
@@ -401,7 +407,7 @@ class Spool:
         ids = [row.id for row in rows]
         with self._writing() as connection:
             for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
+                marks = _placeholders(chunk)
                 connection.execute(
                     f"DELETE FROM pending WHERE id IN ({marks}) AND lease_owner = ?", (*chunk, owner)
                 )
@@ -413,7 +419,7 @@ class Spool:
         ids = [row.id for row in rows]
         with self._writing() as connection:
             for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
+                marks = _placeholders(chunk)
                 connection.execute(
                     "UPDATE pending SET lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, "
                     f"attempts = attempts + ? WHERE id IN ({marks}) AND lease_owner = ?",

@@ -36,9 +36,9 @@ class AnalyticsTracker:
     the conversation to its thread's journal (a memory-mapped file: no lock, no system call)
     and returns; a background thread copies the journals into a local SQLite spool every
     `journal_interval` seconds, another sends the spool in batches and removes what the server
-    stored. A conversation logged is never lost to an
-    outage, a rate limit or a crash of the bot: it stays in the spool until the server has it
-    (or refuses it for good: the spool's dead_letters table keeps it, with the server's words).
+    stored. A conversation logged is never lost to an outage, a rate limit or a crash of the
+    bot: it stays in the spool until the server has it (or refuses it for good: the spool's
+    dead_letters table keeps it, with the server's words).
 
     Configured by arguments or the environment: SUPPORTANALYTICS_URL (the server's base URL),
     SUPPORTANALYTICS_API_KEY (a key with the `ingest` or `all` scope), and optionally
